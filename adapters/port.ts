@@ -1,0 +1,186 @@
+/**
+ * The hypervisor port: what the engine needs from a hypervisor, in QEMU's vocabulary. Two
+ * adapters implement it: the in-process simulator (adapters/sim) and real QEMU over QMP
+ * (adapters/qmp). Every method returns a neverthrow ResultAsync and never throws; every
+ * mutating method is idempotent, so a restored job can safely run it again.
+ */
+import type { ResultAsync } from 'neverthrow';
+import type { Observable } from 'rxjs';
+
+/** QEMU JobStatus (qapi/job.json). */
+export type JobStatus =
+  | 'undefined'
+  | 'created'
+  | 'running'
+  | 'paused'
+  | 'ready'
+  | 'standby'
+  | 'waiting'
+  | 'pending'
+  | 'aborting'
+  | 'concluded'
+  | 'null';
+
+/** on-target-error / on-source-error policies of blockdev-mirror. */
+export type IoErrorPolicy = 'report' | 'stop' | 'ignore' | 'enospc';
+export type ImageFormat = 'qcow2' | 'raw';
+export type CopyMode = 'background' | 'write-blocking';
+
+export interface BackingRef {
+  readonly path: string;
+  readonly format: ImageFormat;
+}
+
+/** One image file of a chain, as the adapter sees it (qemu-img info). */
+export interface ImageInfo {
+  readonly path: string;
+  readonly format: ImageFormat;
+  /** Guest-visible size in bytes. */
+  readonly virtualSize: number;
+  readonly backing: BackingRef | null;
+}
+
+export interface DomainInfo {
+  readonly name: string;
+  readonly running: boolean;
+  readonly persistent: boolean;
+  readonly disks: readonly string[];
+}
+
+export interface DiskInfo {
+  readonly domain: string;
+  /** Target name, e.g. "vda". */
+  readonly disk: string;
+  /** The chain from the active (top) image down to the base. */
+  readonly chain: readonly ImageInfo[];
+}
+
+export type DestinationProbe =
+  | { readonly exists: false }
+  | {
+      readonly exists: true;
+      readonly kind: 'file' | 'block' | 'other';
+      /** Bytes the file occupies (st_size); 0 for a fresh empty file. */
+      readonly size: number;
+      /** Probed image header; null when it cannot be probed. */
+      readonly image: ImageInfo | null;
+      /** True when the image holds no data (no allocated clusters / all zero). */
+      readonly empty: boolean;
+    };
+
+export interface CreateDestinationSpec {
+  readonly path: string;
+  readonly format: ImageFormat;
+  readonly virtualSize: number;
+  /** For shallow copies: the source's backing image, written into the new image's header. */
+  readonly backing: BackingRef | null;
+}
+
+export interface MirrorSpec {
+  /** Explicit QEMU job id (required with node names, qemu-mirror.md §0.13). */
+  readonly jobId: string;
+  readonly domain: string;
+  readonly disk: string;
+  readonly destination: { readonly path: string; readonly format: ImageFormat };
+  /** Shallow copies: the source's backing, attached as the target node's backing (b2 pitfall). */
+  readonly destinationBacking: BackingRef | null;
+  readonly sync: 'full' | 'top';
+  /** Bytes per second; 0 = unlimited. */
+  readonly speed: number;
+  readonly onTargetError: IoErrorPolicy;
+  readonly onSourceError: IoErrorPolicy;
+  readonly copyMode: CopyMode;
+}
+
+/** A job as query-jobs + query-block-jobs report it. */
+export interface HypervisorJobInfo {
+  readonly jobId: string;
+  readonly status: JobStatus;
+  readonly offset: number;
+  readonly len: number;
+  readonly speed: number;
+  readonly ready: boolean;
+  readonly paused: boolean;
+  readonly ioStatus: 'ok' | 'failed' | 'nospace';
+  /** Present once concluded with an error. */
+  readonly error?: string;
+}
+
+/** Events as QEMU sends them, normalized (the job id is QEMU's `id`/`device`). */
+export type HypervisorEvent =
+  | { readonly kind: 'job-status'; readonly jobId: string; readonly status: JobStatus }
+  | {
+      readonly kind: 'job-ready';
+      readonly jobId: string;
+      readonly len: number;
+      readonly offset: number;
+      readonly speed: number;
+    }
+  | {
+      readonly kind: 'job-completed';
+      readonly jobId: string;
+      readonly len: number;
+      readonly offset: number;
+      readonly speed: number;
+      readonly error?: string;
+    }
+  | {
+      readonly kind: 'job-cancelled';
+      readonly jobId: string;
+      readonly len: number;
+      readonly offset: number;
+      readonly speed: number;
+    }
+  | {
+      readonly kind: 'job-error';
+      readonly jobId: string;
+      readonly operation: 'read' | 'write';
+      readonly action: 'ignore' | 'report' | 'stop';
+    }
+  /** The monitor connection dropped; events in between are lost (QEMU does not replay them). */
+  | { readonly kind: 'connection-lost'; readonly reason: string }
+  /** The connection is back; the engine must resync from queries. */
+  | { readonly kind: 'connection-restored' }
+  /** The hypervisor process is gone: every job with it. */
+  | { readonly kind: 'hypervisor-gone'; readonly reason: string };
+
+export interface HypervisorError {
+  /** qmp: QEMU answered with an error; connection: no answer; io: a local file operation failed. */
+  readonly kind: 'qmp' | 'connection' | 'timeout' | 'io' | 'invalid';
+  /** QMP error class (GenericError, DeviceNotActive, …) when kind is qmp. */
+  readonly errorClass?: string;
+  readonly command: string;
+  readonly desc: string;
+}
+
+export interface HypervisorPort {
+  /** "sim" or "qmp:<socket>". */
+  readonly name: string;
+  readonly events$: Observable<HypervisorEvent>;
+
+  getDomain(domain: string): ResultAsync<DomainInfo | null, HypervisorError>;
+  describeDisk(domain: string, disk: string): ResultAsync<DiskInfo | null, HypervisorError>;
+  probeDestination(path: string): ResultAsync<DestinationProbe, HypervisorError>;
+  /** Creates an empty image. Idempotent: an identical image already created by this adapter is fine. */
+  createDestination(spec: CreateDestinationSpec): ResultAsync<void, HypervisorError>;
+  /** Removes an image the engine created. Idempotent: a missing file is fine. */
+  removeDestination(path: string): ResultAsync<void, HypervisorError>;
+
+  /** blockdev-mirror (after attaching the destination). Idempotent: an existing job with this id is fine. */
+  startMirror(spec: MirrorSpec): ResultAsync<void, HypervisorError>;
+  /** null when the hypervisor has no such job. */
+  queryJob(jobId: string): ResultAsync<HypervisorJobInfo | null, HypervisorError>;
+  /** block-job-complete: the pivot request. */
+  completeJob(jobId: string): ResultAsync<void, HypervisorError>;
+  /** block-job-cancel; force=false after ready leaves a consistent copy. */
+  cancelJob(jobId: string, force: boolean): ResultAsync<void, HypervisorError>;
+  pauseJob(jobId: string): ResultAsync<void, HypervisorError>;
+  resumeJob(jobId: string): ResultAsync<void, HypervisorError>;
+  setJobSpeed(jobId: string, bytesPerSecond: number): ResultAsync<void, HypervisorError>;
+  /** job-dismiss of a concluded job, and detach of the job's leftover nodes. Idempotent. */
+  dismissJob(jobId: string): ResultAsync<void, HypervisorError>;
+  /** Path of the image the disk's guest device now reads from (to confirm a pivot). */
+  activeImage(domain: string, disk: string): ResultAsync<string, HypervisorError>;
+
+  close(): Promise<void>;
+}

@@ -1,0 +1,106 @@
+/**
+ * Typed libvirt-style errors. Every refusal the engine makes carries libvirt's error code name,
+ * its ABI number and a message shaped like libvirt's ("<template>: <detail>"), so that a caller
+ * used to libvirt can match on the same codes. See ../shared/spec/libvirt-api.md §1.11.
+ */
+
+/** libvirt virErrorNumber values used by block copy (ABI, include/libvirt/virterror.h). */
+export const ErrorNumber = {
+  VIR_ERR_INTERNAL_ERROR: 1,
+  VIR_ERR_NO_SUPPORT: 3,
+  VIR_ERR_INVALID_ARG: 8,
+  VIR_ERR_OPERATION_FAILED: 9,
+  VIR_ERR_OPERATION_DENIED: 29,
+  VIR_ERR_SYSTEM_ERROR: 38,
+  VIR_ERR_NO_DOMAIN: 42,
+  VIR_ERR_OPERATION_INVALID: 55,
+  VIR_ERR_CONFIG_UNSUPPORTED: 67,
+  VIR_ERR_ARGUMENT_UNSUPPORTED: 74,
+  VIR_ERR_OVERFLOW: 82,
+  VIR_ERR_BLOCK_COPY_ACTIVE: 83,
+  VIR_ERR_OPERATION_UNSUPPORTED: 84,
+} as const;
+
+export type ErrorCode = keyof typeof ErrorNumber;
+
+/** The message template libvirt prefixes to the detail (src/util/virerror.c). */
+const templates: Record<ErrorCode, string> = {
+  VIR_ERR_INTERNAL_ERROR: 'internal error',
+  VIR_ERR_NO_SUPPORT: 'this function is not supported by the connection driver',
+  VIR_ERR_INVALID_ARG: 'invalid argument',
+  VIR_ERR_OPERATION_FAILED: 'operation failed',
+  VIR_ERR_OPERATION_DENIED: 'operation forbidden',
+  VIR_ERR_SYSTEM_ERROR: 'system error',
+  VIR_ERR_NO_DOMAIN: 'Domain not found',
+  VIR_ERR_OPERATION_INVALID: 'Requested operation is not valid',
+  VIR_ERR_CONFIG_UNSUPPORTED: 'unsupported configuration',
+  VIR_ERR_ARGUMENT_UNSUPPORTED: 'argument unsupported',
+  VIR_ERR_OVERFLOW: 'numerical overflow',
+  VIR_ERR_BLOCK_COPY_ACTIVE: 'block copy still active',
+  VIR_ERR_OPERATION_UNSUPPORTED: 'Operation not supported',
+};
+
+/** A refusal or failure, as plain serializable data (it may be stored in machine context). */
+export interface BlockCopyError {
+  readonly code: ErrorCode;
+  readonly number: number;
+  /** Full message: "<template>: <detail>". */
+  readonly message: string;
+  /** The detail alone, without libvirt's template. */
+  readonly detail: string;
+}
+
+export function blockCopyError(code: ErrorCode, detail: string): BlockCopyError {
+  return { code, number: ErrorNumber[code], message: `${templates[code]}: ${detail}`, detail };
+}
+
+/** Named constructors for the catalogue, in the wording of today's libvirt. */
+export const errors = {
+  unsupportedFlags: (flags: number, fn: string) =>
+    blockCopyError('VIR_ERR_INVALID_ARG', `unsupported flags (0x${flags.toString(16)}) in function ${fn}`),
+  diskNull: (fn: string) => blockCopyError('VIR_ERR_INVALID_ARG', `disk in ${fn} must not be NULL`),
+  baseNull: (fn: string) => blockCopyError('VIR_ERR_INVALID_ARG', `base in ${fn} must not be NULL`),
+  flagsRequireCopy: () => blockCopyError('VIR_ERR_INVALID_ARG', 'use of flags requires a copy job'),
+  noDomain: (domain: string) => blockCopyError('VIR_ERR_NO_DOMAIN', `no domain with matching name '${domain}'`),
+  domainNotRunning: () => blockCopyError('VIR_ERR_OPERATION_INVALID', 'domain is not running'),
+  domainNotTransient: () => blockCopyError('VIR_ERR_OPERATION_INVALID', 'domain is not transient'),
+  diskNotFound: (disk: string) => blockCopyError('VIR_ERR_INVALID_ARG', `disk '${disk}' not found in domain`),
+  diskInCopyJob: (disk: string) =>
+    blockCopyError('VIR_ERR_BLOCK_COPY_ACTIVE', `disk '${disk}' already in active block job`),
+  relativeDestination: () => blockCopyError('VIR_ERR_INVALID_ARG', 'absolute path must be used as block copy target'),
+  bandwidthBytesOverflow: () =>
+    blockCopyError(
+      'VIR_ERR_INVALID_ARG',
+      "bandwidth must be less than '9223372036854775807' bytes/s (8796093022207 MiB/s)",
+    ),
+  bandwidthMiBOverflow: () => blockCopyError('VIR_ERR_OVERFLOW', 'bandwidth must be less than 8796093022207'),
+  granularityNotPowerOfTwo: () => blockCopyError('VIR_ERR_INVALID_ARG', 'granularity must be power of 2'),
+  relativeBackingDuringCopy: () =>
+    blockCopyError('VIR_ERR_ARGUMENT_UNSUPPORTED', 'Relative backing during copy not supported yet'),
+  shallowIntoRaw: (disk: string) =>
+    blockCopyError('VIR_ERR_CONFIG_UNSUPPORTED', `shallow copy of disk '${disk}' into a raw file is not possible`),
+  destinationStatFailed: (path: string) =>
+    blockCopyError('VIR_ERR_SYSTEM_ERROR', `unable to stat block copy target '${path}'`),
+  destinationMissing: (disk: string, path: string) =>
+    blockCopyError('VIR_ERR_SYSTEM_ERROR', `missing destination file for disk ${disk}: ${path}`),
+  destinationExists: (disk: string, path: string) =>
+    blockCopyError(
+      'VIR_ERR_CONFIG_UNSUPPORTED',
+      `external destination file for disk ${disk} already exists and is not a block device: ${path}`,
+    ),
+  reusedFormatUnknown: () =>
+    blockCopyError('VIR_ERR_CONFIG_UNSUPPORTED', 'reused mirror destination format must be specified'),
+  createFailed: (why: string) => blockCopyError('VIR_ERR_SYSTEM_ERROR', `failed to create copy target: ${why}`),
+  noActiveJob: (disk: string) =>
+    blockCopyError('VIR_ERR_INVALID_ARG', `disk ${disk} does not have an active block job`),
+  stillBeingEnded: (disk: string) =>
+    blockCopyError('VIR_ERR_OPERATION_INVALID', `block job on disk '${disk}' is still being ended`),
+  notReadyForPivot: (disk: string) =>
+    blockCopyError('VIR_ERR_BLOCK_COPY_ACTIVE', `block job '${disk}' not ready for pivot yet`),
+  failedWhilePivoting: (disk: string, why?: string) =>
+    blockCopyError('VIR_ERR_OPERATION_FAILED', `block job '${disk}' failed while pivoting${why ? `: ${why}` : ''}`),
+  hypervisorCommand: (command: string, why: string) =>
+    blockCopyError('VIR_ERR_INTERNAL_ERROR', `unable to execute QEMU command '${command}': ${why}`),
+  noActiveQemuJob: (job: string) => blockCopyError('VIR_ERR_OPERATION_INVALID', `No active block job '${job}'`),
+  domainOperationRefused: (what: string) => blockCopyError('VIR_ERR_BLOCK_COPY_ACTIVE', what),
+} as const;

@@ -1,0 +1,65 @@
+/**
+ * What a copy request is, once its arguments are read (CopyRequest), and what the engine will do
+ * for it, once every rule has passed (CopyPlan). Both are plain data: they live in the job
+ * machine's context and survive a JSON round trip.
+ */
+import type {
+  BackingRef,
+  CopyMode,
+  DestinationProbe,
+  DiskInfo,
+  DomainInfo,
+  ImageFormat,
+  IoErrorPolicy,
+} from '../adapters/port.js';
+
+/** A block copy request after argument checks, normalized from blockRebase or blockCopy. */
+export interface CopyRequest {
+  readonly api: 'virDomainBlockRebase' | 'virDomainBlockCopy';
+  readonly domain: string;
+  readonly disk: string;
+  /** Absolute destination path. */
+  readonly destination: string;
+  /** Forced destination format (COPY_RAW → raw); undefined: inherit (new) or probe (reused). */
+  readonly format: ImageFormat | undefined;
+  readonly shallow: boolean;
+  readonly reuseExternal: boolean;
+  readonly transientJob: boolean;
+  readonly synchronousWrites: boolean;
+  /** Bytes per second; 0 = unlimited. */
+  readonly bandwidth: number;
+  readonly granularity: number;
+  readonly bufSize: number;
+  readonly onTargetError: IoErrorPolicy;
+  readonly onSourceError: IoErrorPolicy;
+  /** The raw flags as given, for reports. */
+  readonly flags: number;
+}
+
+/** Facts the planner needs, gathered read-only from the hypervisor. */
+export interface CopyFacts {
+  readonly domain: DomainInfo | null;
+  readonly disk: DiskInfo | null;
+  /** True when another block job already owns the disk. */
+  readonly diskBusy: boolean;
+  readonly destination: DestinationProbe;
+}
+
+/** The outcome of a valid request: what will be copied where. */
+export interface CopyPlan {
+  readonly domain: string;
+  readonly disk: string;
+  readonly sync: 'full' | 'top';
+  readonly destination: { readonly path: string; readonly format: ImageFormat };
+  readonly destinationAction: 'create' | 'reuse';
+  /** Shallow copies: the source's backing image, shared by the destination. */
+  readonly backing: BackingRef | null;
+  /** Guest-visible size of the disk, in bytes. */
+  readonly virtualSize: number;
+  readonly speed: number;
+  readonly copyMode: CopyMode;
+  readonly onTargetError: IoErrorPolicy;
+  readonly onSourceError: IoErrorPolicy;
+  /** The top image the guest reads now (to tell a pivot from a revert). */
+  readonly source: string;
+}
