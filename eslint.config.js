@@ -26,6 +26,11 @@ export default tseslint.config(
       '@typescript-eslint/no-unsafe-call': 'off',
       '@typescript-eslint/require-await': 'off',
       '@typescript-eslint/restrict-template-expressions': 'off',
+      // IO actors reject with a BlockCopyError (plain, serializable data), read by toBlockCopyError.
+      '@typescript-eslint/only-throw-error': [
+        'error',
+        { allow: [{ from: 'file', name: 'BlockCopyError', path: 'src/errors.ts' }] },
+      ],
     },
   },
 );

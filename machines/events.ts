@@ -11,9 +11,9 @@ export type UserEvent =
   /** virDomainBlockJobAbort with PIVOT. */
   | { readonly type: 'PIVOT' }
   /** virDomainBlockJobAbort without PIVOT. force: QEMU force-cancel (no consistent copy). */
-  | { readonly type: 'ABORT'; readonly force: boolean }
-  | { readonly type: 'PAUSE' }
-  | { readonly type: 'RESUME' };
+  | { readonly type: 'ABORT'; readonly force: boolean };
+// Pause and resume are requests to the hypervisor; the chart sees their effect (HV.PAUSED,
+// HV.RUNNING), which is what changes state.
 
 /** What the hypervisor says about the job (one job's view). */
 export type ObservationEvent =

@@ -1,0 +1,439 @@
+/**
+ * The block-copy engine: libvirt's block-job API (blockRebase, blockCopy, blockJobAbort,
+ * getBlockJobInfo, blockJobSetSpeed) over a hypervisor port, one job machine per disk, and the
+ * domain guard that refuses save, snapshot, detach and define while a copy is active.
+ * Nothing here throws: every call returns a neverthrow Result.
+ */
+import type { Result } from 'neverthrow';
+import { ResultAsync, err, errAsync, ok, okAsync } from 'neverthrow';
+import type { Observable } from 'rxjs';
+import { Subject } from 'rxjs';
+import type { InspectionEvent } from 'xstate';
+import type { HypervisorPort } from '../adapters/port.js';
+import type { Clock } from './clock.js';
+import { systemClock } from './clock.js';
+import type { BlockCopyError } from './errors.js';
+import { blockCopyError, errors } from './errors.js';
+import type { BlockJobStatusName } from './flags.js';
+import { fromHypervisorError } from './hypervisor-error.js';
+import type { JobProgress, JobResult } from './job-runner.js';
+import { JobRunner } from './job-runner.js';
+import type { CopyPlan, CopyRequest } from './plan.js';
+import type { CopyOptions } from './validate.js';
+import {
+  planCopy,
+  translateJobInfo,
+  validateAbort,
+  validateCopy,
+  validateRebase,
+  validateSetSpeed,
+} from './validate.js';
+
+export interface EngineOptions {
+  readonly hypervisor: HypervisorPort;
+  /** Time source for polling (default: the system clock). */
+  readonly clock?: Clock;
+  /** How often each active job's info is polled, in ms (default 500, as virsh and Nova). */
+  readonly pollIntervalMs?: number;
+  /** XState inspection observer, installed on every job actor. */
+  readonly inspect?: (event: InspectionEvent) => void;
+  /** Job id factory (default: "copy-<disk>-<random>"). Ids must be unique on the hypervisor. */
+  readonly jobId?: (domain: string, disk: string) => string;
+}
+
+/** A block-job event, as libvirt's VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2 (keyed by disk target). */
+export interface BlockJobEvent {
+  readonly domain: string;
+  readonly disk: string;
+  readonly jobId: string;
+  readonly type: 'COPY';
+  readonly status: BlockJobStatusName;
+  readonly pivoted: boolean;
+  readonly destinationConsistent: boolean;
+  readonly error: BlockCopyError | null;
+}
+
+export interface JobStateChange {
+  readonly jobId: string;
+  readonly domain: string;
+  readonly disk: string;
+  readonly state: string;
+}
+
+/** virDomainBlockJobInfo. */
+export interface BlockJobInfo {
+  readonly type: number;
+  readonly bandwidth: number;
+  readonly cur: number;
+  readonly end: number;
+}
+
+/** A running copy job. */
+export interface BlockCopyJob {
+  readonly jobId: string;
+  readonly domain: string;
+  readonly disk: string;
+  /** What the engine is doing for this request. */
+  readonly plan: CopyPlan;
+  /** Current chart state, e.g. "mirroring.running". */
+  state(): string;
+  /** Every state entered so far, in order. */
+  states(): readonly string[];
+  /** Latest progress seen (polls and events), or null before the first. */
+  progress(): JobProgress | null;
+  readonly progress$: Observable<JobProgress>;
+  readonly stateChanges$: Observable<string>;
+  /** Resolves once the job has ended; never rejects. */
+  readonly result: Promise<JobResult>;
+}
+
+/** Domain operations the seed refuses while a copy is active. */
+export type DomainOperation = 'save' | 'snapshot-create' | 'detach' | 'define';
+
+export interface AbortOptions {
+  /** Force-cancel (QEMU force=true): no consistent copy is left. */
+  readonly force?: boolean;
+}
+
+export interface BlockCopyEngine {
+  /** virDomainBlockRebase with VIR_DOMAIN_BLOCK_REBASE_COPY: resolves once the job has started. */
+  blockRebase(
+    domain: string,
+    disk: string | null,
+    base: string | null,
+    bandwidth: number,
+    flags: number,
+    options?: CopyOptions,
+  ): ResultAsync<BlockCopyJob, BlockCopyError>;
+  /** virDomainBlockCopy: destination {path, format}, params in bytes. */
+  blockCopy(
+    domain: string,
+    disk: string | null,
+    destination: { readonly path: string | null; readonly format?: 'qcow2' | 'raw' } | null,
+    params: { readonly bandwidth?: number; readonly granularity?: number; readonly bufSize?: number },
+    flags: number,
+    options?: CopyOptions,
+  ): ResultAsync<BlockCopyJob, BlockCopyError>;
+  /** Validates a rebase request and reports the plan, touching nothing (dry run). */
+  planRebase(
+    domain: string,
+    disk: string | null,
+    base: string | null,
+    bandwidth: number,
+    flags: number,
+    options?: CopyOptions,
+  ): ResultAsync<CopyPlan, BlockCopyError>;
+  /** virDomainBlockJobAbort: ASYNC returns once the hypervisor accepted; PIVOT switches to the copy. */
+  blockJobAbort(domain: string, disk: string, flags: number, options?: AbortOptions): ResultAsync<void, BlockCopyError>;
+  /** virDomainGetBlockJobInfo: null when the disk has no job (libvirt returns 0). */
+  getBlockJobInfo(domain: string, disk: string, flags: number): ResultAsync<BlockJobInfo | null, BlockCopyError>;
+  /** virDomainBlockJobSetSpeed (MiB/s unless BANDWIDTH_BYTES). */
+  blockJobSetSpeed(domain: string, disk: string, bandwidth: number, flags: number): ResultAsync<void, BlockCopyError>;
+  /** QEMU block-job-pause (not in libvirt's API). */
+  blockJobPause(domain: string, disk: string): ResultAsync<void, BlockCopyError>;
+  /** QEMU block-job-resume, e.g. to retry after an I/O error stopped the job. */
+  blockJobResume(domain: string, disk: string): ResultAsync<void, BlockCopyError>;
+  /** Asks before save, snapshot, detach or define: refused with VIR_ERR_BLOCK_COPY_ACTIVE while a copy is active. */
+  checkDomainOperation(domain: string, operation: DomainOperation, disk?: string): ResultAsync<void, BlockCopyError>;
+  job(domain: string, disk: string): BlockCopyJob | undefined;
+  jobs(): readonly BlockCopyJob[];
+  readonly events$: Observable<BlockJobEvent>;
+  readonly jobStates$: Observable<JobStateChange>;
+  /** Stops every job actor (the hypervisor jobs go on; the port stays open). */
+  close(): void;
+}
+
+const DEFAULT_POLL_MS = 500;
+
+function randomSuffix(): string {
+  return Math.floor(Math.random() * 0xffffffff)
+    .toString(16)
+    .padStart(8, '0');
+}
+
+function statusOf(result: JobResult): BlockJobStatusName {
+  return result.outcome === 'completed' ? 'COMPLETED' : result.outcome === 'canceled' ? 'CANCELED' : 'FAILED';
+}
+
+function wrapPromise<T>(promise: Promise<Result<T, BlockCopyError>>): ResultAsync<T, BlockCopyError> {
+  return new ResultAsync(
+    promise.catch((e: unknown) =>
+      err(blockCopyError('VIR_ERR_INTERNAL_ERROR', e instanceof Error ? e.message : String(e))),
+    ),
+  );
+}
+
+export function createEngine(options: EngineOptions): BlockCopyEngine {
+  const hypervisor = options.hypervisor;
+  const clock = options.clock ?? systemClock;
+  const pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_MS;
+  const makeJobId = options.jobId ?? ((_domain: string, disk: string) => `copy-${disk}-${randomSuffix()}`);
+  const events$ = new Subject<BlockJobEvent>();
+  const jobStates$ = new Subject<JobStateChange>();
+  /** The domain guard: at most one job per disk, reserved synchronously before any IO. */
+  const runners = new Map<string, JobRunner>();
+  const handles = new Map<JobRunner, BlockCopyJob>();
+  const key = (domain: string, disk: string) => `${domain}\u0000${disk}`;
+
+  function handleOf(runner: JobRunner): BlockCopyJob {
+    let handle = handles.get(runner);
+    if (!handle) {
+      handle = {
+        jobId: runner.jobId,
+        domain: runner.domain,
+        disk: runner.disk,
+        get plan() {
+          return runner.snapshot.context.plan!;
+        },
+        state: () => runner.states[runner.states.length - 1] ?? 'validating',
+        states: () => [...runner.states],
+        progress: () => runner.progress,
+        progress$: runner.progress$.asObservable(),
+        stateChanges$: runner.stateChanges$.asObservable(),
+        result: runner.result,
+      };
+      handles.set(runner, handle);
+    }
+    return handle;
+  }
+
+  function startJob(request: CopyRequest): ResultAsync<BlockCopyJob, BlockCopyError> {
+    const k = key(request.domain, request.disk);
+    if (runners.has(k)) return errAsync(errors.diskInCopyJob(request.disk));
+    const runner = new JobRunner({
+      jobId: makeJobId(request.domain, request.disk),
+      request,
+      hypervisor,
+      clock,
+      pollIntervalMs,
+      inspect: options.inspect,
+      diskBusy: () => false,
+    });
+    runners.set(k, runner);
+    let readyAnnounced = false;
+    runner.stateChanges$.subscribe((state) => {
+      jobStates$.next({ jobId: runner.jobId, domain: runner.domain, disk: runner.disk, state });
+      if (!readyAnnounced && state.startsWith('ready')) {
+        readyAnnounced = true;
+        events$.next({
+          domain: runner.domain,
+          disk: runner.disk,
+          jobId: runner.jobId,
+          type: 'COPY',
+          status: 'READY',
+          pivoted: false,
+          destinationConsistent: false,
+          error: null,
+        });
+      }
+    });
+    void runner.result.then((result) => {
+      if (runners.get(k) === runner) runners.delete(k);
+      handles.delete(runner);
+      // libvirt emits no event for a job that never started.
+      if (runner.snapshot.context.started) {
+        events$.next({
+          domain: result.domain,
+          disk: result.disk,
+          jobId: result.jobId,
+          type: 'COPY',
+          status: statusOf(result),
+          pivoted: result.pivoted,
+          destinationConsistent: result.destinationConsistent,
+          error: result.error,
+        });
+      }
+    });
+    const started = new Promise<Result<BlockCopyJob, BlockCopyError>>((resolve) => {
+      const sub = runner.actor.subscribe((snapshot) => {
+        if (snapshot.context.started) {
+          resolve(ok(handleOf(runner)));
+          queueMicrotask(() => sub.unsubscribe());
+        } else if (snapshot.status === 'done') {
+          resolve(err(snapshot.context.error ?? blockCopyError('VIR_ERR_INTERNAL_ERROR', 'job failed to start')));
+          queueMicrotask(() => sub.unsubscribe());
+        }
+      });
+    });
+    runner.start();
+    return wrapPromise(started);
+  }
+
+  function runnerFor(domain: string, disk: string): Result<JobRunner, BlockCopyError> {
+    const runner = runners.get(key(domain, disk));
+    return runner ? ok(runner) : err(errors.noActiveJob(disk));
+  }
+
+  function abort(
+    domain: string,
+    disk: string,
+    flags: number,
+    abortOptions: AbortOptions = {},
+  ): ResultAsync<void, BlockCopyError> {
+    const parsed = validateAbort(flags);
+    if (parsed.isErr()) return errAsync(parsed.error);
+    const found = runnerFor(domain, disk);
+    if (found.isErr()) return errAsync(found.error);
+    const runner = found.value;
+    const { async, pivot } = parsed.value;
+    const requestType = pivot ? 'PIVOT' : 'ABORT';
+    const later = runner.nextRefusal(requestType);
+    const refused = runner.request(pivot ? { type: 'PIVOT' } : { type: 'ABORT', force: abortOptions.force ?? false });
+    if (refused) {
+      later.cancel();
+      return errAsync(refused);
+    }
+    const accepted = new Promise<Result<void, BlockCopyError>>((resolve) => {
+      void later.promise.then((error) => resolve(err(error)));
+      if (async) {
+        // libvirt returns from an ASYNC abort once QEMU accepted the command.
+        const sub = runner.actor.subscribe((snapshot) => {
+          if (snapshot.context.endAccepted || snapshot.status === 'done') {
+            resolve(ok(undefined));
+            queueMicrotask(() => sub.unsubscribe());
+          }
+        });
+      }
+      void runner.result.then((result) => {
+        // A synchronous pivot that did not pivot is an error; a plain abort returns 0 whatever
+        // the outcome (libvirt qemuDomainBlockJobAbort).
+        if (pivot && !result.pivoted) {
+          resolve(err(result.error ?? errors.failedWhilePivoting(disk)));
+        } else resolve(ok(undefined));
+      });
+    });
+    return wrapPromise(accepted.finally(() => later.cancel()));
+  }
+
+  /** The read-only half of a job: the facts and the planner, without starting anything. */
+  function plan(request: CopyRequest): ResultAsync<CopyPlan, BlockCopyError> {
+    const diskBusy = runners.has(key(request.domain, request.disk));
+    const facts = hypervisor
+      .getDomain(request.domain)
+      .andThen((domain) =>
+        (domain ? hypervisor.describeDisk(request.domain, request.disk) : okAsync(null)).andThen((disk) =>
+          hypervisor
+            .probeDestination(request.destination)
+            .map((destination) => ({ domain, disk, diskBusy, destination })),
+        ),
+      );
+    return facts.mapErr((e) => fromHypervisorError(e)).andThen((f) => planCopy(request, f));
+  }
+
+  const engine: BlockCopyEngine = {
+    planRebase(domain, disk, base, bandwidth, flags, copyOptions) {
+      const request = validateRebase({
+        domain,
+        disk,
+        base,
+        bandwidth,
+        flags,
+        ...(copyOptions ? { options: copyOptions } : {}),
+      });
+      return request.isErr() ? errAsync(request.error) : plan(request.value);
+    },
+    blockRebase(domain, disk, base, bandwidth, flags, copyOptions) {
+      const request = validateRebase({
+        domain,
+        disk,
+        base,
+        bandwidth,
+        flags,
+        ...(copyOptions ? { options: copyOptions } : {}),
+      });
+      return request.isErr() ? errAsync(request.error) : startJob(request.value);
+    },
+    blockCopy(domain, disk, destination, params, flags, copyOptions) {
+      const request = validateCopy({
+        domain,
+        disk,
+        destination,
+        params,
+        flags,
+        ...(copyOptions ? { options: copyOptions } : {}),
+      });
+      return request.isErr() ? errAsync(request.error) : startJob(request.value);
+    },
+    blockJobAbort: abort,
+    getBlockJobInfo(domain, disk, flags) {
+      const runner = runners.get(key(domain, disk));
+      const checked = translateJobInfo(null, flags);
+      if (checked.isErr()) return errAsync(checked.error);
+      if (!runner) return okAsync(null);
+      if (!runner.snapshot.context.started) return okAsync(checked.value);
+      return hypervisor
+        .queryJob(runner.jobId)
+        .mapErr((e) => fromHypervisorError(e, runner.jobId))
+        .andThen((info) => translateJobInfo(info, flags));
+    },
+    blockJobSetSpeed(domain, disk, bandwidth, flags) {
+      const speed = validateSetSpeed(bandwidth, flags);
+      if (speed.isErr()) return errAsync(speed.error);
+      const found = runnerFor(domain, disk);
+      if (found.isErr()) return errAsync(found.error);
+      const runner = found.value;
+      return hypervisor.setJobSpeed(runner.jobId, speed.value).mapErr((e) => fromHypervisorError(e, runner.jobId));
+    },
+    blockJobPause(domain, disk) {
+      const found = runnerFor(domain, disk);
+      if (found.isErr()) return errAsync(found.error);
+      const runner = found.value;
+      runner.setUserPause(true);
+      return hypervisor.pauseJob(runner.jobId).mapErr((e) => {
+        runner.setUserPause(false);
+        return fromHypervisorError(e, runner.jobId);
+      });
+    },
+    blockJobResume(domain, disk) {
+      const found = runnerFor(domain, disk);
+      if (found.isErr()) return errAsync(found.error);
+      const runner = found.value;
+      return hypervisor
+        .resumeJob(runner.jobId)
+        .map(() => runner.setUserPause(false))
+        .mapErr((e) => fromHypervisorError(e, runner.jobId));
+    },
+    checkDomainOperation(domain, operation, disk) {
+      const active = [...runners.values()].filter((r) => r.domain === domain);
+      switch (operation) {
+        case 'save':
+        case 'snapshot-create':
+          return active.length > 0
+            ? errAsync(errors.domainOperationRefused('domain has active block copy job'))
+            : okAsync(undefined);
+        case 'detach':
+          if (disk === undefined) return errAsync(errors.diskNull('virDomainDetachDeviceFlags'));
+          return active.some((r) => r.disk === disk)
+            ? errAsync(errors.domainOperationRefused(`disk '${disk}' is in an active block copy job`))
+            : okAsync(undefined);
+        case 'define':
+          if (active.length === 0) return okAsync(undefined);
+          // Only the definition of a transient domain with a copy running is refused (seed).
+          return hypervisor
+            .getDomain(domain)
+            .mapErr((e) => fromHypervisorError(e))
+            .andThen((info) =>
+              info && !info.persistent
+                ? err(errors.domainOperationRefused('domain has active block copy job'))
+                : ok(undefined),
+            );
+        default:
+          return errAsync(blockCopyError('VIR_ERR_INVALID_ARG', `unknown domain operation '${String(operation)}'`));
+      }
+    },
+    job(domain, disk) {
+      const runner = runners.get(key(domain, disk));
+      return runner && runner.snapshot.context.started ? handleOf(runner) : undefined;
+    },
+    jobs() {
+      return [...runners.values()].filter((r) => r.snapshot.context.started).map(handleOf);
+    },
+    events$: events$.asObservable(),
+    jobStates$: jobStates$.asObservable(),
+    close() {
+      for (const runner of runners.values()) runner.actor.stop();
+      runners.clear();
+    },
+  };
+  return engine;
+}

@@ -1,0 +1,32 @@
+/**
+ * blockcopy's public API. Create an engine on a hypervisor adapter, then use libvirt's block-job
+ * calls; every fallible call returns a neverthrow Result and nothing throws.
+ *
+ * @example
+ * const engine = createEngine({ hypervisor: new SimulatedHypervisor() });
+ * const job = await engine.blockRebase('demo', 'vda', '/var/lib/blockcopy/copy.qcow2', 0, RebaseFlags.COPY);
+ */
+export { createEngine } from './engine.js';
+export type {
+  AbortOptions,
+  BlockCopyEngine,
+  BlockCopyJob,
+  BlockJobEvent,
+  BlockJobInfo,
+  DomainOperation,
+  EngineOptions,
+  JobStateChange,
+} from './engine.js';
+export type { JobProgress, JobResult } from './job-runner.js';
+export { AbortFlags, BandwidthFlags, BlockJobStatus, BlockJobType, CopyFlags, RebaseFlags } from './flags.js';
+export type { BlockJobStatusName } from './flags.js';
+export { ErrorNumber, blockCopyError, errors } from './errors.js';
+export type { BlockCopyError, ErrorCode } from './errors.js';
+export type { CopyPlan, CopyRequest } from './plan.js';
+export type { CopyOptions } from './validate.js';
+export { VirtualClock, systemClock } from './clock.js';
+export type { Clock } from './clock.js';
+export { blockCopyJobMachine } from '../machines/block-copy-job.js';
+export type { BlockCopyJobContext, BlockCopyJobOutput, JobOutcome } from '../machines/block-copy-job.js';
+export type { BlockCopyJobEvent, ObservationEvent, UserEvent } from '../machines/events.js';
+export type { HypervisorEvent, HypervisorJobInfo, HypervisorPort, IoErrorPolicy } from '../adapters/port.js';

@@ -1,0 +1,290 @@
+/**
+ * Runs one block-copy job: the job machine's actor, with its IO actors bound to a hypervisor
+ * port, fed by the hypervisor's events merged with polled job info. Progress counters stay here,
+ * beside the chart: they change on every poll and would only cost the chart events.
+ */
+import type { ResultAsync } from 'neverthrow';
+import { EMPTY, Subject, Subscription, exhaustMap, filter, from, merge } from 'rxjs';
+import type { Actor, InspectionEvent } from 'xstate';
+import { createActor, fromPromise } from 'xstate';
+import type { HypervisorError, HypervisorEvent, HypervisorJobInfo, HypervisorPort } from '../adapters/port.js';
+import type { BlockCopyJobOutput, FinishInput } from '../machines/block-copy-job.js';
+import { blockCopyJobMachine } from '../machines/block-copy-job.js';
+import type { ObservationEvent, RefusedEmitted, UserEvent } from '../machines/events.js';
+import type { Clock } from './clock.js';
+import { interval$ } from './clock.js';
+import type { BlockCopyError } from './errors.js';
+import { fromHypervisorError } from './hypervisor-error.js';
+import { needsPoll, observeEvent, observeJobInfo } from './observe.js';
+import type { CopyFacts, CopyPlan, CopyRequest } from './plan.js';
+
+export interface JobProgress {
+  /** Bytes copied (QEMU offset). */
+  readonly cur: number;
+  /** Bytes to copy, growing with guest writes (QEMU len). */
+  readonly end: number;
+  /** Current speed limit in bytes/s (0 = unlimited). */
+  readonly speed: number;
+  /** Clock time (ms) of the observation. */
+  readonly at: number;
+}
+
+export interface JobResult extends BlockCopyJobOutput {
+  readonly jobId: string;
+  readonly domain: string;
+  readonly disk: string;
+  /** The chart's states in the order entered. */
+  readonly states: readonly string[];
+}
+
+export type JobActor = Actor<typeof blockCopyJobMachine>;
+
+/** Polled in these states: the hypervisor job exists and its end is not yet settled. */
+const POLLED = ['mirroring', 'ready', 'pivoting', 'aborting'] as const;
+
+/** Dotted path of the active leaf state, e.g. "mirroring.errorPaused". */
+export function stateName(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'object' && value !== null) {
+    const [key, child] = Object.entries(value)[0] ?? ['?', undefined];
+    return child === undefined ? key : `${key}.${stateName(child)}`;
+  }
+  return String(value);
+}
+
+/** Inside an IO actor: a hypervisor error becomes the actor's rejection, as plain data. */
+async function unwrap<T>(result: ResultAsync<T, HypervisorError>, jobId: string): Promise<T> {
+  const outcome = await result;
+  if (outcome.isOk()) return outcome.value;
+  throw fromHypervisorError(outcome.error, jobId);
+}
+
+export interface JobRunnerOptions {
+  readonly jobId: string;
+  readonly request: CopyRequest;
+  readonly hypervisor: HypervisorPort;
+  readonly clock: Clock;
+  readonly pollIntervalMs: number;
+  readonly inspect?: ((event: InspectionEvent) => void) | undefined;
+  /** Facts the engine adds to what the hypervisor reports (the domain guard's view). */
+  readonly diskBusy: () => boolean;
+}
+
+export class JobRunner {
+  readonly jobId: string;
+  readonly domain: string;
+  readonly disk: string;
+  readonly actor: JobActor;
+  readonly states: string[] = [];
+  readonly result: Promise<JobResult>;
+  readonly stateChanges$ = new Subject<string>();
+  readonly progress$ = new Subject<JobProgress>();
+  progress: JobProgress | null = null;
+
+  private readonly pause = { userPauseRequested: false, stoppedOnError: false };
+  private readonly polls$ = new Subject<void>();
+  private readonly subscription = new Subscription();
+  private readonly hypervisor: HypervisorPort;
+
+  constructor(private readonly options: JobRunnerOptions) {
+    this.jobId = options.jobId;
+    this.domain = options.request.domain;
+    this.disk = options.request.disk;
+    this.hypervisor = options.hypervisor;
+    const hv = options.hypervisor;
+    const jobId = options.jobId;
+    const machine = blockCopyJobMachine.provide({
+      actors: {
+        inspectFacts: fromPromise<CopyFacts, { jobId: string; request: CopyRequest }>(async ({ input }) => {
+          const { request } = input;
+          const domain = await unwrap(hv.getDomain(request.domain), jobId);
+          const disk = domain ? await unwrap(hv.describeDisk(request.domain, request.disk), jobId) : null;
+          const destination = await unwrap(hv.probeDestination(request.destination), jobId);
+          return { domain, disk, diskBusy: options.diskBusy(), destination };
+        }),
+        prepareDestination: fromPromise<{ created: boolean }, { jobId: string; plan: CopyPlan }>(async ({ input }) => {
+          const { plan } = input;
+          if (plan.destinationAction === 'reuse') return { created: false };
+          await unwrap(
+            hv.createDestination({
+              path: plan.destination.path,
+              format: plan.destination.format,
+              virtualSize: plan.virtualSize,
+              backing: plan.backing,
+            }),
+            jobId,
+          );
+          return { created: true };
+        }),
+        startMirror: fromPromise<undefined, { jobId: string; plan: CopyPlan }>(async ({ input }) => {
+          const { plan } = input;
+          await unwrap(
+            hv.startMirror({
+              jobId: input.jobId,
+              domain: plan.domain,
+              disk: plan.disk,
+              destination: plan.destination,
+              destinationBacking: plan.backing,
+              sync: plan.sync,
+              speed: plan.speed,
+              onTargetError: plan.onTargetError,
+              onSourceError: plan.onSourceError,
+              copyMode: plan.copyMode,
+            }),
+            jobId,
+          );
+          return undefined;
+        }),
+        completeJob: fromPromise<undefined, { jobId: string }>(async ({ input }) => {
+          await unwrap(hv.completeJob(input.jobId), jobId);
+          return undefined;
+        }),
+        cancelJob: fromPromise<undefined, { jobId: string; force: boolean }>(async ({ input }) => {
+          await unwrap(hv.cancelJob(input.jobId, input.force), jobId);
+          return undefined;
+        }),
+        confirmPivot: fromPromise<boolean, { jobId: string; plan: CopyPlan }>(async ({ input }) => {
+          const active = await unwrap(hv.activeImage(input.plan.domain, input.plan.disk), jobId);
+          return active === input.plan.destination.path;
+        }),
+        finishJob: fromPromise<undefined, FinishInput>(async ({ input }) => {
+          if (input.started) await unwrap(hv.dismissJob(input.jobId), jobId);
+          if (input.removeDestination !== null) await unwrap(hv.removeDestination(input.removeDestination), jobId);
+          return undefined;
+        }),
+      },
+    });
+    this.actor = createActor(machine, {
+      input: { jobId, request: options.request },
+      ...(options.inspect ? { inspect: options.inspect } : {}),
+    });
+    this.result = new Promise<JobResult>((resolve) => {
+      this.actor.subscribe({
+        next: (snapshot) => {
+          const name = stateName(snapshot.value);
+          if (this.states[this.states.length - 1] !== name) {
+            this.states.push(name);
+            this.stateChanges$.next(name);
+          }
+          if (snapshot.status === 'done') {
+            this.stop();
+            resolve({ ...snapshot.output, jobId, domain: this.domain, disk: this.disk, states: [...this.states] });
+          }
+        },
+        error: (err) => {
+          // The machine has no throwing actions; this is a defect, reported as a failed job.
+          this.stop();
+          resolve({
+            outcome: 'failed',
+            pivoted: false,
+            destinationConsistent: false,
+            error: fromHypervisorError({ kind: 'invalid', command: 'engine', desc: String(err) }),
+            jobId,
+            domain: this.domain,
+            disk: this.disk,
+            states: [...this.states],
+          });
+        },
+      });
+    });
+  }
+
+  start(): void {
+    const hv = this.hypervisor;
+    const jobEvents$ = hv.events$.pipe(filter((e: HypervisorEvent) => !('jobId' in e) || e.jobId === this.jobId));
+    this.subscription.add(
+      jobEvents$.subscribe((event) => {
+        this.noteEvent(event);
+        for (const observation of observeEvent(event, this.pause)) this.observe(observation);
+        if (needsPoll(event)) this.polls$.next();
+      }),
+    );
+    const ticks$ = interval$(this.options.clock, this.options.pollIntervalMs);
+    this.subscription.add(
+      merge(ticks$, this.polls$)
+        .pipe(
+          filter(() => this.polled()),
+          exhaustMap(() => (this.polled() ? from(this.poll()) : EMPTY)),
+        )
+        .subscribe(),
+    );
+    this.actor.start();
+  }
+
+  /** Sends a user request; resolves with the machine's refusal, if it refused. */
+  request(event: UserEvent): BlockCopyError | null {
+    let refused: BlockCopyError | null = null;
+    const sub = this.actor.on('refused', (e: RefusedEmitted) => {
+      refused = e.error;
+    });
+    this.actor.send(event);
+    sub.unsubscribe();
+    return refused;
+  }
+
+  /** The next refusal of `request` the machine emits (e.g. QEMU rejected the pivot later). */
+  nextRefusal(request: UserEvent['type']): { promise: Promise<BlockCopyError>; cancel: () => void } {
+    let cancel = () => {};
+    const promise = new Promise<BlockCopyError>((resolve) => {
+      const sub = this.actor.on('refused', (e: RefusedEmitted) => {
+        if (e.request === request) {
+          sub.unsubscribe();
+          resolve(e.error);
+        }
+      });
+      cancel = () => sub.unsubscribe();
+    });
+    return { promise, cancel };
+  }
+
+  setUserPause(paused: boolean): void {
+    this.pause.userPauseRequested = paused;
+  }
+
+  get snapshot() {
+    return this.actor.getSnapshot();
+  }
+
+  private polled(): boolean {
+    const snapshot = this.actor.getSnapshot();
+    return snapshot.status === 'active' && POLLED.some((s) => snapshot.matches(s));
+  }
+
+  private async poll(): Promise<void> {
+    const result = await this.hypervisor.queryJob(this.jobId);
+    // A failed query (connection down) tells nothing: the next tick tries again.
+    if (result.isErr() || !this.polled()) return;
+    const info = result.value;
+    if (info) this.noteProgress(info);
+    if (info && info.status === 'running') this.pause.stoppedOnError = false;
+    const inReady = this.actor.getSnapshot().matches('ready');
+    for (const observation of observeJobInfo(info, this.pause, inReady)) this.observe(observation);
+  }
+
+  private noteEvent(event: HypervisorEvent): void {
+    if (event.kind === 'job-error') this.pause.stoppedOnError = event.action === 'stop';
+    if (event.kind === 'job-status' && event.status === 'running') this.pause.stoppedOnError = false;
+    if (event.kind === 'job-ready' || event.kind === 'job-completed' || event.kind === 'job-cancelled') {
+      this.setProgress({ cur: event.offset, end: event.len, speed: event.speed, at: this.options.clock.now() });
+    }
+  }
+
+  private noteProgress(info: HypervisorJobInfo): void {
+    this.setProgress({ cur: info.offset, end: info.len, speed: info.speed, at: this.options.clock.now() });
+  }
+
+  private setProgress(progress: JobProgress): void {
+    this.progress = progress;
+    this.progress$.next(progress);
+  }
+
+  private observe(event: ObservationEvent): void {
+    if (this.actor.getSnapshot().status === 'active') this.actor.send(event);
+  }
+
+  private stop(): void {
+    this.subscription.unsubscribe();
+    this.stateChanges$.complete();
+    this.progress$.complete();
+  }
+}
