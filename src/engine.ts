@@ -19,7 +19,7 @@ import { fromHypervisorError } from './hypervisor-error.js';
 import type { JobProgress, JobResult } from './job-runner.js';
 import { JobRunner } from './job-runner.js';
 import type { CopyPlan, CopyRequest } from './plan.js';
-import type { CopyOptions } from './validate.js';
+import type { BlockJobInfo, CopyOptions } from './validate.js';
 import {
   planCopy,
   translateJobInfo,
@@ -60,13 +60,6 @@ export interface JobStateChange {
   readonly state: string;
 }
 
-/** virDomainBlockJobInfo. */
-export interface BlockJobInfo {
-  readonly type: number;
-  readonly bandwidth: number;
-  readonly cur: number;
-  readonly end: number;
-}
 
 /** A running copy job. */
 export interface BlockCopyJob {

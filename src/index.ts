@@ -12,7 +12,6 @@ export type {
   BlockCopyEngine,
   BlockCopyJob,
   BlockJobEvent,
-  BlockJobInfo,
   DomainOperation,
   EngineOptions,
   JobStateChange,
@@ -23,7 +22,7 @@ export type { BlockJobStatusName } from './flags.js';
 export { ErrorNumber, blockCopyError, errors } from './errors.js';
 export type { BlockCopyError, ErrorCode } from './errors.js';
 export type { CopyPlan, CopyRequest } from './plan.js';
-export type { CopyOptions } from './validate.js';
+export type { BlockJobInfo, CopyOptions } from './validate.js';
 export { VirtualClock, systemClock } from './clock.js';
 export type { Clock } from './clock.js';
 export { blockCopyJobMachine } from '../machines/block-copy-job.js';
