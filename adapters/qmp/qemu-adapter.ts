@@ -1,0 +1,907 @@
+/**
+ * The real-QEMU implementation of the engine's HypervisorPort: block copy through QMP
+ * (`blockdev-add` + `blockdev-mirror`, libvirt-style) against one QEMU process, plus the local
+ * file work around it (`qemu-img info/map/create`, stat, unlink).
+ *
+ * Model: one QEMU process (typically a qemu-storage-daemon) is one domain, always running and
+ * transient. A DISK is either a block-export id (the guest device; preferred, because it still
+ * names the disk after a pivot) or the node name of the disk's root format node (e.g. `snap2`).
+ *
+ * The QEMU behaviour this relies on is measured in ../shared/spec/qemu-mirror.md §0; the numbers
+ * below (§0.x) refer to it. Every method returns a ResultAsync that never rejects, and every
+ * mutating method is idempotent so that a restored engine job can run it again.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { promises as fs, realpathSync, type Stats } from 'node:fs';
+import { basename, dirname, isAbsolute, join, resolve as resolvePath } from 'node:path';
+import { err, ok, ResultAsync, type Result } from 'neverthrow';
+import { Subject, type Observable, type Subscription } from 'rxjs';
+import type { Clock } from '../../src/clock.js';
+import type {
+  BackingRef,
+  CreateDestinationSpec,
+  DestinationProbe,
+  DiskInfo,
+  DomainInfo,
+  HypervisorError,
+  HypervisorEvent,
+  HypervisorJobInfo,
+  HypervisorPort,
+  ImageInfo,
+  JobStatus,
+  MirrorSpec,
+} from '../port.js';
+import { QmpClient, type QmpEvent, type QmpLifecycleEvent, type QmpReconnectOptions } from './client.js';
+
+export interface QemuHypervisorOptions {
+  /** QMP unix socket of the QEMU process. */
+  readonly socket: string;
+  /** The name this process answers to as a domain. Default 'qemu'. */
+  readonly domain?: string;
+  readonly clock?: Clock;
+  /** Per-command reply deadline (default 30 s). */
+  readonly commandTimeoutMs?: number;
+  /** Greeting + capabilities deadline per (re)connect (default 10 s). */
+  readonly connectTimeoutMs?: number;
+  /** Cap for one QMP line (default 1 MiB); a longer reply fails its command with `invalid`. */
+  readonly maxLineBytes?: number;
+  /** Reconnect policy after a dropped connection; false: a drop means hypervisor-gone. */
+  readonly reconnect?: false | QmpReconnectOptions;
+  /** qemu-img binary (default: from PATH). */
+  readonly qemuImg?: string;
+  /** Deadline for each qemu-img run, in ms (default 120 s). */
+  readonly toolTimeoutMs?: number;
+  /**
+   * QEMU's working directory, if it was given relative file names (scenarios.py does that):
+   * they are reported absolute against it. Without it relative names are reported as they are.
+   */
+  readonly qemuCwd?: string;
+}
+
+/** Connects to QEMU's QMP socket and returns a ready adapter. */
+export function connectQemu(options: QemuHypervisorOptions): ResultAsync<QemuHypervisor, HypervisorError> {
+  return QmpClient.connect({
+    socket: options.socket,
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.commandTimeoutMs !== undefined ? { commandTimeoutMs: options.commandTimeoutMs } : {}),
+    ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
+    ...(options.reconnect !== undefined ? { reconnect: options.reconnect } : {}),
+    ...(options.maxLineBytes !== undefined ? { maxLineBytes: options.maxLineBytes } : {}),
+  }).map((client) => new QemuHypervisor(client, options));
+}
+
+/**
+ * Node names the adapter gives a job's destination: `<jobId>-dst` (format) over `<jobId>-dst-f`
+ * (file). Deterministic, so that a retried startMirror finds what an interrupted one attached,
+ * and dismissJob/removeDestination know what to detach. QEMU caps node names at 31 characters
+ * and wants them to start with a letter, so other job ids are hashed.
+ */
+export function targetNodeNames(jobId: string): { readonly format: string; readonly file: string } {
+  const base =
+    /^[A-Za-z][A-Za-z0-9_.-]*$/.test(jobId) && jobId.length <= 25
+      ? jobId
+      : `bc${createHash('sha256').update(jobId).digest('hex').slice(0, 16)}`;
+  return { format: `${base}-dst`, file: `${base}-dst-f` };
+}
+
+// ---------------------------------------------------------------- QMP reply shapes (7.2)
+
+interface NamedNode {
+  readonly 'node-name': string;
+  readonly drv: string;
+  /** bs->filename; a `json:{…}` pseudo name for format nodes whose backing was overridden. */
+  readonly file: string;
+  readonly image: { readonly 'virtual-size': number };
+}
+
+interface GraphNode {
+  readonly id: number;
+  readonly type: 'block-backend' | 'block-job' | 'block-driver';
+  readonly name: string;
+}
+
+interface GraphEdge {
+  readonly parent: number;
+  readonly child: number;
+  readonly name: string;
+}
+
+interface BlockExport {
+  readonly id: string;
+  readonly 'node-name': string;
+  readonly 'shutting-down': boolean;
+}
+
+interface QueryJob {
+  readonly id: string;
+  readonly status: JobStatus;
+  readonly 'current-progress': number;
+  readonly 'total-progress': number;
+  readonly error?: string;
+}
+
+interface QueryBlockJob {
+  readonly device: string;
+  readonly status: JobStatus;
+  readonly len: number;
+  readonly offset: number;
+  readonly speed: number;
+  readonly ready: boolean;
+  readonly paused: boolean;
+  readonly 'io-status': 'ok' | 'failed' | 'nospace';
+  readonly error?: string;
+}
+
+/** Drivers that only pass I/O through to one child (the implicit `#blockNNN` mirror_top, etc.). */
+const FILTER_DRIVERS = new Set([
+  'mirror_top',
+  'commit_top',
+  'copy-on-read',
+  'throttle',
+  'preallocate',
+  'compress',
+  'copy-before-write',
+]);
+const JOB_STATUSES = new Set<string>([
+  'undefined',
+  'created',
+  'running',
+  'paused',
+  'ready',
+  'standby',
+  'waiting',
+  'pending',
+  'aborting',
+  'concluded',
+  'null',
+]);
+
+/** One consistent-enough snapshot of the block graph (named nodes + edges + exports). */
+class BlockGraph {
+  private readonly byName = new Map<string, NamedNode>();
+  private readonly graphByName = new Map<string, GraphNode>();
+  private readonly graphById = new Map<number, GraphNode>();
+
+  constructor(
+    nodes: readonly NamedNode[],
+    private readonly gnodes: readonly GraphNode[],
+    private readonly edges: readonly GraphEdge[],
+    readonly exports: readonly BlockExport[],
+    private readonly cwd: string | undefined,
+  ) {
+    for (const n of nodes) this.byName.set(n['node-name'], n);
+    for (const g of gnodes) {
+      this.graphById.set(g.id, g);
+      if (g.type === 'block-driver' && g.name) this.graphByName.set(g.name, g);
+    }
+  }
+
+  node(name: string): NamedNode | undefined {
+    return this.byName.get(name);
+  }
+
+  /** The node under `name` through the child role (`backing`, `file`, `image`, …). */
+  child(name: string, role: string): string | undefined {
+    const g = this.graphByName.get(name);
+    if (!g) return undefined;
+    const e = this.edges.find((x) => x.parent === g.id && x.name === role);
+    const c = e ? this.graphById.get(e.child) : undefined;
+    return c?.type === 'block-driver' ? c.name : undefined;
+  }
+
+  parents(name: string): { readonly node: GraphNode; readonly role: string }[] {
+    const g = this.graphByName.get(name);
+    if (!g) return [];
+    return this.edges
+      .filter((e) => e.child === g.id)
+      .flatMap((e) => {
+        const p = this.graphById.get(e.parent);
+        return p ? [{ node: p, role: e.name }] : [];
+      });
+  }
+
+  isFilter(name: string): boolean {
+    const n = this.byName.get(name);
+    return n !== undefined && FILTER_DRIVERS.has(n.drv);
+  }
+
+  /** From a node down through filter nodes to the first non-filter node. */
+  skipFilters(name: string | undefined): string | undefined {
+    let cur = name;
+    for (let i = 0; cur !== undefined && i < 64 && this.isFilter(cur); i++)
+      cur = this.child(cur, 'backing') ?? this.child(cur, 'file');
+    return cur;
+  }
+
+  /**
+   * The file a format node stores its data in: down through `file`/`image` children (a blkdebug
+   * layer sits in between in the error-injection tests) to the protocol node, whose filename is
+   * plain. The format node's own `file` can be a `json:{…}` pseudo name (backing given by node).
+   */
+  protocolFile(name: string): string | undefined {
+    let cur = name;
+    for (let i = 0; i < 64; i++) {
+      const next = this.child(cur, 'file') ?? this.child(cur, 'image');
+      if (next === undefined) break;
+      cur = next;
+    }
+    const file = this.byName.get(cur)?.file;
+    return file === undefined || file.startsWith('json:') ? undefined : this.absolute(file);
+  }
+
+  /** A relative file name made absolute against QEMU's cwd (URIs such as nbd:… stay as they are). */
+  absolute(file: string): string {
+    return this.cwd !== undefined && !isAbsolute(file) && !/^[a-z+]+:/.test(file) ? resolvePath(this.cwd, file) : file;
+  }
+
+  /** Nodes above `name` reached through `file`/`image` edges, topmost (the format node) first. */
+  formatStackAbove(name: string): string[] {
+    const stack = [name];
+    let cur = name;
+    for (let i = 0; i < 64; i++) {
+      const up = this.parents(cur).find(
+        (p) => p.node.type === 'block-driver' && (p.role === 'file' || p.role === 'image'),
+      );
+      if (!up) break;
+      cur = up.node.name;
+      stack.unshift(cur);
+    }
+    return stack;
+  }
+
+  /** Leaf protocol nodes (no file/image child) whose filename is `path`. */
+  protocolNodesFor(path: string): string[] {
+    const out: string[] = [];
+    for (const [name, n] of this.byName)
+      if (
+        this.child(name, 'file') === undefined &&
+        this.child(name, 'image') === undefined &&
+        samePath(this.absolute(n.file), path)
+      )
+        out.push(name);
+    return out;
+  }
+
+  /** True when something other than a block job reads from the node (an export, a device, a parent node). */
+  inUse(name: string): boolean {
+    return this.parents(name).some((p) => p.node.type !== 'block-job');
+  }
+
+  /** Root block-driver nodes (no parents at all), by name. */
+  roots(): string[] {
+    return this.gnodes
+      .filter(
+        (g) => g.type === 'block-driver' && g.name && !g.name.startsWith('#') && this.parents(g.name).length === 0,
+      )
+      .map((g) => g.name);
+  }
+}
+
+interface ResolvedDisk {
+  /** What the consumer points at: the export's node (possibly the mirror_top filter). */
+  readonly head: string;
+  /** The disk's top format node (filters skipped): the blockdev-mirror `device`. */
+  readonly top: string;
+}
+
+type Res<T> = Promise<Result<T, HypervisorError>>;
+
+export class QemuHypervisor implements HypervisorPort {
+  readonly name: string;
+  readonly domain: string;
+  private readonly subject = new Subject<HypervisorEvent>();
+  readonly events$: Observable<HypervisorEvent> = this.subject.asObservable();
+  private readonly subscriptions: Subscription[] = [];
+  private readonly qemuImg: string;
+  private readonly toolTimeoutMs: number;
+  private readonly qemuCwd: string | undefined;
+  /** disk (a node name) → the export that was reading it when first resolved; survives the pivot. */
+  private readonly diskExport = new Map<string, string>();
+
+  constructor(
+    readonly client: QmpClient,
+    options: QemuHypervisorOptions,
+  ) {
+    this.name = `qmp:${options.socket}`;
+    this.domain = options.domain ?? 'qemu';
+    this.qemuImg = options.qemuImg ?? 'qemu-img';
+    this.toolTimeoutMs = options.toolTimeoutMs ?? 120_000;
+    this.qemuCwd = options.qemuCwd;
+    this.subscriptions.push(
+      client.events$.subscribe((e) => {
+        const mapped = mapEvent(e);
+        if (mapped) this.subject.next(mapped);
+      }),
+      client.lifecycle$.subscribe((e) => {
+        const mapped = mapLifecycle(e);
+        if (mapped) this.subject.next(mapped);
+      }),
+    );
+  }
+
+  // ------------------------------------------------------------------ domain and disks
+
+  getDomain(domain: string): ResultAsync<DomainInfo | null, HypervisorError> {
+    return wrap('getDomain', async () => {
+      if (domain !== this.domain) return ok(null);
+      const g = await this.graph();
+      if (g.isErr()) return err(g.error);
+      const exports = g.value.exports.filter((e) => !e['shutting-down']).map((e) => e.id);
+      return ok({
+        name: this.domain,
+        running: true,
+        persistent: false,
+        disks: (exports.length > 0 ? exports : g.value.roots()).sort(),
+      });
+    });
+  }
+
+  describeDisk(domain: string, disk: string): ResultAsync<DiskInfo | null, HypervisorError> {
+    return wrap('describeDisk', async () => {
+      if (domain !== this.domain) return ok(null);
+      const g = await this.graph();
+      if (g.isErr()) return err(g.error);
+      const d = this.resolveDisk(g.value, disk);
+      if (!d) return ok(null);
+      const chain: ImageInfo[] = [];
+      let cur: string | undefined = d.top;
+      const seen = new Set<string>();
+      while (cur !== undefined && !seen.has(cur)) {
+        seen.add(cur);
+        const info = imageOf(g.value, cur);
+        if (info.isErr()) return err(info.error);
+        const next = g.value.skipFilters(g.value.child(cur, 'backing'));
+        let backing: BackingRef | null = null;
+        if (next !== undefined) {
+          const b = imageOf(g.value, next);
+          if (b.isErr()) return err(b.error);
+          backing = { path: b.value.path, format: b.value.format };
+        }
+        chain.push({ ...info.value, backing });
+        cur = next;
+      }
+      return ok({ domain, disk, chain });
+    });
+  }
+
+  activeImage(domain: string, disk: string): ResultAsync<string, HypervisorError> {
+    return wrap('activeImage', async () => {
+      if (domain !== this.domain) return err(invalid('activeImage', `no domain '${domain}'`));
+      const g = await this.graph();
+      if (g.isErr()) return err(g.error);
+      const d = this.resolveDisk(g.value, disk);
+      if (!d) return err(invalid('activeImage', `disk '${disk}' not found`));
+      const file = g.value.protocolFile(d.top);
+      if (file === undefined) return err(invalid('activeImage', `no file under node '${d.top}'`));
+      return ok(file);
+    });
+  }
+
+  // ------------------------------------------------------------------ destination files
+
+  probeDestination(path: string): ResultAsync<DestinationProbe, HypervisorError> {
+    return wrap('probeDestination', () => this.probe(path));
+  }
+
+  createDestination(spec: CreateDestinationSpec): ResultAsync<void, HypervisorError> {
+    return wrap('createDestination', async () => {
+      const existing = await this.probe(spec.path);
+      if (existing.isErr()) return err(existing.error);
+      if (existing.value.exists) return this.sameAsSpec(existing.value, spec);
+      // Create under a temporary name, then link(2) it into place: link never replaces an
+      // existing file, so a file that appears meanwhile is never overwritten.
+      const tmp = join(dirname(spec.path), `.${basename(spec.path)}.${randomBytes(6).toString('hex')}.blockcopy-tmp`);
+      const args = ['create', '-q', '-f', spec.format];
+      if (spec.backing) args.push('-b', spec.backing.path, '-F', spec.backing.format);
+      args.push(tmp, String(spec.virtualSize));
+      const created = await this.tool('qemu-img create', args);
+      if (created.isErr()) {
+        await fs.rm(tmp, { force: true });
+        return err(created.error);
+      }
+      try {
+        await fs.link(tmp, spec.path);
+      } catch (e) {
+        await fs.rm(tmp, { force: true });
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return err(ioError('link', e));
+        const raced = await this.probe(spec.path);
+        if (raced.isErr()) return err(raced.error);
+        return raced.value.exists ? this.sameAsSpec(raced.value, spec) : err(ioError('link', e));
+      }
+      await fs.rm(tmp, { force: true });
+      return ok(undefined);
+    });
+  }
+
+  removeDestination(path: string): ResultAsync<void, HypervisorError> {
+    return wrap('removeDestination', async () => {
+      // Detach first: never unlink a file QEMU still writes to (or, after a pivot, the disk).
+      const g = await this.graph();
+      if (g.isErr()) return err(g.error);
+      for (const leaf of g.value.protocolNodesFor(path)) {
+        for (const node of g.value.formatStackAbove(leaf)) {
+          const del = await this.blockdevDel(node);
+          if (del.isErr()) return err(del.error);
+        }
+      }
+      try {
+        await fs.unlink(path);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return err(ioError('unlink', e));
+      }
+      return ok(undefined);
+    });
+  }
+
+  // ------------------------------------------------------------------ the mirror job
+
+  startMirror(spec: MirrorSpec): ResultAsync<void, HypervisorError> {
+    return wrap('startMirror', async () => {
+      const cmd = 'blockdev-mirror';
+      if (spec.domain !== this.domain) return err(invalid(cmd, `no domain '${spec.domain}'`));
+      const jobs = await this.qmp<QueryJob[]>('query-jobs');
+      if (jobs.isErr()) return err(jobs.error);
+      if (jobs.value.some((j) => j.id === spec.jobId)) return ok(undefined);
+
+      const gr = await this.graph();
+      if (gr.isErr()) return err(gr.error);
+      const g = gr.value;
+      const d = this.resolveDisk(g, spec.disk);
+      if (!d) return err(invalid(cmd, `disk '${spec.disk}' not found`));
+
+      // §0.14 (b2): for sync=top the target must get the source's backing *node*; with
+      // backing:null QEMU accepts the job and the guest reads zeros after the pivot.
+      let backingNode: string | null = null;
+      if (spec.sync === 'top') {
+        backingNode = g.skipFilters(g.child(d.top, 'backing')) ?? null;
+        if (spec.destination.format === 'raw' && backingNode !== null)
+          return err(invalid(cmd, `a raw destination cannot be a shallow copy of '${spec.disk}'`));
+        if (spec.destinationBacking) {
+          const actual = backingNode === null ? undefined : g.protocolFile(backingNode);
+          if (actual === undefined || !samePath(actual, spec.destinationBacking.path))
+            return err(
+              invalid(
+                cmd,
+                `destination backing '${spec.destinationBacking.path}' is not the source's backing (${actual ?? 'none'})`,
+              ),
+            );
+        }
+      }
+
+      const names = targetNodeNames(spec.jobId);
+      const added: string[] = [];
+      const existing = g.node(names.format);
+      if (existing) {
+        // Attached by an interrupted earlier attempt (or by a test, with blkdebug in between).
+        const file = g.protocolFile(names.format);
+        if (file === undefined || !samePath(file, spec.destination.path))
+          return err(invalid(cmd, `node '${names.format}' is attached to ${file ?? 'another file'}`));
+        if (existing.drv !== spec.destination.format)
+          return err(invalid(cmd, `node '${names.format}' has format ${existing.drv}`));
+        const b = g.skipFilters(g.child(names.format, 'backing')) ?? null;
+        if (b !== backingNode)
+          return err(invalid(cmd, `node '${names.format}' has backing ${b ?? 'none'}, needs ${backingNode ?? 'none'}`));
+      } else {
+        const fileNode = g.node(names.file);
+        if (fileNode) {
+          if (!samePath(g.absolute(fileNode.file), spec.destination.path))
+            return err(invalid(cmd, `node '${names.file}' is attached to ${fileNode.file}`));
+        } else {
+          const r = await this.qmp('blockdev-add', {
+            driver: 'file',
+            'node-name': names.file,
+            filename: spec.destination.path,
+          });
+          if (r.isErr()) return err(r.error);
+          added.push(names.file);
+        }
+        const fmt: Record<string, unknown> = {
+          driver: spec.destination.format,
+          'node-name': names.format,
+          file: names.file,
+        };
+        if (spec.destination.format === 'qcow2') fmt['backing'] = backingNode;
+        const r = await this.qmp('blockdev-add', fmt);
+        if (r.isErr()) return err(await this.rollback(added, r.error));
+        added.push(names.format);
+      }
+
+      const args: Record<string, unknown> = {
+        'job-id': spec.jobId, // §0.13: mandatory with node names
+        device: d.top,
+        target: names.format,
+        sync: spec.sync,
+        'on-target-error': spec.onTargetError,
+        'on-source-error': spec.onSourceError,
+        'copy-mode': spec.copyMode,
+        // §0.9/§0.10: libvirt's choice. The outcome stays readable in query-jobs until dismissed,
+        // and the pivot happens without a drained PENDING period.
+        'auto-finalize': true,
+        'auto-dismiss': false,
+      };
+      if (spec.speed > 0) args['speed'] = spec.speed;
+      const r = await this.qmp(cmd, args);
+      if (r.isErr()) {
+        if (r.error.kind === 'qmp' && r.error.desc === `Job ID '${spec.jobId}' already in use`) return ok(undefined);
+        return err(await this.rollback(added.reverse(), r.error));
+      }
+      return ok(undefined);
+    });
+  }
+
+  queryJob(jobId: string): ResultAsync<HypervisorJobInfo | null, HypervisorError> {
+    return wrap('queryJob', async () => {
+      // query-jobs has the error text, query-block-jobs has ready/paused/io-status/speed (§7).
+      const [jobs, blockJobs] = await Promise.all([
+        this.qmp<QueryJob[]>('query-jobs'),
+        this.qmp<QueryBlockJob[]>('query-block-jobs'),
+      ]);
+      if (jobs.isErr()) return err(jobs.error);
+      if (blockJobs.isErr()) return err(blockJobs.error);
+      const j = jobs.value.find((x) => x.id === jobId);
+      const b = blockJobs.value.find((x) => x.device === jobId);
+      if (!j && !b) return ok(null);
+      const error = j?.error ?? b?.error;
+      return ok({
+        jobId,
+        status: j?.status ?? b?.status ?? 'undefined',
+        offset: b?.offset ?? j?.['current-progress'] ?? 0,
+        len: b?.len ?? j?.['total-progress'] ?? 0,
+        speed: b?.speed ?? 0,
+        ready: b?.ready ?? false,
+        paused: b?.paused ?? false,
+        ioStatus: b?.['io-status'] ?? 'ok',
+        ...(error !== undefined ? { error } : {}),
+      });
+    });
+  }
+
+  completeJob(jobId: string): ResultAsync<void, HypervisorError> {
+    return wrap('completeJob', async () => {
+      const r = await this.qmp('block-job-complete', { device: jobId });
+      if (r.isOk()) return ok(undefined);
+      // Idempotence: a completion already under way (waiting/pending) or done (pivoted) is fine.
+      const st = await this.jobState(jobId);
+      if (st?.status === 'waiting' || st?.status === 'pending') return ok(undefined);
+      if (st?.status === 'concluded' && st.error === undefined && (await this.pivotedTo(jobId))) return ok(undefined);
+      return err(r.error);
+    });
+  }
+
+  cancelJob(jobId: string, force: boolean): ResultAsync<void, HypervisorError> {
+    return wrap('cancelJob', async () => {
+      const r = await this.qmp('block-job-cancel', { device: jobId, force });
+      if (r.isOk()) return ok(undefined);
+      if (r.error.errorClass === 'DeviceNotActive') return ok(undefined); // no job: nothing to cancel
+      // Idempotence: already aborting, or concluded without having pivoted (cancelled, failed, or
+      // soft-cancelled). A job that pivoted was not cancelled: report QEMU's refusal.
+      const st = await this.jobState(jobId);
+      if (st?.status === 'aborting') return ok(undefined);
+      if (st?.status === 'concluded' && !(await this.pivotedTo(jobId))) return ok(undefined);
+      return err(r.error);
+    });
+  }
+
+  pauseJob(jobId: string): ResultAsync<void, HypervisorError> {
+    return this.command('block-job-pause', { device: jobId }, ['Job is already paused']);
+  }
+
+  resumeJob(jobId: string): ResultAsync<void, HypervisorError> {
+    return this.command('block-job-resume', { device: jobId }, ["Can't resume a job that was not paused"]);
+  }
+
+  setJobSpeed(jobId: string, bytesPerSecond: number): ResultAsync<void, HypervisorError> {
+    return this.command('block-job-set-speed', { device: jobId, speed: bytesPerSecond }, []);
+  }
+
+  dismissJob(jobId: string): ResultAsync<void, HypervisorError> {
+    return wrap('dismissJob', async () => {
+      const r = await this.qmp('job-dismiss', { id: jobId });
+      if (r.isErr() && !(r.error.kind === 'qmp' && r.error.desc === 'Job not found')) return err(r.error);
+      // Detach the job's destination unless it is in use: after a pivot it *is* the disk. The old
+      // top of the source (e.g. snap2) stays attached after a pivot; it is not the job's to remove.
+      const g = await this.graph();
+      if (g.isErr()) return err(g.error);
+      const names = targetNodeNames(jobId);
+      if (g.value.node(names.format) && g.value.inUse(names.format)) return ok(undefined);
+      for (const node of [names.format, names.file]) {
+        if (!g.value.node(node)) continue;
+        const del = await this.blockdevDel(node);
+        if (del.isErr()) return err(del.error);
+      }
+      return ok(undefined);
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.subscriptions) s.unsubscribe();
+    await this.client.close();
+    this.subject.complete();
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  private qmp<T = unknown>(command: string, args?: Record<string, unknown>): Res<T> {
+    return Promise.resolve(this.client.execute<T>(command, args));
+  }
+
+  /** A QMP command whose listed error texts count as "already done" (idempotence). */
+  private command(command: string, args: Record<string, unknown>, alreadyDone: readonly string[]) {
+    return wrap(command, async () => {
+      const r = await this.qmp(command, args);
+      if (r.isErr() && r.error.kind === 'qmp' && alreadyDone.includes(r.error.desc)) return ok(undefined);
+      return r.map(() => undefined);
+    });
+  }
+
+  private async graph(): Res<BlockGraph> {
+    const [nodes, graph, exports] = await Promise.all([
+      this.qmp<NamedNode[]>('query-named-block-nodes', { flat: true }),
+      this.qmp<{ nodes: GraphNode[]; edges: GraphEdge[] }>('x-debug-query-block-graph'),
+      this.qmp<BlockExport[]>('query-block-exports'),
+    ]);
+    if (nodes.isErr()) return err(nodes.error);
+    if (graph.isErr()) return err(graph.error);
+    if (exports.isErr()) return err(exports.error);
+    return ok(new BlockGraph(nodes.value, graph.value.nodes, graph.value.edges, exports.value, this.qemuCwd));
+  }
+
+  private resolveDisk(g: BlockGraph, disk: string): ResolvedDisk | null {
+    const exp = g.exports.find((e) => e.id === disk);
+    if (exp) return this.viaExport(g, exp);
+    if (!g.node(disk)) return null;
+    const known = this.diskExport.get(disk);
+    const remembered = known === undefined ? undefined : g.exports.find((e) => e.id === known);
+    if (remembered) return this.viaExport(g, remembered);
+    const reading = g.exports.find((e) => g.skipFilters(e['node-name']) === disk);
+    if (reading) {
+      this.diskExport.set(disk, reading.id);
+      return this.viaExport(g, reading);
+    }
+    return { head: disk, top: disk };
+  }
+
+  private viaExport(g: BlockGraph, exp: BlockExport): ResolvedDisk | null {
+    const top = g.skipFilters(exp['node-name']);
+    return top === undefined ? null : { head: exp['node-name'], top };
+  }
+
+  private async jobState(jobId: string): Promise<QueryJob | undefined> {
+    const jobs = await this.qmp<QueryJob[]>('query-jobs');
+    return jobs.isOk() ? jobs.value.find((j) => j.id === jobId) : undefined;
+  }
+
+  /** Whether the job's destination node now has a consumer (export or device): it pivoted. */
+  private async pivotedTo(jobId: string): Promise<boolean> {
+    const g = await this.graph();
+    if (g.isErr()) return false;
+    const target = targetNodeNames(jobId).format;
+    return g.value.exports.some((e) => g.value.skipFilters(e['node-name']) === target) || g.value.inUse(target);
+  }
+
+  /** blockdev-del; a node that is gone already, or went with its parent, counts as deleted. */
+  private async blockdevDel(node: string): Res<void> {
+    const r = await this.qmp('blockdev-del', { 'node-name': node });
+    if (r.isOk()) return ok(undefined);
+    const e = r.error;
+    if (
+      e.kind === 'qmp' &&
+      (e.desc === `Failed to find node with node-name='${node}'` ||
+        e.desc === `Node ${node} is not owned by the monitor`)
+    )
+      return ok(undefined);
+    return err(e);
+  }
+
+  /** Best-effort removal of nodes this call attached; returns the original error. */
+  private async rollback(added: readonly string[], cause: HypervisorError): Promise<HypervisorError> {
+    for (const node of added) await this.blockdevDel(node);
+    return cause;
+  }
+
+  private async probe(path: string): Res<DestinationProbe> {
+    let st: Stats;
+    try {
+      st = await fs.stat(path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return ok({ exists: false });
+      return err(ioError('stat', e));
+    }
+    const kind = st.isFile() ? 'file' : st.isBlockDevice() ? 'block' : 'other';
+    if (kind === 'other') return ok({ exists: true, kind, size: st.size, image: null, empty: false });
+    // -U: the file may be open in QEMU (image locking would refuse a plain open).
+    const info = await this.imageInfo(path);
+    let empty = kind === 'file' && st.size === 0;
+    if (!empty && info !== null) {
+      const map = await this.tool('qemu-img map', ['map', '-U', '-f', info.format, '--output=json', path]);
+      const extents = map.isOk() ? (parseJson(map.value) as MapExtent[] | undefined) : undefined;
+      if (Array.isArray(extents)) {
+        // Only the image's own clusters count: a fresh overlay reads its backing's data.
+        const own = extents.filter((x) => x.data === true && x.depth === 0);
+        // `qemu-img create -f raw` writes the first 4 KiB (zeros) to probe the alignment, so a
+        // raw extent with data may still be all zeros: read small ones.
+        empty = own.length === 0 || (info.format === 'raw' && (await rawExtentsAreZero(path, own)));
+      }
+    }
+    return ok({ exists: true, kind, size: st.size, image: info, empty });
+  }
+
+  /** qemu-img info of one image: format, virtual size, backing (absolute); null if unprobeable. */
+  private async imageInfo(path: string): Promise<ImageInfo | null> {
+    const r = await this.tool('qemu-img info', ['info', '-U', '--output=json', path]);
+    if (r.isErr()) return null;
+    const j = parseJson(r.value) as Record<string, unknown> | undefined;
+    const format = j?.['format'];
+    const size = j?.['virtual-size'];
+    if ((format !== 'qcow2' && format !== 'raw') || typeof size !== 'number') return null;
+    let backing: BackingRef | null = null;
+    const bname = j?.['full-backing-filename'] ?? j?.['backing-filename'];
+    if (typeof bname === 'string') {
+      const bpath = resolvePath(dirname(path), bname);
+      let bformat = j?.['backing-filename-format'];
+      if (bformat === undefined) bformat = (await this.imageInfo(bpath))?.format;
+      if (bformat !== 'qcow2' && bformat !== 'raw') return null;
+      backing = { path: bpath, format: bformat };
+    }
+    return { path, format, virtualSize: size, backing };
+  }
+
+  private sameAsSpec(
+    p: Extract<DestinationProbe, { exists: true }>,
+    spec: CreateDestinationSpec,
+  ): Result<void, HypervisorError> {
+    const img = p.image;
+    const same =
+      img !== null &&
+      p.empty &&
+      img.format === spec.format &&
+      img.virtualSize === spec.virtualSize &&
+      (img.backing === null
+        ? spec.backing === null
+        : spec.backing !== null &&
+          img.backing.format === spec.backing.format &&
+          samePath(img.backing.path, spec.backing.path));
+    if (same) return ok(undefined);
+    const what = img
+      ? `${img.format}, ${img.virtualSize} bytes, backing ${img.backing?.path ?? 'none'}${p.empty ? '' : ', holds data'}`
+      : `${p.kind}, ${p.size} bytes, not an image`;
+    return err(invalid('createDestination', `'${spec.path}' exists and differs from the requested image (${what})`));
+  }
+
+  /** Runs a local tool; stdout on success, an `io` error with its stderr otherwise. */
+  private tool(command: string, args: readonly string[]): Res<string> {
+    return new Promise((resolve) => {
+      execFile(
+        this.qemuImg,
+        args,
+        { timeout: this.toolTimeoutMs, maxBuffer: 64 * 1024 * 1024 },
+        (e, stdout, stderr) => {
+          if (e) resolve(err({ kind: 'io', command, desc: (String(stderr).trim() || e.message).slice(0, 2000) }));
+          else resolve(ok(String(stdout)));
+        },
+      );
+    });
+  }
+}
+
+// ---------------------------------------------------------------- pure helpers
+
+function mapEvent(e: QmpEvent): HypervisorEvent | null {
+  const d = e.data;
+  const num = (k: string) => (typeof d[k] === 'number' ? d[k] : 0);
+  switch (e.event) {
+    case 'JOB_STATUS_CHANGE':
+      return typeof d['id'] === 'string' && typeof d['status'] === 'string' && JOB_STATUSES.has(d['status'])
+        ? { kind: 'job-status', jobId: d['id'], status: d['status'] as JobStatus }
+        : null;
+  }
+  // BLOCK_JOB_* name the job in `device` (= the job id with blockdev-mirror).
+  const jobId = d['device'];
+  if (typeof jobId !== 'string') return null;
+  const progress = { jobId, len: num('len'), offset: num('offset'), speed: num('speed') };
+  switch (e.event) {
+    case 'BLOCK_JOB_READY':
+      return { kind: 'job-ready', ...progress };
+    case 'BLOCK_JOB_COMPLETED':
+      // §0.3: "completed" is also the soft cancel; an error string means failure.
+      return typeof d['error'] === 'string'
+        ? { kind: 'job-completed', ...progress, error: d['error'] }
+        : { kind: 'job-completed', ...progress };
+    case 'BLOCK_JOB_CANCELLED':
+      return { kind: 'job-cancelled', ...progress };
+    case 'BLOCK_JOB_ERROR': {
+      const op = d['operation'];
+      const action = d['action'];
+      if ((op !== 'read' && op !== 'write') || (action !== 'ignore' && action !== 'report' && action !== 'stop'))
+        return null;
+      return { kind: 'job-error', jobId, operation: op, action };
+    }
+    default:
+      return null;
+  }
+}
+
+function mapLifecycle(e: QmpLifecycleEvent): HypervisorEvent | null {
+  switch (e.kind) {
+    case 'connection-lost':
+      return { kind: 'connection-lost', reason: e.reason };
+    case 'connection-restored':
+      return { kind: 'connection-restored' };
+    case 'gone':
+      return { kind: 'hypervisor-gone', reason: e.reason };
+    case 'protocol-error':
+      return null;
+  }
+}
+
+function imageOf(g: BlockGraph, node: string): Result<Omit<ImageInfo, 'backing'>, HypervisorError> {
+  const n = g.node(node);
+  const path = g.protocolFile(node);
+  if (!n || path === undefined) return err(invalid('describeDisk', `node '${node}' has no file`));
+  if (n.drv !== 'qcow2' && n.drv !== 'raw')
+    return err(invalid('describeDisk', `node '${node}' has unsupported format '${n.drv}'`));
+  return ok({ path, format: n.drv, virtualSize: n.image['virtual-size'] });
+}
+
+interface MapExtent {
+  readonly start: number;
+  readonly length: number;
+  readonly depth?: number;
+  readonly data?: boolean;
+}
+
+/** True when the raw file's bytes in these extents are all zero (false beyond 1 MiB to read). */
+async function rawExtentsAreZero(path: string, extents: readonly MapExtent[]): Promise<boolean> {
+  const total = extents.reduce((n, x) => n + x.length, 0);
+  if (total > 1024 * 1024) return false;
+  const fh = await fs.open(path, 'r');
+  try {
+    for (const x of extents) {
+      const buf = Buffer.alloc(x.length);
+      const { bytesRead } = await fh.read(buf, 0, x.length, x.start);
+      if (buf.subarray(0, bytesRead).some((b) => b !== 0)) return false;
+    }
+    return true;
+  } finally {
+    await fh.close();
+  }
+}
+
+function samePath(a: string, b: string): boolean {
+  if (resolvePath(a) === resolvePath(b)) return true;
+  try {
+    return realpathSync(a) === realpathSync(b);
+  } catch {
+    return false;
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function invalid(command: string, desc: string): HypervisorError {
+  return { kind: 'invalid', command, desc };
+}
+
+function ioError(command: string, e: unknown): HypervisorError {
+  return { kind: 'io', command, desc: e instanceof Error ? e.message : String(e) };
+}
+
+/** Runs an async body as a ResultAsync that never rejects (a bug becomes an `io` error value). */
+function wrap<T>(command: string, body: () => Res<T>): ResultAsync<T, HypervisorError> {
+  return new ResultAsync(
+    (async () => {
+      try {
+        return await body();
+      } catch (e) {
+        return err<T, HypervisorError>(ioError(command, e));
+      }
+    })(),
+  );
+}
