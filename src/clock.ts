@@ -20,9 +20,59 @@ export const systemClock: Clock = {
 };
 
 interface Timer {
-  id: number;
-  at: number;
-  callback: () => void;
+  readonly id: number;
+  readonly at: number;
+  readonly callback: () => void;
+}
+
+/** Timers ordered by due time, then by creation (a binary min-heap: fleets have many timers). */
+class TimerHeap {
+  private readonly items: Timer[] = [];
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  peek(): Timer | undefined {
+    return this.items[0];
+  }
+
+  push(timer: Timer): void {
+    const items = this.items;
+    items.push(timer);
+    let i = items.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!before(items[i]!, items[parent]!)) break;
+      [items[i], items[parent]] = [items[parent]!, items[i]!];
+      i = parent;
+    }
+  }
+
+  pop(): Timer | undefined {
+    const items = this.items;
+    const top = items[0];
+    const last = items.pop();
+    if (items.length > 0 && last !== undefined) {
+      items[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let smallest = i;
+        if (l < items.length && before(items[l]!, items[smallest]!)) smallest = l;
+        if (r < items.length && before(items[r]!, items[smallest]!)) smallest = r;
+        if (smallest === i) break;
+        [items[i], items[smallest]] = [items[smallest]!, items[i]!];
+        i = smallest;
+      }
+    }
+    return top;
+  }
+}
+
+function before(a: Timer, b: Timer): boolean {
+  return a.at < b.at || (a.at === b.at && a.id < b.id);
 }
 
 /**
@@ -32,7 +82,9 @@ interface Timer {
 export class VirtualClock implements Clock {
   private current = 0;
   private nextId = 1;
-  private timers: Timer[] = [];
+  private readonly timers = new TimerHeap();
+  /** Cleared timers stay in the heap until they come up (lazy deletion). */
+  private readonly cleared = new Set<number>();
 
   now(): number {
     return this.current;
@@ -45,23 +97,25 @@ export class VirtualClock implements Clock {
   }
 
   clearTimeout(handle: unknown): void {
-    this.timers = this.timers.filter((t) => t.id !== handle);
+    if (typeof handle === 'number') this.cleared.add(handle);
   }
 
   /** Number of timers still waiting. */
   get pending(): number {
-    return this.timers.length;
+    return this.timers.size - this.cleared.size;
   }
 
   async advance(ms: number): Promise<void> {
     const end = this.current + ms;
     await settle();
     for (;;) {
-      const next = this.earliest();
+      const next = this.timers.peek();
       if (next === undefined || next.at > end) break;
-      this.timers = this.timers.filter((t) => t !== next);
+      this.timers.pop();
+      if (this.cleared.delete(next.id)) continue;
       this.current = Math.max(this.current, next.at);
       next.callback();
+      // Node drains microtasks between timer callbacks: let promise chains run.
       await settle();
     }
     this.current = end;
@@ -77,13 +131,6 @@ export class VirtualClock implements Clock {
       await this.advance(stepMs);
     }
     return true;
-  }
-
-  private earliest(): Timer | undefined {
-    let best: Timer | undefined;
-    for (const t of this.timers)
-      if (best === undefined || t.at < best.at || (t.at === best.at && t.id < best.id)) best = t;
-    return best;
   }
 }
 

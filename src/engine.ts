@@ -7,17 +7,18 @@
 import type { Result } from 'neverthrow';
 import { ResultAsync, err, errAsync, ok, okAsync } from 'neverthrow';
 import type { Observable } from 'rxjs';
-import { Subject } from 'rxjs';
+import type { Subscription } from 'rxjs';
+import { Subject, share } from 'rxjs';
 import type { InspectionEvent } from 'xstate';
-import type { HypervisorPort } from '../adapters/port.js';
+import type { HypervisorEvent, HypervisorPort } from '../adapters/port.js';
 import type { Clock } from './clock.js';
-import { systemClock } from './clock.js';
+import { interval$, systemClock } from './clock.js';
 import type { BlockCopyError } from './errors.js';
 import { blockCopyError, errors } from './errors.js';
 import type { BlockJobStatusName } from './flags.js';
 import { fromHypervisorError } from './hypervisor-error.js';
 import type { JobProgress, JobResult } from './job-runner.js';
-import { JobRunner } from './job-runner.js';
+import { JobRunner, provideJobMachine } from './job-runner.js';
 import type { CopyPlan, CopyRequest } from './plan.js';
 import type { BlockJobInfo, CopyOptions } from './validate.js';
 import {
@@ -59,7 +60,6 @@ export interface JobStateChange {
   readonly disk: string;
   readonly state: string;
 }
-
 
 /** A running copy job. */
 export interface BlockCopyJob {
@@ -161,6 +161,18 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   const clock = options.clock ?? systemClock;
   const pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_MS;
   const makeJobId = options.jobId ?? ((_domain: string, disk: string) => `copy-${disk}-${randomSuffix()}`);
+  // One poll timer for the whole engine, running only while some job listens.
+  const machine = provideJobMachine(hypervisor);
+  const pollTicks$ = interval$(clock, pollIntervalMs).pipe(share());
+  // Hypervisor events routed to their job by id, once, instead of every job filtering them all.
+  const jobEvents = new Map<string, Subject<HypervisorEvent>>();
+  let hypervisorSubscription: Subscription | null = null;
+  const routeEvents = () => {
+    hypervisorSubscription ??= hypervisor.events$.subscribe((event) => {
+      if ('jobId' in event) jobEvents.get(event.jobId)?.next(event);
+      else for (const subject of jobEvents.values()) subject.next(event);
+    });
+  };
   const events$ = new Subject<BlockJobEvent>();
   const jobStates$ = new Subject<JobStateChange>();
   /** The domain guard: at most one job per disk, reserved synchronously before any IO. */
@@ -193,14 +205,19 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   function startJob(request: CopyRequest): ResultAsync<BlockCopyJob, BlockCopyError> {
     const k = key(request.domain, request.disk);
     if (runners.has(k)) return errAsync(errors.diskInCopyJob(request.disk));
+    const jobId = makeJobId(request.domain, request.disk);
+    const routed = new Subject<HypervisorEvent>();
+    jobEvents.set(jobId, routed);
+    routeEvents();
     const runner = new JobRunner({
-      jobId: makeJobId(request.domain, request.disk),
+      jobId,
+      events$: routed,
       request,
       hypervisor,
       clock,
-      pollIntervalMs,
+      pollTicks$,
       inspect: options.inspect,
-      diskBusy: () => false,
+      machine,
     });
     runners.set(k, runner);
     let readyAnnounced = false;
@@ -222,6 +239,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     });
     void runner.result.then((result) => {
       if (runners.get(k) === runner) runners.delete(k);
+      jobEvents.delete(jobId);
       handles.delete(runner);
       // libvirt emits no event for a job that never started.
       if (runner.snapshot.context.started) {
@@ -426,6 +444,9 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     close() {
       for (const runner of runners.values()) runner.actor.stop();
       runners.clear();
+      jobEvents.clear();
+      hypervisorSubscription?.unsubscribe();
+      hypervisorSubscription = null;
     },
   };
   return engine;

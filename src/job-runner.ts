@@ -4,6 +4,7 @@
  * beside the chart: they change on every poll and would only cost the chart events.
  */
 import type { ResultAsync } from 'neverthrow';
+import type { Observable } from 'rxjs';
 import { EMPTY, Subject, Subscription, exhaustMap, filter, from, merge } from 'rxjs';
 import type { Actor, InspectionEvent } from 'xstate';
 import { createActor, fromPromise } from 'xstate';
@@ -12,7 +13,6 @@ import type { BlockCopyJobOutput, FinishInput } from '../machines/block-copy-job
 import { blockCopyJobMachine } from '../machines/block-copy-job.js';
 import type { ObservationEvent, RefusedEmitted, UserEvent } from '../machines/events.js';
 import type { Clock } from './clock.js';
-import { interval$ } from './clock.js';
 import type { BlockCopyError } from './errors.js';
 import { fromHypervisorError } from './hypervisor-error.js';
 import { needsPoll, observeEvent, observeJobInfo } from './observe.js';
@@ -59,15 +59,88 @@ async function unwrap<T>(result: ResultAsync<T, HypervisorError>, jobId: string)
   throw fromHypervisorError(outcome.error, jobId);
 }
 
+/**
+ * The job machine with its IO bound to a hypervisor port. Built once per engine: providing
+ * actors rebuilds XState's state-node tree, which is far too costly to do per job.
+ */
+export function provideJobMachine(hv: HypervisorPort) {
+  return blockCopyJobMachine.provide({
+    actors: {
+      inspectFacts: fromPromise<CopyFacts, { jobId: string; request: CopyRequest }>(async ({ input }) => {
+        const { request } = input;
+        const domain = await unwrap(hv.getDomain(request.domain), input.jobId);
+        const disk = domain ? await unwrap(hv.describeDisk(request.domain, request.disk), input.jobId) : null;
+        const destination = await unwrap(hv.probeDestination(request.destination), input.jobId);
+        return { domain, disk, diskBusy: false, destination };
+      }),
+      prepareDestination: fromPromise<{ created: boolean }, { jobId: string; plan: CopyPlan }>(async ({ input }) => {
+        const { plan } = input;
+        if (plan.destinationAction === 'reuse') return { created: false };
+        await unwrap(
+          hv.createDestination({
+            path: plan.destination.path,
+            format: plan.destination.format,
+            virtualSize: plan.virtualSize,
+            backing: plan.backing,
+          }),
+          input.jobId,
+        );
+        return { created: true };
+      }),
+      startMirror: fromPromise<undefined, { jobId: string; plan: CopyPlan }>(async ({ input }) => {
+        const { plan } = input;
+        await unwrap(
+          hv.startMirror({
+            jobId: input.jobId,
+            domain: plan.domain,
+            disk: plan.disk,
+            destination: plan.destination,
+            destinationBacking: plan.backing,
+            sync: plan.sync,
+            speed: plan.speed,
+            onTargetError: plan.onTargetError,
+            onSourceError: plan.onSourceError,
+            copyMode: plan.copyMode,
+          }),
+          input.jobId,
+        );
+        return undefined;
+      }),
+      completeJob: fromPromise<undefined, { jobId: string }>(async ({ input }) => {
+        await unwrap(hv.completeJob(input.jobId), input.jobId);
+        return undefined;
+      }),
+      cancelJob: fromPromise<undefined, { jobId: string; force: boolean }>(async ({ input }) => {
+        await unwrap(hv.cancelJob(input.jobId, input.force), input.jobId);
+        return undefined;
+      }),
+      confirmPivot: fromPromise<boolean, { jobId: string; plan: CopyPlan }>(async ({ input }) => {
+        const active = await unwrap(hv.activeImage(input.plan.domain, input.plan.disk), input.jobId);
+        return active === input.plan.destination.path;
+      }),
+      finishJob: fromPromise<undefined, FinishInput>(async ({ input }) => {
+        if (input.started) await unwrap(hv.dismissJob(input.jobId), input.jobId);
+        if (input.removeDestination !== null) await unwrap(hv.removeDestination(input.removeDestination), input.jobId);
+        return undefined;
+      }),
+    },
+  });
+}
+
+export type ProvidedJobMachine = ReturnType<typeof provideJobMachine>;
+
 export interface JobRunnerOptions {
   readonly jobId: string;
   readonly request: CopyRequest;
   readonly hypervisor: HypervisorPort;
+  /** From provideJobMachine, shared by every job of an engine. */
+  readonly machine: ProvidedJobMachine;
   readonly clock: Clock;
-  readonly pollIntervalMs: number;
+  /** The engine's shared poll tick: one timer for every job, not one per job. */
+  readonly pollTicks$: Observable<unknown>;
+  /** This job's hypervisor events (and connection-wide ones), demultiplexed by the engine. */
+  readonly events$: Observable<HypervisorEvent>;
   readonly inspect?: ((event: InspectionEvent) => void) | undefined;
-  /** Facts the engine adds to what the hypervisor reports (the domain guard's view). */
-  readonly diskBusy: () => boolean;
 }
 
 export class JobRunner {
@@ -91,69 +164,8 @@ export class JobRunner {
     this.domain = options.request.domain;
     this.disk = options.request.disk;
     this.hypervisor = options.hypervisor;
-    const hv = options.hypervisor;
     const jobId = options.jobId;
-    const machine = blockCopyJobMachine.provide({
-      actors: {
-        inspectFacts: fromPromise<CopyFacts, { jobId: string; request: CopyRequest }>(async ({ input }) => {
-          const { request } = input;
-          const domain = await unwrap(hv.getDomain(request.domain), jobId);
-          const disk = domain ? await unwrap(hv.describeDisk(request.domain, request.disk), jobId) : null;
-          const destination = await unwrap(hv.probeDestination(request.destination), jobId);
-          return { domain, disk, diskBusy: options.diskBusy(), destination };
-        }),
-        prepareDestination: fromPromise<{ created: boolean }, { jobId: string; plan: CopyPlan }>(async ({ input }) => {
-          const { plan } = input;
-          if (plan.destinationAction === 'reuse') return { created: false };
-          await unwrap(
-            hv.createDestination({
-              path: plan.destination.path,
-              format: plan.destination.format,
-              virtualSize: plan.virtualSize,
-              backing: plan.backing,
-            }),
-            jobId,
-          );
-          return { created: true };
-        }),
-        startMirror: fromPromise<undefined, { jobId: string; plan: CopyPlan }>(async ({ input }) => {
-          const { plan } = input;
-          await unwrap(
-            hv.startMirror({
-              jobId: input.jobId,
-              domain: plan.domain,
-              disk: plan.disk,
-              destination: plan.destination,
-              destinationBacking: plan.backing,
-              sync: plan.sync,
-              speed: plan.speed,
-              onTargetError: plan.onTargetError,
-              onSourceError: plan.onSourceError,
-              copyMode: plan.copyMode,
-            }),
-            jobId,
-          );
-          return undefined;
-        }),
-        completeJob: fromPromise<undefined, { jobId: string }>(async ({ input }) => {
-          await unwrap(hv.completeJob(input.jobId), jobId);
-          return undefined;
-        }),
-        cancelJob: fromPromise<undefined, { jobId: string; force: boolean }>(async ({ input }) => {
-          await unwrap(hv.cancelJob(input.jobId, input.force), jobId);
-          return undefined;
-        }),
-        confirmPivot: fromPromise<boolean, { jobId: string; plan: CopyPlan }>(async ({ input }) => {
-          const active = await unwrap(hv.activeImage(input.plan.domain, input.plan.disk), jobId);
-          return active === input.plan.destination.path;
-        }),
-        finishJob: fromPromise<undefined, FinishInput>(async ({ input }) => {
-          if (input.started) await unwrap(hv.dismissJob(input.jobId), jobId);
-          if (input.removeDestination !== null) await unwrap(hv.removeDestination(input.removeDestination), jobId);
-          return undefined;
-        }),
-      },
-    });
+    const machine = options.machine;
     this.actor = createActor(machine, {
       input: { jobId, request: options.request },
       ...(options.inspect ? { inspect: options.inspect } : {}),
@@ -190,18 +202,15 @@ export class JobRunner {
   }
 
   start(): void {
-    const hv = this.hypervisor;
-    const jobEvents$ = hv.events$.pipe(filter((e: HypervisorEvent) => !('jobId' in e) || e.jobId === this.jobId));
     this.subscription.add(
-      jobEvents$.subscribe((event) => {
+      this.options.events$.subscribe((event) => {
         this.noteEvent(event);
         for (const observation of observeEvent(event, this.pause)) this.observe(observation);
         if (needsPoll(event)) this.polls$.next();
       }),
     );
-    const ticks$ = interval$(this.options.clock, this.options.pollIntervalMs);
     this.subscription.add(
-      merge(ticks$, this.polls$)
+      merge(this.options.pollTicks$, this.polls$)
         .pipe(
           filter(() => this.polled()),
           exhaustMap(() => (this.polled() ? from(this.poll()) : EMPTY)),
