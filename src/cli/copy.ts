@@ -222,6 +222,8 @@ function watch(job: BlockCopyJob, cmd: CopyCommand, out: Output): () => void {
   if (!cmd.verbose || cmd.json) return () => {};
   let lastPercent = -1;
   let onBar = false;
+  // The states entered before watching began (validating … mirroring).
+  for (const state of job.states()) out.line(`state: ${state}`);
   const progress = job.progress$.subscribe((p) => {
     const line = progressLine(p, job.state().startsWith('ready') || job.state() === 'pivoting');
     if (out.tty) {

@@ -1,0 +1,71 @@
+/**
+ * `blockcopy diagram [--format svg|mermaid|dot] [--output FILE] [--machine NAME]`: prints (or
+ * writes) a diagram generated from the machine definition, the same text `npm run diagrams`
+ * commits to visualizations/.
+ */
+import { writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import type { DiagramFormat } from '../diagram/index.js';
+import { DEFAULT_DIAGRAM_MACHINE, diagramMachines, renderDiagram, walkMachine } from '../diagram/index.js';
+import type { Output } from './copy.js';
+
+export const DIAGRAM_USAGE = `usage: blockcopy diagram [--format mermaid|dot|svg] [--output FILE] [--machine NAME]
+
+Prints the job statechart, generated from the machine definition (default format mermaid).
+--output writes it to FILE instead. Machines: ${Object.keys(diagramMachines).join(', ')}.`;
+
+const FORMATS: readonly DiagramFormat[] = ['mermaid', 'dot', 'svg'];
+
+/** Exit codes: 0 done, 2 usage error, 1 the file could not be written. */
+export async function runDiagramCommand(argv: readonly string[], out: Output): Promise<number> {
+  let values: {
+    format?: string | undefined;
+    output?: string | undefined;
+    machine?: string | undefined;
+    help?: boolean;
+  };
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: {
+        format: { type: 'string', short: 'f' },
+        output: { type: 'string', short: 'o' },
+        machine: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (e) {
+    out.error(`error: ${e instanceof Error ? e.message : String(e)}\n\n${DIAGRAM_USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    out.line(DIAGRAM_USAGE);
+    return 0;
+  }
+  const format = (values.format ?? 'mermaid') as DiagramFormat;
+  if (!FORMATS.includes(format)) {
+    out.error(`error: --format expects mermaid, dot or svg, got '${values.format}'\n\n${DIAGRAM_USAGE}`);
+    return 2;
+  }
+  const name = values.machine ?? DEFAULT_DIAGRAM_MACHINE;
+  const machine = diagramMachines[name];
+  if (!machine) {
+    out.error(`error: unknown machine '${name}' (known: ${Object.keys(diagramMachines).join(', ')})`);
+    return 2;
+  }
+  const text = await renderDiagram(walkMachine(machine), format);
+  if (values.output !== undefined) {
+    try {
+      await writeFile(values.output, text);
+    } catch (e) {
+      out.error(`error: cannot write ${values.output}: ${e instanceof Error ? e.message : String(e)}`);
+      return 1;
+    }
+    out.line(`wrote ${values.output}`);
+    return 0;
+  }
+  out.line(text.endsWith('\n') ? text.slice(0, -1) : text);
+  return 0;
+}
