@@ -27,6 +27,8 @@ export interface CopyCommand {
   readonly json: boolean;
   readonly hypervisor: string;
   readonly onTargetError: 'report' | 'stop' | 'ignore' | 'enospc';
+  /** Serve the live inspector while the copy runs. */
+  readonly inspect: boolean;
 }
 
 export interface DemoCommand {
@@ -39,22 +41,35 @@ export interface HelpCommand {
   readonly command: 'help';
 }
 
-export type Command = CopyCommand | DemoCommand | HelpCommand;
+/** Commands that parse their own arguments (diagram, inspect, replay). */
+export interface PassThroughCommand {
+  readonly command: 'diagram' | 'inspect' | 'replay';
+  readonly argv: readonly string[];
+}
+
+export type Command = CopyCommand | DemoCommand | HelpCommand | PassThroughCommand;
 
 export const USAGE = `usage:
   blockcopy copy DISK DEST [--domain NAME] [--shallow] [--reuse-external] [--raw]
                  [--bandwidth MIB] [--wait] [--pivot | --finish] [--async] [--verbose]
                  [--timeout S] [--dry-run] [--json] [--on-target-error report|stop|ignore|enospc]
-                 [--hypervisor sim|qmp:SOCKET]
+                 [--hypervisor sim|qmp:SOCKET] [--inspect]
   blockcopy demo [--json] [--hypervisor sim|qemu]
+  blockcopy replay TRACE.jsonl [--json]
+  blockcopy diagram [--format mermaid|dot|svg] [--output FILE]
+  blockcopy inspect [--port N] [--load FILE.jsonl] [--export FILE.jsonl] [--rounds N]
   blockcopy help
 
 copy   starts a block copy of DISK into the absolute path DEST, as virsh blockcopy does.
        --wait waits for the mirroring phase; --pivot switches the disk to the copy and --finish
        leaves a consistent copy behind (both wait); --timeout S aborts after S seconds.
        Without --hypervisor the in-process simulator is used (domain 'demo', disk 'vda').
+       --inspect serves the live inspector on 127.0.0.1 while the copy runs.
 demo   runs a whole copy with progress and pivot: on real QEMU when qemu-storage-daemon and
-       qemu-img are installed, otherwise on the simulator.`;
+       qemu-img are installed, otherwise on the simulator.
+replay feeds a recorded QMP session (../shared/traces/qemu-7.2/*.jsonl) through the engine.
+diagram prints the job statechart, generated from the machine.
+inspect serves the live inspector with simulated demo jobs, or a recorded run (--load).`;
 
 export class UsageError {
   constructor(readonly message: string) {}
@@ -81,6 +96,7 @@ export function parseCommand(argv: readonly string[]): Result<Command, UsageErro
       });
       return ok({ command: 'demo', json: values.json, hypervisor: values.hypervisor });
     }
+    if (command === 'diagram' || command === 'inspect' || command === 'replay') return ok({ command, argv: rest });
     if (command !== 'copy') return err(new UsageError(`unknown command '${command}'`));
     const { values, positionals } = parseArgs({
       args: rest,
@@ -100,6 +116,7 @@ export function parseCommand(argv: readonly string[]): Result<Command, UsageErro
         json: { type: 'boolean', default: false },
         hypervisor: { type: 'string', default: 'sim' },
         'on-target-error': { type: 'string', default: 'report' },
+        inspect: { type: 'boolean', default: false },
       },
       strict: true,
       allowPositionals: true,
@@ -142,6 +159,7 @@ export function parseCommand(argv: readonly string[]): Result<Command, UsageErro
       json: values.json,
       hypervisor: values.hypervisor,
       onTargetError: policy,
+      inspect: values.inspect,
     });
   } catch (e) {
     // parseArgs reports unknown options and missing values by throwing.

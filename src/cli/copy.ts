@@ -3,6 +3,7 @@
  * the mirroring phase, then pivot or finish, with a progress bar and a --timeout that aborts).
  * Returns the report that --json prints and the exit code; IO is the caller's.
  */
+import type { InspectionEvent } from 'xstate';
 import type { HypervisorPort } from '../../adapters/port.js';
 import type { Clock } from '../clock.js';
 import { systemClock } from '../clock.js';
@@ -64,6 +65,11 @@ export interface CopyDependencies {
   readonly clock?: Clock;
   readonly out: Output;
   readonly pollIntervalMs?: number;
+  /** The live inspector, if one serves this run: its observer goes into the engine. */
+  readonly inspector?: {
+    readonly inspect: (event: InspectionEvent) => void;
+    attach(engine: BlockCopyEngine): () => void;
+  };
   /** Called once the job has started, e.g. to install a SIGINT handler; returns a disposer. */
   readonly onStarted?: (abort: () => void) => () => void;
 }
@@ -75,7 +81,9 @@ export async function runCopy(cmd: CopyCommand, deps: CopyDependencies): Promise
     hypervisor: deps.hypervisor,
     clock,
     pollIntervalMs: deps.pollIntervalMs ?? 200,
+    ...(deps.inspector ? { inspect: deps.inspector.inspect } : {}),
   });
+  const detachInspector = deps.inspector?.attach(engine);
   const domain = cmd.domain ?? defaultDomain(deps.hypervisor);
   const flags =
     RebaseFlags.COPY |
@@ -176,6 +184,7 @@ export async function runCopy(cmd: CopyCommand, deps: CopyDependencies): Promise
       stopWatching();
     }
   } finally {
+    detachInspector?.();
     engine.close();
   }
 }

@@ -42,6 +42,7 @@ async function runSimulatedDemo(cmd: DemoCommand, out: Output): Promise<number> 
     json: cmd.json,
     hypervisor: 'sim',
     onTargetError: 'report',
+    inspect: false,
   };
   if (!cmd.json) {
     out.line('blockcopy demo on the simulated hypervisor (QEMU 7.2 behaviour, in memory)');

@@ -6,7 +6,10 @@ import { USAGE, parseCommand } from './args.js';
 import type { CopyReport, Output } from './copy.js';
 import { runCopy } from './copy.js';
 import { runDemo } from './demo.js';
+import { runDiagramCommand } from './diagram.js';
 import { openHypervisor } from './hypervisor.js';
+import { runInspectCommand, startInspector } from './inspect.js';
+import { runReplayCommand } from './replay.js';
 
 export const processOutput: Output = {
   line: (text) => process.stdout.write(`${text}\n`),
@@ -17,6 +20,12 @@ export const processOutput: Output = {
 
 function printJson(out: Output, report: CopyReport): void {
   out.line(JSON.stringify(report));
+}
+
+/** After a copy with --inspect, the page stays up to be looked at until Ctrl-C. */
+function servedUntilInterrupted(out: Output, url: string): Promise<void> {
+  out.error(`the copy has ended; the inspector keeps serving ${url} until Ctrl-C`);
+  return new Promise((resolve) => process.once('SIGINT', () => resolve()));
 }
 
 export async function main(argv: readonly string[], out: Output = processOutput): Promise<number> {
@@ -32,16 +41,25 @@ export async function main(argv: readonly string[], out: Output = processOutput)
       return 0;
     case 'demo':
       return runDemo(cmd, out);
+    case 'diagram':
+      return runDiagramCommand(cmd.argv, out);
+    case 'inspect':
+      return runInspectCommand(cmd.argv, out);
+    case 'replay':
+      return runReplayCommand(cmd.argv, out);
     case 'copy': {
       const hypervisor = await openHypervisor(cmd.hypervisor);
       if (hypervisor.isErr()) {
         out.error(`error: ${hypervisor.error}`);
         return 2;
       }
+      const inspector = cmd.inspect ? await startInspector() : undefined;
+      if (inspector) out.error(`inspector: ${inspector.url}`);
       try {
         const run = await runCopy(cmd, {
           hypervisor: hypervisor.value,
           out,
+          ...(inspector ? { inspector } : {}),
           onStarted: (abort) => {
             // Ctrl-C aborts the copy, as virsh does.
             process.once('SIGINT', abort);
@@ -49,8 +67,10 @@ export async function main(argv: readonly string[], out: Output = processOutput)
           },
         });
         if (cmd.json) printJson(out, run.report);
+        if (inspector) await servedUntilInterrupted(out, inspector.url);
         return run.exitCode;
       } finally {
+        await inspector?.close();
         await hypervisor.value.close();
       }
     }
