@@ -316,6 +316,17 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     return wrapPromise(accepted.finally(() => later.cancel()));
   }
 
+  function rebaseRequest(
+    domain: string,
+    disk: string | null,
+    base: string | null,
+    bandwidth: number,
+    flags: number,
+    copyOptions?: CopyOptions,
+  ): Result<CopyRequest, BlockCopyError> {
+    return validateRebase({ domain, disk, base, bandwidth, flags, ...(copyOptions ? { options: copyOptions } : {}) });
+  }
+
   /** The read-only half of a job: the facts and the planner, without starting anything. */
   function plan(request: CopyRequest): ResultAsync<CopyPlan, BlockCopyError> {
     const diskBusy = runners.has(key(request.domain, request.disk));
@@ -332,38 +343,17 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   }
 
   const engine: BlockCopyEngine = {
-    planRebase(domain, disk, base, bandwidth, flags, copyOptions) {
-      const request = validateRebase({
-        domain,
-        disk,
-        base,
-        bandwidth,
-        flags,
-        ...(copyOptions ? { options: copyOptions } : {}),
-      });
-      return request.isErr() ? errAsync(request.error) : plan(request.value);
-    },
-    blockRebase(domain, disk, base, bandwidth, flags, copyOptions) {
-      const request = validateRebase({
-        domain,
-        disk,
-        base,
-        bandwidth,
-        flags,
-        ...(copyOptions ? { options: copyOptions } : {}),
-      });
-      return request.isErr() ? errAsync(request.error) : startJob(request.value);
-    },
+    planRebase: (...args) => rebaseRequest(...args).asyncAndThen(plan),
+    blockRebase: (...args) => rebaseRequest(...args).asyncAndThen(startJob),
     blockCopy(domain, disk, destination, params, flags, copyOptions) {
-      const request = validateCopy({
+      return validateCopy({
         domain,
         disk,
         destination,
         params,
         flags,
         ...(copyOptions ? { options: copyOptions } : {}),
-      });
-      return request.isErr() ? errAsync(request.error) : startJob(request.value);
+      }).asyncAndThen(startJob);
     },
     blockJobAbort: abort,
     getBlockJobInfo(domain, disk, flags) {
