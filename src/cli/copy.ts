@@ -74,9 +74,38 @@ export interface CopyDependencies {
   readonly onStarted?: (abort: () => void) => () => void;
 }
 
+/** An Output whose progress bar is ended before any other line, so lines never share it. */
+function barAware(out: Output): Output {
+  let onBar = false;
+  let lastBar = '';
+  const endBar = () => {
+    if (onBar) {
+      out.line('');
+      onBar = false;
+    }
+  };
+  return {
+    tty: out.tty,
+    line: (text) => {
+      endBar();
+      out.line(text);
+    },
+    error: (text) => {
+      endBar();
+      out.error(text);
+    },
+    overwrite: (text) => {
+      if (onBar && text === lastBar) return;
+      out.overwrite(text);
+      onBar = true;
+      lastBar = text;
+    },
+  };
+}
+
 export async function runCopy(cmd: CopyCommand, deps: CopyDependencies): Promise<CopyRun> {
   const clock = deps.clock ?? systemClock;
-  const out = deps.out;
+  const out = barAware(deps.out);
   const engine: BlockCopyEngine = createEngine({
     hypervisor: deps.hypervisor,
     clock,
@@ -230,14 +259,12 @@ function waitForReady(job: BlockCopyJob): Promise<void> {
 function watch(job: BlockCopyJob, cmd: CopyCommand, out: Output): () => void {
   if (!cmd.verbose || cmd.json) return () => {};
   let lastPercent = -1;
-  let onBar = false;
   // The states entered before watching began (validating … mirroring).
   for (const state of job.states()) out.line(`state: ${state}`);
   const progress = job.progress$.subscribe((p) => {
     const line = progressLine(p, job.state().startsWith('ready') || job.state() === 'pivoting');
     if (out.tty) {
       out.overwrite(line);
-      onBar = true;
     } else {
       const percent = p.end > 0 ? Math.floor((p.cur * 10) / p.end) : 0;
       if (percent !== lastPercent) {
@@ -246,16 +273,9 @@ function watch(job: BlockCopyJob, cmd: CopyCommand, out: Output): () => void {
       }
     }
   });
-  const states = job.stateChanges$.subscribe((state) => {
-    if (onBar) {
-      out.line('');
-      onBar = false;
-    }
-    out.line(`state: ${state}`);
-  });
+  const states = job.stateChanges$.subscribe((state) => out.line(`state: ${state}`));
   return () => {
     progress.unsubscribe();
     states.unsubscribe();
-    if (onBar) out.line('');
   };
 }

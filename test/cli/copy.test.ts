@@ -8,10 +8,14 @@ import { captureOutput } from './capture.js';
 
 const DEST = '/var/lib/blockcopy/cli-copy.qcow2';
 
-async function copyOnSim(args: string[], simOptions: ConstructorParameters<typeof SimulatedHypervisor>[0] = {}) {
+async function copyOnSim(
+  args: string[],
+  simOptions: ConstructorParameters<typeof SimulatedHypervisor>[0] = {},
+  tty = false,
+) {
   const clock = new VirtualClock();
   const sim = new SimulatedHypervisor({ clock, ...simOptions });
-  const out = captureOutput();
+  const out = captureOutput(tty);
   const cmd = parseCommand(['copy', 'vda', DEST, ...args])._unsafeUnwrap() as CopyCommand;
   let done = false;
   const running = runCopy(cmd, { hypervisor: sim, clock, out }).finally(() => (done = true));
@@ -96,6 +100,21 @@ describe('blockcopy copy on the simulator', () => {
     // 100 % only once ready.
     const full = out.lines.findIndex((l) => l.includes('100 %'));
     expect(full).toBeGreaterThan(out.lines.indexOf('state: ready.synced'));
+  });
+
+  it('on a terminal, the progress bar is redrawn in place and never shares a line with text', async () => {
+    const { run, out } = await copyOnSim(['--pivot', '--verbose'], { copyRate: 128 * 1024 * 1024 }, true);
+    expect(run.exitCode).toBe(0);
+    expect(out.bars.length).toBeGreaterThan(3);
+    out.transcript.forEach(([kind, text], i) => {
+      const previous = out.transcript[i - 1];
+      // After a bar, the next line must first end the bar (an empty line), then the text.
+      if (kind !== 'bar' && previous?.[0] === 'bar') expect([kind, text]).toEqual(['line', '']);
+    });
+    // The same bar is not drawn twice in a row.
+    out.transcript.forEach(([kind, text], i) => {
+      if (kind === 'bar') expect(out.transcript[i - 1]).not.toEqual(['bar', text]);
+    });
   });
 
   it('without --wait it only starts the job', async () => {
