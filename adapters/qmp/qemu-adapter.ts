@@ -787,7 +787,8 @@ export class QemuHypervisor implements HypervisorPort {
 
 // ---------------------------------------------------------------- pure helpers
 
-function mapEvent(e: QmpEvent): HypervisorEvent | null {
+/** One QMP event → the port's normalized HypervisorEvent (null: not about jobs). Exported for the trace replay. */
+export function mapEvent(e: QmpEvent): HypervisorEvent | null {
   const d = e.data;
   const num = (k: string) => (typeof d[k] === 'number' ? d[k] : 0);
   switch (e.event) {
