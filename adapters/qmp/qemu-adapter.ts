@@ -455,8 +455,9 @@ export class QemuHypervisor implements HypervisorPort {
       let backingNode: string | null = null;
       if (spec.sync === 'top') {
         backingNode = g.skipFilters(g.child(d.top, 'backing')) ?? null;
-        if (spec.destination.format === 'raw' && backingNode !== null)
-          return err(invalid(cmd, `a raw destination cannot be a shallow copy of '${spec.disk}'`));
+        // A raw target has no backing: the seed's REUSE_EXT|SHALLOW|COPY_RAW case, a raw volume
+        // that already holds the backing chain's data, gets only the top layer copied into it.
+        if (spec.destination.format === 'raw') backingNode = null;
         if (spec.destinationBacking) {
           const actual = backingNode === null ? undefined : g.protocolFile(backingNode);
           if (actual === undefined || !samePath(actual, spec.destinationBacking.path))

@@ -1,11 +1,12 @@
 /**
  * Opens the hypervisor a command names: `sim` (the in-process simulator, the default) or
- * `qmp:SOCKET` (a QEMU monitor socket).
+ * `qmp:SOCKET` (a QEMU monitor socket: domain 'qemu', DISK = an export id or a root node name).
  */
 import type { Result } from 'neverthrow';
 import { err, ok } from 'neverthrow';
 import type { HypervisorPort } from '../../adapters/port.js';
 import { SimulatedHypervisor } from '../../adapters/sim/index.js';
+import { connectQemu } from '../../adapters/qmp/qemu-adapter.js';
 import type { Clock } from '../clock.js';
 import { systemClock } from '../clock.js';
 
@@ -27,7 +28,14 @@ export async function openHypervisor(spec: string, options: OpenOptions = {}): P
   if (spec.startsWith('qmp:')) {
     const socket = spec.slice('qmp:'.length);
     if (socket === '') return err('--hypervisor qmp: needs a socket path, e.g. qmp:/run/qsd/qmp.sock');
-    return err('the QMP adapter is not available in this build');
+    const opened = await connectQemu({
+      socket,
+      domain: 'qemu',
+      ...(options.clock ? { clock: options.clock } : {}),
+      // A CLI run survives a short monitor hiccup; a dead QEMU fails the job.
+      reconnect: { attempts: 5, delayMs: 200 },
+    });
+    return opened.isOk() ? ok(opened.value) : err(`cannot open ${spec}: ${opened.error.desc}`);
   }
   return err(`unknown hypervisor '${spec}': use sim or qmp:SOCKET`);
 }

@@ -10,91 +10,44 @@
  * the harness itself (inspection, error-injection targets), because one QMP socket serves one
  * client at a time.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, promises as fs } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { promises as fs } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach } from 'vitest';
 import type { Observable, Subscription } from 'rxjs';
 import { QmpClient } from '../../adapters/qmp/client.js';
+import {
+  MiB,
+  buildChain as buildLabChain,
+  daemonArgs,
+  hex,
+  must,
+  run,
+  seedExpected,
+  seedLayers,
+  spawnDaemon,
+  waitUntilListening,
+  type Region,
+} from '../../adapters/qmp/lab.js';
 import { connectQemu, type QemuHypervisor, type QemuHypervisorOptions } from '../../adapters/qmp/qemu-adapter.js';
 import type { HypervisorEvent, MirrorSpec } from '../../adapters/port.js';
 
-export const MiB = 1024 * 1024;
+export { MiB, run, type Region, type ToolResult } from '../../adapters/qmp/lab.js';
 export const CHAIN_SIZE = 64 * MiB;
 
-export interface Region {
-  /** Byte pattern (0 = zeros). */
-  readonly pattern: number;
-  readonly offset: number;
-  readonly len: number;
-}
-
-/** What each layer writes (offsets in bytes). `zero` regions are written with `write -z`. */
-const LAYERS: readonly { name: string; backing: string | null; writes: readonly Region[] }[] = [
-  { name: 'base', backing: null, writes: [{ pattern: 0x11, offset: 0, len: 64 * MiB }] },
-  { name: 'snap1', backing: 'base', writes: [{ pattern: 0x22, offset: 16 * MiB, len: 16 * MiB }] },
-  {
-    name: 'snap2',
-    backing: 'snap1',
-    writes: [
-      { pattern: 0x33, offset: 24 * MiB, len: 16 * MiB },
-      { pattern: 0x00, offset: 50 * MiB, len: 1 * MiB },
-    ],
-  },
-];
-
 /** The guest's view of snap2 (the whole chain). */
-export const EXPECTED: readonly Region[] = [
-  { pattern: 0x11, offset: 0, len: 16 * MiB },
-  { pattern: 0x22, offset: 16 * MiB, len: 8 * MiB },
-  { pattern: 0x33, offset: 24 * MiB, len: 16 * MiB },
-  { pattern: 0x11, offset: 40 * MiB, len: 10 * MiB },
-  { pattern: 0x00, offset: 50 * MiB, len: 1 * MiB },
-  { pattern: 0x11, offset: 51 * MiB, len: 13 * MiB },
-];
+export const EXPECTED: readonly Region[] = seedExpected(CHAIN_SIZE);
 
 /** Bytes of data in the top layer alone (what a shallow copy moves). */
 export const TOP_LAYER_BYTES = 17 * MiB;
 
-export interface ToolResult {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** Runs a program (never a shell); resolves with its exit code and output. */
-export function run(cmd: string, args: readonly string[], cwd?: string): Promise<ToolResult> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { cwd, maxBuffer: 64 * MiB, timeout: 120_000 }, (e, stdout, stderr) => {
-      const code = e ? (typeof e.code === 'number' ? e.code : 1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
-
-async function must(cmd: string, args: readonly string[], cwd?: string): Promise<string> {
-  const r = await run(cmd, args, cwd);
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.code}): ${r.stderr || r.stdout}`);
-  return r.stdout;
-}
-
-const hex = (p: number) => `0x${p.toString(16).padStart(2, '0')}`;
+const LAYERS = seedLayers(CHAIN_SIZE);
 
 /** Builds the chain (relative backing names in the headers, so the files can be copied). */
-export async function buildChain(dir: string): Promise<void> {
-  for (const layer of LAYERS) {
-    const file = `${layer.name}.qcow2`;
-    const args = ['create', '-q', '-f', 'qcow2'];
-    if (layer.backing) args.push('-b', `${layer.backing}.qcow2`, '-F', 'qcow2');
-    await must('qemu-img', [...args, file, String(CHAIN_SIZE)], dir);
-    const cmds = layer.writes.flatMap((w) => [
-      '-c',
-      w.pattern === 0 ? `write -z ${w.offset} ${w.len}` : `write -P ${hex(w.pattern)} ${w.offset} ${w.len}`,
-    ]);
-    await must('qemu-io', ['-f', 'qcow2', ...cmds, file], dir);
-  }
+export function buildChain(dir: string): Promise<void> {
+  return buildLabChain(dir, CHAIN_SIZE, LAYERS);
 }
 
 let template: Promise<string> | null = null;
@@ -161,42 +114,18 @@ export class QemuFixture {
       await fs.rm(dir, { recursive: true, force: true });
       throw e;
     }
-    const abs = (f: string) => join(dir, f);
-    const blockdev = (o: object) => ['--blockdev', JSON.stringify(o)];
-    // Command-line setup: qemu-storage-daemon handles its options in order, so once the monitor
-    // sockets (last) exist, the chain, the NBD server and the export are in place.
-    const args = [
-      ...blockdev({ driver: 'file', 'node-name': 'base-file', filename: abs('base.qcow2'), 'read-only': true }),
-      ...blockdev({ driver: 'qcow2', 'node-name': 'base', file: 'base-file', backing: null, 'read-only': true }),
-      ...blockdev({ driver: 'file', 'node-name': 'snap1-file', filename: abs('snap1.qcow2'), 'read-only': true }),
-      ...blockdev({ driver: 'qcow2', 'node-name': 'snap1', file: 'snap1-file', backing: 'base', 'read-only': true }),
-      ...blockdev({ driver: 'file', 'node-name': 'snap2-file', filename: abs('snap2.qcow2') }),
-      ...blockdev({ driver: 'qcow2', 'node-name': 'snap2', file: 'snap2-file', backing: 'snap1' }),
-      '--nbd-server',
-      `addr.type=unix,addr.path=${abs('nbd.sock')}`,
-      '--export',
-      'type=nbd,id=vda,node-name=snap2,name=vda,writable=on',
-      ...(options.extraArgs ?? []),
-      '--chardev',
-      `socket,id=mon0,path=${abs('qmp.sock')},server=on,wait=off`,
-      '--monitor',
-      'chardev=mon0',
-      '--chardev',
-      `socket,id=mon1,path=${abs('harness.sock')},server=on,wait=off`,
-      '--monitor',
-      'chardev=mon1',
-    ];
-    const log = await fs.open(abs('daemon.log'), 'w');
-    const daemon = spawn('qemu-storage-daemon', args, { cwd: dir, stdio: ['ignore', log.fd, log.fd] });
-    await log.close();
+    const daemon = await spawnDaemon(dir, daemonArgs(dir, ['qmp', 'harness'], options.extraArgs));
     const fx = new QemuFixture(dir, daemon);
     live.add(fx);
     try {
       const deadline = Date.now() + 15_000;
-      while (!existsSync(fx.harnessSocket) || !existsSync(fx.qmpSocket)) {
-        if (fx.exitCode !== undefined) throw new Error(`qemu-storage-daemon exited: ${await fx.daemonLog()}`);
-        if (Date.now() > deadline) throw new Error('qemu-storage-daemon did not create its sockets');
-        await sleep(10);
+      for (const socket of [fx.qmpSocket, fx.harnessSocket]) {
+        await waitUntilListening(
+          socket,
+          deadline,
+          () => fx.exitCode === undefined,
+          () => fx.daemonLog(),
+        );
       }
       const c = await QmpClient.connect({ socket: fx.harnessSocket, reconnect: false });
       if (c.isErr()) throw new Error(`harness QMP: ${c.error.desc}`);

@@ -1,0 +1,216 @@
+/**
+ * `npm run bench:qemu`: the engine on real QEMU against a bare QMP script issuing the same
+ * commands, on a 1 GiB chain with non-zero data (urandom base <- snap1 1/4 overlay <- snap2 1/8
+ * overlay, as ../shared/tools/qemu-traces/bench.py), alternating engine and bare in the same run
+ * (a fresh daemon and destination per run, the chain in the page cache for both), plus
+ * `qemu-img convert` of the chain (+ sync) as the copy-speed reference. Medians of RUNS (≥ 5).
+ *
+ * Measured: start → ready (engine: blockRebase called → job state ready; bare: qemu-img create
+ * → BLOCK_JOB_READY) and pivot request → confirmed pivot (engine: blockJobAbort(PIVOT) → job
+ * COMPLETED, i.e. after concluded, graph check and dismiss; bare: block-job-complete →
+ * JOB_STATUS_CHANGE concluded → job-dismiss → query-block-exports shows the copy). Also how late
+ * the engine saw ready after QEMU's BLOCK_JOB_READY reached the adapter (event vs 500 ms poll; negative = seen by a poll first).
+ */
+import { existsSync, promises as fs } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { firstValueFrom, filter } from 'rxjs';
+import { QmpClient, type QmpEvent } from '../adapters/qmp/client.js';
+import { daemonArgs, MiB, must, run, sleep, spawnDaemon } from '../adapters/qmp/lab.js';
+import { connectQemu } from '../adapters/qmp/qemu-adapter.js';
+import { createEngine } from '../src/engine.js';
+import { AbortFlags, RebaseFlags } from '../src/flags.js';
+
+const SIZE_MIB = Number(process.env['BENCH_SIZE_MIB'] ?? 1024);
+const RUNS = Math.max(5, Number(process.env['BENCH_RUNS'] ?? 5));
+const POLL_MS = 500;
+const SIZE = SIZE_MIB * MiB;
+
+async function buildChain(dir: string): Promise<void> {
+  await must('dd', ['if=/dev/urandom', 'of=base.raw', 'bs=4M', `count=${SIZE_MIB / 4}`, 'status=none'], dir);
+  await must('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', 'base.raw', 'base.qcow2'], dir);
+  await fs.rm(join(dir, 'base.raw'));
+  await must('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', 'snap1.qcow2'], dir);
+  await must('qemu-io', ['-f', 'qcow2', '-c', `write -P 0x5a ${SIZE_MIB / 4}M ${SIZE_MIB / 4}M`, 'snap1.qcow2'], dir);
+  await must('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', 'snap1.qcow2', '-F', 'qcow2', 'snap2.qcow2'], dir);
+  await must(
+    'qemu-io',
+    ['-f', 'qcow2', '-c', `write -P 0xa5 ${(SIZE_MIB * 5) / 8}M ${SIZE_MIB / 8}M`, 'snap2.qcow2'],
+    dir,
+  );
+  for (const f of ['base.qcow2', 'snap1.qcow2', 'snap2.qcow2']) await fs.readFile(join(dir, f)); // warm the cache
+}
+
+/** A fresh daemon on the chain (same graph as the lab: nodes base/snap1/snap2, export vda). */
+async function withDaemon<T>(dir: string, body: (qmpSocket: string) => Promise<T>): Promise<T> {
+  for (const f of ['qmp.sock', 'nbd.sock']) await fs.rm(join(dir, f), { force: true });
+  const daemon = await spawnDaemon(dir, daemonArgs(dir, ['qmp']));
+  const exited = new Promise<void>((resolve) => daemon.once('exit', () => resolve()));
+  try {
+    const deadline = Date.now() + 15_000;
+    while (!existsSync(join(dir, 'qmp.sock'))) {
+      if (Date.now() > deadline) throw new Error('qemu-storage-daemon did not start');
+      await sleep(5);
+    }
+    return await body(join(dir, 'qmp.sock'));
+  } finally {
+    daemon.kill('SIGKILL');
+    await exited;
+  }
+}
+
+interface Sample {
+  readonly ready: number;
+  readonly pivot: number;
+  /** Engine only: ready state entered − BLOCK_JOB_READY seen by the adapter. */
+  readonly lag?: number;
+}
+
+async function engineRun(dir: string, dest: string): Promise<Sample> {
+  return withDaemon(dir, async (socket) => {
+    const hv = (await connectQemu({ socket, domain: 'qemu' }))._unsafeUnwrap();
+    const engine = createEngine({ hypervisor: hv, pollIntervalMs: POLL_MS });
+    try {
+      let eventAt = 0;
+      const sub = hv.events$.subscribe((e) => {
+        // JOB_STATUS_CHANGE(ready) comes just before BLOCK_JOB_READY (qemu-mirror.md §0.2).
+        const isReady = e.kind === 'job-ready' || (e.kind === 'job-status' && e.status === 'ready');
+        if (isReady && eventAt === 0) eventAt = performance.now();
+      });
+      const t0 = performance.now();
+      const job = (await engine.blockRebase('qemu', 'vda', dest, 0, RebaseFlags.COPY))._unsafeUnwrap();
+      const readyAt = job.state().startsWith('ready')
+        ? performance.now()
+        : await firstValueFrom(job.stateChanges$.pipe(filter((s) => s.startsWith('ready')))).then(() =>
+            performance.now(),
+          );
+      const t1 = performance.now();
+      const r = await engine.blockJobAbort('qemu', 'vda', AbortFlags.PIVOT);
+      const result = await job.result;
+      const t2 = performance.now();
+      sub.unsubscribe();
+      if (eventAt === 0) throw new Error('no ready event seen');
+      if (r.isErr() || result.outcome !== 'completed') throw new Error(`engine run failed: ${JSON.stringify(result)}`);
+      return { ready: readyAt - t0, pivot: t2 - t1, lag: readyAt - eventAt };
+    } finally {
+      engine.close();
+      await hv.close();
+    }
+  });
+}
+
+async function bareRun(dir: string, dest: string): Promise<Sample> {
+  return withDaemon(dir, async (socket) => {
+    const q = (await QmpClient.connect({ socket, reconnect: false }))._unsafeUnwrap();
+    const ok = async (command: string, args?: Record<string, unknown>) => {
+      const r = await q.execute(command, args);
+      if (r.isErr()) throw new Error(`${command}: ${r.error.desc}`);
+      return r.value;
+    };
+    const waitEvent = (pred: (e: QmpEvent) => boolean) => firstValueFrom(q.events$.pipe(filter(pred)));
+    try {
+      const t0 = performance.now();
+      const ready = waitEvent((e) => e.event === 'BLOCK_JOB_READY' && e.data['device'] === 'bare');
+      await must('qemu-img', ['create', '-q', '-f', 'qcow2', dest, String(SIZE)]);
+      await ok('blockdev-add', { driver: 'file', 'node-name': 'bare-dst-f', filename: dest });
+      await ok('blockdev-add', { driver: 'qcow2', 'node-name': 'bare-dst', file: 'bare-dst-f', backing: null });
+      await ok('blockdev-mirror', {
+        'job-id': 'bare',
+        device: 'snap2',
+        target: 'bare-dst',
+        sync: 'full',
+        'on-target-error': 'report',
+        'on-source-error': 'report',
+        'copy-mode': 'background',
+        'auto-finalize': true,
+        'auto-dismiss': false,
+      });
+      await ready;
+      const readyAt = performance.now();
+      const concluded = waitEvent(
+        (e) => e.event === 'JOB_STATUS_CHANGE' && e.data['id'] === 'bare' && e.data['status'] === 'concluded',
+      );
+      const t1 = performance.now();
+      await ok('block-job-complete', { device: 'bare' });
+      await concluded;
+      await ok('job-dismiss', { id: 'bare' });
+      const exps = (await ok('query-block-exports')) as { id: string; 'node-name': string }[];
+      if (exps.find((x) => x.id === 'vda')?.['node-name'] !== 'bare-dst') throw new Error('bare: not pivoted');
+      const t2 = performance.now();
+      return { ready: readyAt - t0, pivot: t2 - t1 };
+    } finally {
+      await q.close();
+    }
+  });
+}
+
+async function convertRun(dir: string, dest: string): Promise<number> {
+  const t0 = performance.now();
+  await must('qemu-img', ['convert', '-f', 'qcow2', '-O', 'qcow2', join(dir, 'snap2.qcow2'), dest]);
+  await must('sync', [dest]);
+  return performance.now() - t0;
+}
+
+const median = (xs: readonly number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const ms = (x: number) => `${x.toFixed(x < 10 ? 2 : 0)} ms`;
+
+async function main(): Promise<void> {
+  for (const tool of ['qemu-storage-daemon', 'qemu-img', 'qemu-io']) {
+    if ((await run('which', [tool])).code !== 0) throw new Error(`${tool} not on PATH`);
+  }
+  const dir = await fs.mkdtemp(join(tmpdir(), 'blockcopy-bench-'));
+  const cleanup = () => fs.rm(dir, { recursive: true, force: true });
+  process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
+  try {
+    console.log(`blockcopy QEMU benchmark: ${SIZE_MIB} MiB chain (urandom base + overlays), ${RUNS} runs each,`);
+    console.log(`engine poll interval ${POLL_MS} ms, engine and bare alternating, fresh daemon per run\n`);
+    await buildChain(dir);
+    const engine: Sample[] = [];
+    const bare: Sample[] = [];
+    const convert: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const order = i % 2 === 0 ? (['engine', 'bare', 'convert'] as const) : (['bare', 'engine', 'convert'] as const);
+      for (const method of order) {
+        const dest = join(dir, `out-${method}-${i}.qcow2`);
+        if (method === 'engine') engine.push(await engineRun(dir, dest));
+        else if (method === 'bare') bare.push(await bareRun(dir, dest));
+        else convert.push(await convertRun(dir, dest));
+        await fs.rm(dest, { force: true });
+      }
+      const e = engine[engine.length - 1]!;
+      const b = bare[bare.length - 1]!;
+      console.log(
+        `run ${i + 1}: engine ready ${ms(e.ready)} pivot ${ms(e.pivot)} (lag ${ms(e.lag ?? 0)}); bare ready ${ms(b.ready)} pivot ${ms(b.pivot)}; convert ${ms(convert[convert.length - 1]!)}`,
+      );
+    }
+    const rate = (t: number) => `${((SIZE_MIB * 1000) / t).toFixed(0)} MiB/s`;
+    const rows: [string, string, string, string][] = [
+      ['start → ready', ms(median(engine.map((s) => s.ready))), ms(median(bare.map((s) => s.ready))), ''],
+      ['pivot request → confirmed', ms(median(engine.map((s) => s.pivot))), ms(median(bare.map((s) => s.pivot))), ''],
+    ];
+    for (const r of rows) {
+      const e = Number.parseFloat(r[1]);
+      const b = Number.parseFloat(r[2]);
+      r[3] = `${(e / b).toFixed(2)}×`;
+    }
+    console.log('\nmedians              engine        bare          engine/bare');
+    for (const r of rows)
+      console.log(`${r[0].padEnd(26)} ${r[1].padStart(10)} ${r[2].padStart(12)} ${r[3].padStart(10)}`);
+    const mc = median(convert);
+    console.log(`qemu-img convert + sync   ${ms(mc).padStart(10)}  (${rate(mc)})`);
+    console.log(
+      `mirror to ready (MiB/s):   engine ${rate(median(engine.map((s) => s.ready)))}, bare ${rate(median(bare.map((s) => s.ready)))}`,
+    );
+    console.log(
+      `engine saw ready after QEMU's ready event: median ${ms(median(engine.map((s) => s.lag ?? 0)))}, max ${ms(Math.max(...engine.map((s) => s.lag ?? 0)))} (poll interval ${POLL_MS} ms)`,
+    );
+  } finally {
+    await cleanup();
+  }
+}
+
+await main();
