@@ -21,6 +21,25 @@ export type JobStatus =
   | 'concluded'
   | 'null';
 
+/** Every JobStatus, in the column order of QEMU's JobSTT (U, C, R, P, Y, S, W, D, X, E, N). */
+export const JOB_STATUSES: readonly JobStatus[] = [
+  'undefined',
+  'created',
+  'running',
+  'paused',
+  'ready',
+  'standby',
+  'waiting',
+  'pending',
+  'aborting',
+  'concluded',
+  'null',
+];
+
+export function isJobStatus(value: unknown): value is JobStatus {
+  return typeof value === 'string' && (JOB_STATUSES as readonly string[]).includes(value);
+}
+
 /** on-target-error / on-source-error policies of blockdev-mirror. */
 export type IoErrorPolicy = 'report' | 'stop' | 'ignore' | 'enospc';
 export type ImageFormat = 'qcow2' | 'raw';

@@ -32,6 +32,7 @@ import type {
   JobStatus,
   MirrorSpec,
 } from '../port.js';
+import { isJobStatus } from '../port.js';
 import { QmpClient, type QmpEvent, type QmpLifecycleEvent, type QmpReconnectOptions } from './client.js';
 
 export interface QemuHypervisorOptions {
@@ -142,19 +143,6 @@ const FILTER_DRIVERS = new Set([
   'preallocate',
   'compress',
   'copy-before-write',
-]);
-const JOB_STATUSES = new Set<string>([
-  'undefined',
-  'created',
-  'running',
-  'paused',
-  'ready',
-  'standby',
-  'waiting',
-  'pending',
-  'aborting',
-  'concluded',
-  'null',
 ]);
 
 /** One consistent-enough snapshot of the block graph (named nodes + edges + exports). */
@@ -794,8 +782,8 @@ export function mapEvent(e: QmpEvent): HypervisorEvent | null {
   const num = (k: string) => (typeof d[k] === 'number' ? d[k] : 0);
   switch (e.event) {
     case 'JOB_STATUS_CHANGE':
-      return typeof d['id'] === 'string' && typeof d['status'] === 'string' && JOB_STATUSES.has(d['status'])
-        ? { kind: 'job-status', jobId: d['id'], status: d['status'] as JobStatus }
+      return typeof d['id'] === 'string' && typeof d['status'] === 'string' && isJobStatus(d['status'])
+        ? { kind: 'job-status', jobId: d['id'], status: d['status'] }
         : null;
   }
   // BLOCK_JOB_* name the job in `device` (= the job id with blockdev-mirror).

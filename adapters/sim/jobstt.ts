@@ -4,21 +4,10 @@
  * against these tables, so the simulator cannot drift from what real QEMU allows.
  */
 import type { JobStatus } from '../port.js';
+import { JOB_STATUSES } from '../port.js';
 
 /** Column order of the C tables: U, C, R, P, Y, S, W, D, X, E, N. */
-export const JOB_STATUSES: readonly JobStatus[] = [
-  'undefined',
-  'created',
-  'running',
-  'paused',
-  'ready',
-  'standby',
-  'waiting',
-  'pending',
-  'aborting',
-  'concluded',
-  'null',
-];
+export { JOB_STATUSES };
 
 /* prettier-ignore */
 const STT: readonly (readonly number[])[] = [
