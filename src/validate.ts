@@ -204,7 +204,10 @@ function checkDestinationPath(path: string): Result<string, BlockCopyError> {
   if (path === '') return err(refuse.destinationPathEmpty());
   if (path.includes('\0')) return err(refuse.destinationPathNul());
   if (!path.startsWith('/')) return err(errors.relativeDestination());
-  return ok(path);
+  // `.`, `..` and `//` are resolved here, so that the destination is probed, created, compared
+  // with the disk's own images and confirmed after the pivot under one spelling: otherwise
+  // `/images/../images/snap2.qcow2` passes for a new file while it names the disk's own image.
+  return ok(posix.normalize(path));
 }
 
 function resolveOptions(
