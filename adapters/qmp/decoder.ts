@@ -88,7 +88,7 @@ export class QmpDecoder {
         const all = Buffer.concat([...this.parts, piece]);
         this.oversized = {
           head: Buffer.from(all.subarray(0, EXCERPT)),
-          tail: Buffer.from(all.subarray(all.length - EXCERPT)),
+          tail: Buffer.from(all.subarray(Math.max(0, all.length - EXCERPT))),
         };
         this.parts = [];
         this.partLength = 0;
