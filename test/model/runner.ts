@@ -1,0 +1,134 @@
+/**
+ * The model-based runner: random command sequences (fast-check `fc.commands`) against the engine
+ * on the simulator, the model checked after every command and the jobs drained at the end.
+ * BLOCKCOPY_MODEL_RUNS raises the number of sequences (default: see each spec file).
+ */
+import fc from 'fast-check';
+import { MiB } from '../../adapters/sim/index.js';
+import { Advance } from './commands/advance.js';
+import type { Command } from './commands/base.js';
+import { Disconnect, Reconnect } from './commands/connection.js';
+import { DomainOp } from './commands/domain-op.js';
+import { EndJob } from './commands/end-job.js';
+import { EventNoise, ReorderEvents } from './commands/event-noise.js';
+import { GuestWrite } from './commands/guest-write.js';
+import { ClearFaults, IoError } from './commands/io-error.js';
+import { Kill, Restart } from './commands/kill.js';
+import { PauseResume } from './commands/pause-resume.js';
+import { SetSpeed } from './commands/set-speed.js';
+import { POLICIES, StartCopy, destPath } from './commands/start.js';
+import { DISKS, System } from './system.js';
+
+const disk = fc.constantFrom(...DISKS);
+
+/** Destinations: 0 absent, 1 an empty qcow2 on the disk's snap1 (reusable), 2 one holding data. */
+function foreignFiles() {
+  return DISKS.flatMap((k) => [
+    { path: destPath(k, 1), backing: `/img/${k}/snap1.qcow2` },
+    { path: destPath(k, 2), allocated: MiB },
+  ]);
+}
+
+export type Mix = 'lifecycle' | 'faults' | 'hypervisor' | 'everything';
+
+export function commandArbs(mix: Mix): fc.Arbitrary<Command>[] {
+  const start = fc
+    .record({
+      disk,
+      args: fc.record({ shallow: fc.boolean(), reuse: fc.boolean(), raw: fc.boolean() }),
+      dest: fc.constantFrom(0, 0, 1, 2),
+      policy: fc.constantFrom(...POLICIES),
+      bw: fc.constantFrom(0, 0, 8, 64),
+    })
+    .map((r) => new StartCopy(r.disk, r.args, r.dest, r.policy, r.bw));
+  const end = fc
+    .record({ disk, pivot: fc.boolean(), async: fc.boolean(), force: fc.boolean() })
+    .map((r) => new EndJob(r.disk, r.pivot, r.async, r.force));
+  const advance = fc.constantFrom(100, 500, 1_000, 3_000).map((ms) => new Advance(ms));
+  const lifecycle = [
+    start,
+    start,
+    end,
+    end,
+    advance,
+    advance,
+    fc
+      .record({ disk, bw: fc.constantFrom(0, 1, 100, 1024 * 1024), bytes: fc.boolean() })
+      .map((r) => new SetSpeed(r.disk, r.bw, r.bytes)),
+    fc.record({ disk, pause: fc.boolean() }).map((r) => new PauseResume(r.disk, r.pause)),
+    fc
+      .record({ disk, mib: fc.constantFrom(1, 16, 64), steady: fc.boolean() })
+      .map((r) => new GuestWrite(r.disk, r.mib, r.steady)),
+    fc
+      .record({ disk, op: fc.constantFrom('save', 'snapshot-create', 'detach', 'define') as fc.Arbitrary<'save'> })
+      .map((r) => new DomainOp(r.disk, r.op)),
+  ];
+  const faults = [
+    fc
+      .record({ errno: fc.constantFrom('EIO', 'ENOSPC') as fc.Arbitrary<'EIO'>, once: fc.boolean() })
+      .map((r) => new IoError(r.errno, r.once)),
+    fc.constant(new ClearFaults()),
+    fc
+      .record({ loss: fc.constantFrom(0, 0.3, 1), dup: fc.constantFrom(0, 0.5, 1) })
+      .map((r) => new EventNoise(r.loss, r.dup)),
+    fc.constantFrom(200, 1_000).map((ms) => new ReorderEvents(ms)),
+  ];
+  const hypervisor = [
+    fc.constant(new Disconnect()),
+    fc.constant(new Reconnect()),
+    fc.constant(new Kill()),
+    fc.constant(new Restart()),
+  ];
+  switch (mix) {
+    case 'lifecycle':
+      return lifecycle;
+    case 'faults':
+      return [...lifecycle, ...faults];
+    case 'hypervisor':
+      return [...lifecycle, ...hypervisor];
+    case 'everything':
+      return [...lifecycle, ...faults, ...hypervisor];
+  }
+}
+
+export const stats = { sequences: 0, commands: 0 };
+
+/** The spec files sharing the sequence budget. */
+const FILES = 4;
+
+/**
+ * Number of sequences for one spec file: its default, or a quarter of BLOCKCOPY_MODEL_RUNS
+ * (the total over the four files) when set, e.g. BLOCKCOPY_MODEL_RUNS=200000 for a long run.
+ */
+export function runs(defaultRuns: number): number {
+  const env = Number(process.env['BLOCKCOPY_MODEL_RUNS']);
+  return Number.isInteger(env) && env > 0 ? Math.ceil(env / FILES) : defaultRuns;
+}
+
+/** A test timeout that grows with the number of sequences (a loaded 2-core box: ~40 ms each). */
+export function timeoutFor(numRuns: number): number {
+  return Math.max(120_000, numRuns * 40);
+}
+
+export async function runModel(
+  mix: Mix,
+  numRuns: number,
+  maxCommands = 8,
+): Promise<{ sequences: number; commands: number; ms: number }> {
+  const t0 = performance.now();
+  let sequences = 0;
+  let commands = 0;
+  await fc.assert(
+    fc.asyncProperty(fc.commands(commandArbs(mix), { maxCommands }), async (cmds) => {
+      const sys = new System(foreignFiles());
+      sequences++;
+      await fc.asyncModelRun(() => ({ model: sys.model, real: sys }), cmds);
+      await sys.drain();
+      commands += sys.commands;
+    }),
+    { numRuns, endOnFailure: true },
+  );
+  stats.sequences += sequences;
+  stats.commands += commands;
+  return { sequences, commands, ms: performance.now() - t0 };
+}
