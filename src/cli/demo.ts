@@ -139,26 +139,7 @@ export async function runQemuDemo(cmd: DemoCommand, out: Output, options: QemuDe
     if (opened.isErr()) throw new Error(`cannot connect to QEMU: ${opened.error.desc}`);
     hv = opened.value;
     writer = new GuestWriter(lab, 50);
-    const copy: CopyCommand = {
-      command: 'copy',
-      disk: 'vda',
-      destination,
-      domain: 'qemu',
-      shallow: false,
-      reuseExternal: false,
-      raw: false,
-      bandwidth,
-      wait: true,
-      end: 'pivot',
-      async: false,
-      verbose: !cmd.json,
-      timeout: null,
-      dryRun: false,
-      json: cmd.json,
-      hypervisor: `qmp:${lab.qmpSocket}`,
-      onTargetError: 'report',
-      inspect: false,
-    };
+    const copy = demoCopy(cmd, { destination, domain: 'qemu', bandwidth, hypervisor: `qmp:${lab.qmpSocket}` });
     const run = await runCopy(copy, {
       hypervisor: quiescingPort(hv, writer),
       out,
@@ -253,19 +234,18 @@ async function verifySeed(lab: QemuLab, writer: GuestWriter): Promise<boolean> {
   return true;
 }
 
-async function runSimulatedDemo(cmd: DemoCommand, out: Output): Promise<number> {
-  // 256 MiB/s and 24 MiB/s of guest writes: a few seconds, long enough to watch.
-  const sim = new SimulatedHypervisor({ copyRate: 256 * MiB });
-  sim.setGuestWriteRate('demo', 'vda', 24 * MiB);
-  const copy: CopyCommand = {
+/** The demo's copy: `blockcopy copy DISK DEST --pivot --verbose` on vda. */
+function demoCopy(
+  cmd: DemoCommand,
+  target: { destination: string; domain: string; bandwidth: number; hypervisor: string },
+): CopyCommand {
+  return {
     command: 'copy',
     disk: 'vda',
-    destination: DESTINATION,
-    domain: 'demo',
+    ...target,
     shallow: false,
     reuseExternal: false,
     raw: false,
-    bandwidth: 0,
     wait: true,
     end: 'pivot',
     async: false,
@@ -273,10 +253,16 @@ async function runSimulatedDemo(cmd: DemoCommand, out: Output): Promise<number> 
     timeout: null,
     dryRun: false,
     json: cmd.json,
-    hypervisor: 'sim',
     onTargetError: 'report',
     inspect: false,
   };
+}
+
+async function runSimulatedDemo(cmd: DemoCommand, out: Output): Promise<number> {
+  // 256 MiB/s and 24 MiB/s of guest writes: a few seconds, long enough to watch.
+  const sim = new SimulatedHypervisor({ copyRate: 256 * MiB });
+  sim.setGuestWriteRate('demo', 'vda', 24 * MiB);
+  const copy = demoCopy(cmd, { destination: DESTINATION, domain: 'demo', bandwidth: 0, hypervisor: 'sim' });
   if (!cmd.json) {
     out.line('blockcopy demo on the simulated hypervisor (QEMU 7.2 behaviour, in memory)');
     out.line(`domain 'demo', disk 'vda' on base.qcow2 <- snap1.qcow2 <- snap2.qcow2, copy to ${DESTINATION}`);

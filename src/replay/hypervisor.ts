@@ -36,6 +36,7 @@ import type {
   JobStatus,
   MirrorSpec,
 } from '../../adapters/port.js';
+import { isJobStatus } from '../../adapters/port.js';
 import { QmpDecoder, type QmpDecodeError } from '../../adapters/qmp/decoder.js';
 import { mapEvent } from '../../adapters/qmp/qemu-adapter.js';
 import type { ReplaySetup } from './setup.js';
@@ -52,20 +53,6 @@ export interface DecodeFailure {
 }
 
 type Reply = Result<unknown, { readonly errorClass: string; readonly desc: string }>;
-
-const STATUSES = new Set<string>([
-  'undefined',
-  'created',
-  'running',
-  'paused',
-  'ready',
-  'standby',
-  'waiting',
-  'pending',
-  'aborting',
-  'concluded',
-  'null',
-]);
 
 interface JobView {
   present: boolean;
@@ -258,7 +245,7 @@ export class ReplayHypervisor implements HypervisorPort {
           return;
         }
         j.present = true;
-        if (typeof b['status'] === 'string' && STATUSES.has(b['status'])) j.status = b['status'] as JobStatus;
+        if (isJobStatus(b['status'])) j.status = b['status'];
         j.offset = num(b['offset'], j.offset);
         j.len = num(b['len'], j.len);
         j.speed = num(b['speed'], j.speed);
@@ -277,7 +264,7 @@ export class ReplayHypervisor implements HypervisorPort {
           return;
         }
         j.present = true;
-        if (typeof q['status'] === 'string' && STATUSES.has(q['status'])) j.status = q['status'] as JobStatus;
+        if (isJobStatus(q['status'])) j.status = q['status'];
         j.offset = num(q['current-progress'], j.offset);
         j.len = num(q['total-progress'], j.len);
         if (typeof q['error'] === 'string') j.error = q['error'];
