@@ -1,0 +1,33 @@
+// Before `npm test`: the real-QEMU and browser tests need Debian's qemu-utils,
+// qemu-system-common and chromium. Installs what is missing with apt-get when run as root
+// (a fresh Debian machine, CI); otherwise says what to install and fails.
+import { spawnSync } from 'node:child_process';
+
+const needs = [
+  { program: 'qemu-storage-daemon', pkg: 'qemu-system-common' },
+  { program: 'qemu-img', pkg: 'qemu-utils' },
+  { program: 'qemu-io', pkg: 'qemu-utils' },
+  { program: 'chromium', pkg: 'chromium' },
+];
+const has = (program) => spawnSync('sh', ['-c', `command -v ${program}`], { stdio: 'ignore' }).status === 0;
+const missing = [...new Set(needs.filter((n) => !has(n.program)).map((n) => n.pkg))];
+if (missing.length === 0) process.exit(0);
+
+const root = typeof process.getuid === 'function' && process.getuid() === 0;
+if (!root || !has('apt-get')) {
+  console.error(`The tests need these Debian packages: ${missing.join(' ')}`);
+  console.error(`Install them with: sudo apt-get install -y ${missing.join(' ')}`);
+  process.exit(1);
+}
+console.log(`Installing ${missing.join(' ')} with apt-get (needed by the real-QEMU and browser tests)…`);
+const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+for (const args of [
+  ['update', '-qq'],
+  ['install', '-y', '-qq', ...missing],
+]) {
+  const r = spawnSync('apt-get', args, { stdio: ['ignore', 'ignore', 'inherit'], env });
+  if (r.status !== 0) {
+    console.error(`apt-get ${args.join(' ')} failed (exit ${r.status})`);
+    process.exit(1);
+  }
+}
