@@ -1,3 +1,4 @@
+// Test runner settings: every test under test/, generous timeouts for real QEMU, at most 2 workers.
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({

@@ -1,3 +1,4 @@
+/** The CLI's argument rules, as virsh blockcopy's (libvirt-api.md §6.2). */
 import { describe, expect, it } from 'vitest';
 import { parseCommand } from '../../src/cli/args.js';
 

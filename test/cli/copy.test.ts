@@ -1,3 +1,4 @@
+/** `blockcopy copy` end to end on the simulator in virtual time: reports, exit codes, output. */
 import { describe, expect, it } from 'vitest';
 import { SimulatedHypervisor } from '../../adapters/sim/index.js';
 import { parseCommand } from '../../src/cli/args.js';

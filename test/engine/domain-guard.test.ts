@@ -1,3 +1,4 @@
+/** The seed's interlocks: save, snapshot, detach and define refused while a copy is active. */
 import { describe, expect, it } from 'vitest';
 import { AbortFlags, RebaseFlags } from '../../src/flags.js';
 import { DEST, engineOnSim } from './harness.js';

@@ -1,3 +1,4 @@
+/** The engine through the public API on a faulty simulated hypervisor. */
 import { describe, expect, it } from 'vitest';
 import { AbortFlags, RebaseFlags } from '../../src/flags.js';
 import { DEST, engineOnSim } from './harness.js';

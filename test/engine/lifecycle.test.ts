@@ -1,3 +1,4 @@
+/** Whole copies through the public API on the simulator: outcomes, events, refusals, job info. */
 import { describe, expect, it } from 'vitest';
 import { AbortFlags, RebaseFlags } from '../../src/flags.js';
 import { DEST, engineOnSim } from './harness.js';

@@ -1,3 +1,4 @@
+/** The job chart alone, with instant IO actors: transitions, guards, refusals, clean-up rules. */
 import { describe, expect, it } from 'vitest';
 import { createActor } from 'xstate';
 import type { RefusedEmitted } from '../../machines/events.js';
