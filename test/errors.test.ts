@@ -1,3 +1,4 @@
+/** libvirt-style error values: template, detail, code number. */
 import { describe, expect, it } from 'vitest';
 import { blockCopyError, errors } from '../src/errors.js';
 
