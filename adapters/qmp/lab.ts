@@ -224,29 +224,43 @@ export interface LabOptions {
  * One disposable daemon + chain in its own temp dir. `dispose()` kills the daemon (if still
  * running) and removes the dir; it is safe to call twice.
  */
+/** Where a daemon started in `dir` keeps its sockets and the seed chain's images. */
+export function labLayout(dir: string) {
+  const nbdSocket = join(dir, 'nbd.sock');
+  return {
+    qmpSocket: join(dir, 'qmp.sock'),
+    nbdSocket,
+    nbdUri: `nbd+unix:///vda?socket=${nbdSocket}`,
+    paths: { base: join(dir, 'base.qcow2'), snap1: join(dir, 'snap1.qcow2'), snap2: join(dir, 'snap2.qcow2') },
+  } as const;
+}
+
+/** Tracks a daemon's exit: `code()` is undefined while it runs; `exited` resolves with it. */
+export function trackExit(daemon: ChildProcess): { code(): number | null | undefined; exited: Promise<number | null> } {
+  let exitCode: number | null | undefined;
+  const exited = new Promise<number | null>((resolve) => {
+    daemon.once('exit', (code, signal) => {
+      exitCode = code ?? (signal ? -1 : null);
+      resolve(exitCode);
+    });
+  });
+  return { code: () => exitCode, exited };
+}
+
 export class QemuLab {
   readonly qmpSocket: string;
   readonly nbdSocket: string;
   readonly nbdUri: string;
   readonly paths: { readonly base: string; readonly snap2: string; readonly snap1: string };
-  private exitCode: number | null | undefined = undefined;
-  private readonly exited: Promise<number | null>;
+  private readonly exit: ReturnType<typeof trackExit>;
 
   private constructor(
     readonly dir: string,
     readonly size: number,
     readonly daemon: ChildProcess,
   ) {
-    this.qmpSocket = join(dir, 'qmp.sock');
-    this.nbdSocket = join(dir, 'nbd.sock');
-    this.nbdUri = `nbd+unix:///vda?socket=${this.nbdSocket}`;
-    this.paths = { base: join(dir, 'base.qcow2'), snap1: join(dir, 'snap1.qcow2'), snap2: join(dir, 'snap2.qcow2') };
-    this.exited = new Promise((resolve) => {
-      daemon.once('exit', (code, signal) => {
-        this.exitCode = code ?? (signal ? -1 : null);
-        resolve(this.exitCode);
-      });
-    });
+    ({ qmpSocket: this.qmpSocket, nbdSocket: this.nbdSocket, nbdUri: this.nbdUri, paths: this.paths } = labLayout(dir));
+    this.exit = trackExit(daemon);
   }
 
   static async start(options: LabOptions = {}): Promise<QemuLab> {
@@ -277,7 +291,7 @@ export class QemuLab {
   }
 
   get alive(): boolean {
-    return this.exitCode === undefined;
+    return this.exit.code() === undefined;
   }
 
   /** What the guest should read (before any guest write). */
@@ -308,7 +322,7 @@ export class QemuLab {
   /** SIGKILL the daemon and wait for it to exit. */
   async kill(): Promise<void> {
     if (this.alive) this.daemon.kill('SIGKILL');
-    await this.exited;
+    await this.exit.exited;
   }
 
   /** Graceful stop (SIGTERM makes qemu-storage-daemon quit and flush its images). */
@@ -316,7 +330,7 @@ export class QemuLab {
     if (!this.alive) return;
     this.daemon.kill('SIGTERM');
     const t = setTimeout(() => this.daemon.kill('SIGKILL'), 10_000);
-    await this.exited;
+    await this.exit.exited;
     clearTimeout(t);
   }
 
@@ -329,7 +343,7 @@ export class QemuLab {
       this.daemon.kill('SIGCONT');
       this.daemon.kill('SIGKILL');
     }
-    await this.exited;
+    await this.exit.exited;
     await fs.rm(this.dir, { recursive: true, force: true });
   }
 }

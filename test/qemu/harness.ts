@@ -27,7 +27,9 @@ import {
   run,
   seedExpected,
   seedLayers,
+  labLayout,
   spawnDaemon,
+  trackExit,
   waitUntilListening,
   type Region,
 } from '../../adapters/qmp/lab.js';
@@ -83,8 +85,7 @@ export class QemuFixture {
   readonly paths: { readonly base: string; readonly snap1: string; readonly snap2: string };
   /** The harness's own QMP connection (second monitor). */
   qmp!: QmpClient;
-  private exited: Promise<number | null>;
-  private exitCode: number | null | undefined = undefined;
+  private readonly exit: ReturnType<typeof trackExit>;
   private proxies: QmpProxy[] = [];
   private deferred: (() => Promise<void>)[] = [];
 
@@ -92,17 +93,9 @@ export class QemuFixture {
     readonly dir: string,
     readonly daemon: ChildProcess,
   ) {
-    this.qmpSocket = join(dir, 'qmp.sock');
+    ({ qmpSocket: this.qmpSocket, nbdSocket: this.nbdSocket, nbdUri: this.nbdUri, paths: this.paths } = labLayout(dir));
     this.harnessSocket = join(dir, 'harness.sock');
-    this.nbdSocket = join(dir, 'nbd.sock');
-    this.nbdUri = `nbd+unix:///vda?socket=${this.nbdSocket}`;
-    this.paths = { base: join(dir, 'base.qcow2'), snap1: join(dir, 'snap1.qcow2'), snap2: join(dir, 'snap2.qcow2') };
-    this.exited = new Promise((resolve) => {
-      daemon.once('exit', (code, signal) => {
-        this.exitCode = code ?? (signal ? -1 : null);
-        resolve(this.exitCode);
-      });
-    });
+    this.exit = trackExit(daemon);
   }
 
   static async start(options: StartOptions = {}): Promise<QemuFixture> {
@@ -123,7 +116,7 @@ export class QemuFixture {
         await waitUntilListening(
           socket,
           deadline,
-          () => fx.exitCode === undefined,
+          () => fx.exit.code() === undefined,
           () => fx.daemonLog(),
         );
       }
@@ -142,7 +135,7 @@ export class QemuFixture {
   }
 
   get alive(): boolean {
-    return this.exitCode === undefined;
+    return this.exit.code() === undefined;
   }
 
   /** Runs a QMP command on the harness monitor; throws on error (test code). */
@@ -256,7 +249,7 @@ export class QemuFixture {
   /** SIGKILL the daemon (the one this fixture started) and wait for it to exit. */
   async kill(): Promise<void> {
     if (this.alive) this.daemon.kill('SIGKILL');
-    await this.exited;
+    await this.exit.exited;
   }
 
   /** Freeze / thaw the daemon (to make commands time out). */
@@ -273,7 +266,7 @@ export class QemuFixture {
     if (!this.alive) return;
     await this.qmp.execute('quit', undefined, { timeoutMs: 10_000 });
     const t = setTimeout(() => this.daemon.kill('SIGKILL'), 10_000);
-    await this.exited;
+    await this.exit.exited;
     clearTimeout(t);
   }
 
@@ -331,7 +324,7 @@ export class QemuFixture {
       this.thaw();
       this.daemon.kill('SIGKILL');
     }
-    await this.exited;
+    await this.exit.exited;
     await this.qmp?.close();
     await fs.rm(this.dir, { recursive: true, force: true });
   }
