@@ -6,6 +6,7 @@ import type { CopyCommand } from '../../src/cli/args.js';
 import { runCopy } from '../../src/cli/copy.js';
 import { VirtualClock } from '../../src/clock.js';
 import { captureOutput } from './capture.js';
+import { PIVOTED_STATES } from '../states.js';
 
 const DEST = '/var/lib/blockcopy/cli-copy.qcow2';
 
@@ -29,17 +30,7 @@ describe('blockcopy copy on the simulator', () => {
     const { run, out, sim } = await copyOnSim(['--pivot', '--json']);
     expect(run.exitCode).toBe(0);
     expect(run.report).toMatchObject({ status: 'completed', pivoted: true, destinationConsistent: true, error: null });
-    expect(run.report.states).toEqual([
-      'validating',
-      'preparingDestination',
-      'starting',
-      'mirroring.running',
-      'ready.synced',
-      'pivoting',
-      'confirmingPivot',
-      'finishing',
-      'completed',
-    ]);
+    expect(run.report.states).toEqual([...PIVOTED_STATES]);
     expect(out.lines).toEqual([]); // --json prints nothing else (main prints the object)
     expect((await sim.activeImage('demo', 'vda'))._unsafeUnwrap()).toBe(DEST);
   });

@@ -9,6 +9,7 @@ import type { Output } from '../../src/cli/copy.js';
 import { runDemo, runQemuDemo } from '../../src/cli/demo.js';
 import { main } from '../../src/cli/main.js';
 import { MiB, useQemu } from '../qemu/harness.js';
+import { PIVOTED_STATES } from '../states.js';
 
 const qemu = useQemu();
 
@@ -33,17 +34,7 @@ describe('blockcopy CLI on QEMU', () => {
     expect(c.lines).toHaveLength(1);
     const report = JSON.parse(c.lines[0]!) as Record<string, unknown>;
     expect(report).toMatchObject({ status: 'completed', pivoted: true, destinationConsistent: true, error: null });
-    expect(report['states']).toEqual([
-      'validating',
-      'preparingDestination',
-      'starting',
-      'mirroring.running',
-      'ready.synced',
-      'pivoting',
-      'confirmingPivot',
-      'finishing',
-      'completed',
-    ]);
+    expect(report['states']).toEqual([...PIVOTED_STATES]);
     expect(await fx.exportNode()).not.toBe('snap2');
     expect(await fx.compareWithChain(dest, 'qcow2')).toMatchObject({ identical: true });
   });
