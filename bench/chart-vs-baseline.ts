@@ -10,6 +10,7 @@ import { RebaseFlags } from '../src/flags.js';
 import type { CopyFacts } from '../src/plan.js';
 import { validateRebase } from '../src/validate.js';
 import { createBaselineJob, step } from './lifecycle-baseline.js';
+import { heapUsed } from './heap.js';
 
 const GiB = 1024 ** 3;
 const facts: CopyFacts = {
@@ -68,15 +69,6 @@ export function feed(rounds: number): BlockCopyJobEvent[] {
 const settle = async () => {
   for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
 };
-
-function heapUsed(): number {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  if (gc) {
-    gc();
-    gc();
-  }
-  return process.memoryUsage().heapUsed;
-}
 
 export interface Row {
   readonly jobs: number;

@@ -9,15 +9,7 @@ import { VirtualClock } from '../src/clock.js';
 import { createEngine } from '../src/engine.js';
 import type { BlockCopyJob } from '../src/engine.js';
 import { AbortFlags, RebaseFlags } from '../src/flags.js';
-
-function heapUsed(): number {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  if (gc) {
-    gc();
-    gc();
-  }
-  return process.memoryUsage().heapUsed;
-}
+import { heapUsed } from './heap.js';
 
 export interface EngineRow {
   readonly wallSeconds: number;

@@ -88,16 +88,19 @@ export interface AbortOptions {
   readonly force?: boolean;
 }
 
+/** virDomainBlockRebase's arguments: domain, disk, base (the destination), bandwidth, flags. */
+export type RebaseCall = [
+  domain: string,
+  disk: string | null,
+  base: string | null,
+  bandwidth: number,
+  flags: number,
+  options?: CopyOptions,
+];
+
 export interface BlockCopyEngine {
   /** virDomainBlockRebase with VIR_DOMAIN_BLOCK_REBASE_COPY: resolves once the job has started. */
-  blockRebase(
-    domain: string,
-    disk: string | null,
-    base: string | null,
-    bandwidth: number,
-    flags: number,
-    options?: CopyOptions,
-  ): ResultAsync<BlockCopyJob, BlockCopyError>;
+  blockRebase(...args: RebaseCall): ResultAsync<BlockCopyJob, BlockCopyError>;
   /** virDomainBlockCopy: destination {path, format}, params in bytes. */
   blockCopy(
     domain: string,
@@ -108,14 +111,7 @@ export interface BlockCopyEngine {
     options?: CopyOptions,
   ): ResultAsync<BlockCopyJob, BlockCopyError>;
   /** Validates a rebase request and reports the plan, touching nothing (dry run). */
-  planRebase(
-    domain: string,
-    disk: string | null,
-    base: string | null,
-    bandwidth: number,
-    flags: number,
-    options?: CopyOptions,
-  ): ResultAsync<CopyPlan, BlockCopyError>;
+  planRebase(...args: RebaseCall): ResultAsync<CopyPlan, BlockCopyError>;
   /** virDomainBlockJobAbort: ASYNC returns once the hypervisor accepted; PIVOT switches to the copy. */
   blockJobAbort(domain: string, disk: string, flags: number, options?: AbortOptions): ResultAsync<void, BlockCopyError>;
   /** virDomainGetBlockJobInfo: null when the disk has no job (libvirt returns 0). */
@@ -317,12 +313,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   }
 
   function rebaseRequest(
-    domain: string,
-    disk: string | null,
-    base: string | null,
-    bandwidth: number,
-    flags: number,
-    copyOptions?: CopyOptions,
+    ...[domain, disk, base, bandwidth, flags, copyOptions]: RebaseCall
   ): Result<CopyRequest, BlockCopyError> {
     return validateRebase({ domain, disk, base, bandwidth, flags, ...(copyOptions ? { options: copyOptions } : {}) });
   }

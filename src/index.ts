@@ -13,6 +13,7 @@ export type {
   BlockCopyJob,
   BlockJobEvent,
   DomainOperation,
+  RebaseCall,
   EngineOptions,
   JobStateChange,
 } from './engine.js';
