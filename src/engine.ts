@@ -18,7 +18,7 @@ import { blockCopyError, errors } from './errors.js';
 import type { BlockJobStatusName } from './flags.js';
 import { fromHypervisorError } from './hypervisor-error.js';
 import type { JobProgress, JobResult } from './job-runner.js';
-import { JobRunner, provideJobMachine } from './job-runner.js';
+import { JobRunner, gatherFacts, provideJobMachine } from './job-runner.js';
 import type { CopyPlan, CopyRequest } from './plan.js';
 import type { BlockJobInfo, CopyOptions } from './validate.js';
 import {
@@ -320,17 +320,9 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
 
   /** The read-only half of a job: the facts and the planner, without starting anything. */
   function plan(request: CopyRequest): ResultAsync<CopyPlan, BlockCopyError> {
-    const diskBusy = runners.has(key(request.domain, request.disk));
-    const facts = hypervisor
-      .getDomain(request.domain)
-      .andThen((domain) =>
-        (domain ? hypervisor.describeDisk(request.domain, request.disk) : okAsync(null)).andThen((disk) =>
-          hypervisor
-            .probeDestination(request.destination)
-            .map((destination) => ({ domain, disk, diskBusy, destination })),
-        ),
-      );
-    return facts.mapErr((e) => fromHypervisorError(e)).andThen((f) => planCopy(request, f));
+    return gatherFacts(hypervisor, request, runners.has(key(request.domain, request.disk)))
+      .mapErr((e) => fromHypervisorError(e))
+      .andThen((facts) => planCopy(request, facts));
   }
 
   const engine: BlockCopyEngine = {

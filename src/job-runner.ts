@@ -4,6 +4,7 @@
  * beside the chart: they change on every poll and would only cost the chart events.
  */
 import type { ResultAsync } from 'neverthrow';
+import { okAsync } from 'neverthrow';
 import type { Observable } from 'rxjs';
 import { EMPTY, Subject, Subscription, exhaustMap, filter, from, merge } from 'rxjs';
 import type { Actor, InspectionEvent } from 'xstate';
@@ -59,6 +60,21 @@ async function unwrap<T>(result: ResultAsync<T, HypervisorError>, jobId: string)
   throw fromHypervisorError(outcome.error, jobId);
 }
 
+/** The read-only facts the planner needs: the domain, the disk's chain, the destination. */
+export function gatherFacts(
+  hv: HypervisorPort,
+  request: CopyRequest,
+  diskBusy: boolean,
+): ResultAsync<CopyFacts, HypervisorError> {
+  return hv
+    .getDomain(request.domain)
+    .andThen((domain) =>
+      (domain ? hv.describeDisk(request.domain, request.disk) : okAsync(null)).andThen((disk) =>
+        hv.probeDestination(request.destination).map((destination) => ({ domain, disk, diskBusy, destination })),
+      ),
+    );
+}
+
 /**
  * The job machine with its IO bound to a hypervisor port. Built once per engine: providing
  * actors rebuilds XState's state-node tree, which is far too costly to do per job.
@@ -66,13 +82,10 @@ async function unwrap<T>(result: ResultAsync<T, HypervisorError>, jobId: string)
 export function provideJobMachine(hv: HypervisorPort) {
   return blockCopyJobMachine.provide({
     actors: {
-      inspectFacts: fromPromise<CopyFacts, { jobId: string; request: CopyRequest }>(async ({ input }) => {
-        const { request } = input;
-        const domain = await unwrap(hv.getDomain(request.domain), input.jobId);
-        const disk = domain ? await unwrap(hv.describeDisk(request.domain, request.disk), input.jobId) : null;
-        const destination = await unwrap(hv.probeDestination(request.destination), input.jobId);
-        return { domain, disk, diskBusy: false, destination };
-      }),
+      // The engine reserved the disk before the job started: no other job can hold it.
+      inspectFacts: fromPromise<CopyFacts, { jobId: string; request: CopyRequest }>(({ input }) =>
+        unwrap(gatherFacts(hv, input.request, false), input.jobId),
+      ),
       prepareDestination: fromPromise<{ created: boolean }, { jobId: string; plan: CopyPlan }>(async ({ input }) => {
         const { plan } = input;
         if (plan.destinationAction === 'reuse') return { created: false };
