@@ -29,7 +29,7 @@ export default tseslint.config(
       // IO actors reject with a BlockCopyError (plain, serializable data), read by toBlockCopyError.
       '@typescript-eslint/only-throw-error': [
         'error',
-        { allow: [{ from: 'file', name: 'BlockCopyError', path: 'src/errors.ts' }] },
+        { allow: [{ from: 'file', name: 'BlockCopyError', path: 'src/core/errors.ts' }] },
       ],
     },
   },

@@ -6,9 +6,9 @@
 import { createActor, fromPromise } from 'xstate';
 import { blockCopyJobMachine } from '../machines/block-copy-job.js';
 import type { BlockCopyJobEvent } from '../machines/events.js';
-import { RebaseFlags } from '../src/flags.js';
-import type { CopyFacts } from '../src/plan.js';
-import { validateRebase } from '../src/validate.js';
+import { RebaseFlags } from '../src/core/flags.js';
+import type { CopyFacts } from '../src/core/plan.js';
+import { validateRebase } from '../src/core/validate.js';
 import { createBaselineJob, step } from './lifecycle-baseline.js';
 import { heapUsed } from './heap.js';
 

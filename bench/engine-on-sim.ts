@@ -5,10 +5,10 @@
  */
 import { MiB, SimulatedHypervisor } from '../adapters/sim/index.js';
 import type { SimDomainSpec } from '../adapters/sim/index.js';
-import { VirtualClock } from '../src/clock.js';
-import { createEngine } from '../src/engine.js';
-import type { BlockCopyJob } from '../src/engine.js';
-import { AbortFlags, RebaseFlags } from '../src/flags.js';
+import { VirtualClock } from '../src/core/clock.js';
+import { createEngine } from '../src/engine/engine.js';
+import type { BlockCopyJob } from '../src/engine/engine.js';
+import { AbortFlags, RebaseFlags } from '../src/core/flags.js';
 import { heapUsed } from './heap.js';
 
 export interface EngineRow {

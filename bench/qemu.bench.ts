@@ -18,8 +18,8 @@ import { firstValueFrom, filter } from 'rxjs';
 import { QmpClient, type QmpEvent } from '../adapters/qmp/client.js';
 import { daemonArgs, MiB, must, run, sleep, spawnDaemon } from '../adapters/qmp/lab.js';
 import { connectQemu } from '../adapters/qmp/qemu-adapter.js';
-import { createEngine } from '../src/engine.js';
-import { AbortFlags, RebaseFlags } from '../src/flags.js';
+import { createEngine } from '../src/engine/engine.js';
+import { AbortFlags, RebaseFlags } from '../src/core/flags.js';
 
 const SIZE_MIB = Number(process.env['BENCH_SIZE_MIB'] ?? 1024);
 const RUNS = Math.max(5, Number(process.env['BENCH_RUNS'] ?? 5));

@@ -12,10 +12,10 @@
  * mirror is synchronised, never on cur == end.
  */
 import { assign, emit, fromPromise, setup } from 'xstate';
-import type { BlockCopyError } from '../src/errors.js';
-import { blockCopyError, errors } from '../src/errors.js';
-import type { CopyFacts, CopyPlan, CopyRequest } from '../src/plan.js';
-import { planCopy } from '../src/validate.js';
+import type { BlockCopyError } from '../src/core/errors.js';
+import { blockCopyError, errors } from '../src/core/errors.js';
+import type { CopyFacts, CopyPlan, CopyRequest } from '../src/core/plan.js';
+import { planCopy } from '../src/core/validate.js';
 import type { BlockCopyJobEvent, RefusedEmitted, UserEvent } from './events.js';
 
 export type JobOutcome = 'completed' | 'canceled' | 'failed';

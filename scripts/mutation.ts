@@ -34,7 +34,7 @@ const MUTANTS: readonly Mutant[] = [
   },
   {
     name: 'forget to dismiss',
-    file: 'src/job-runner.ts',
+    file: 'src/engine/job-runner.ts',
     from: 'if (input.started) await unwrap(hv.dismissJob(input.jobId), input.jobId);',
     to: '',
   },

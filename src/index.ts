@@ -6,7 +6,7 @@
  * const engine = createEngine({ hypervisor: new SimulatedHypervisor() });
  * const job = await engine.blockRebase('demo', 'vda', '/var/lib/blockcopy/copy.qcow2', 0, RebaseFlags.COPY);
  */
-export { createEngine } from './engine.js';
+export { createEngine } from './engine/engine.js';
 export type {
   AbortOptions,
   BlockCopyEngine,
@@ -16,17 +16,17 @@ export type {
   RebaseCall,
   EngineOptions,
   JobStateChange,
-} from './engine.js';
-export type { JobProgress, JobResult } from './job-runner.js';
-export { AbortFlags, BandwidthFlags, BlockJobStatus, BlockJobType, CopyFlags, RebaseFlags } from './flags.js';
-export type { BlockJobStatusName } from './flags.js';
-export { ErrorNumber, blockCopyError, errors } from './errors.js';
-export type { BlockCopyError, ErrorCode } from './errors.js';
-export type { CopyPlan, CopyRequest } from './plan.js';
-export type { BlockJobInfo, CopyOptions } from './validate.js';
-export { VirtualClock, systemClock } from './clock.js';
-export type { Clock } from './clock.js';
+} from './engine/engine.js';
+export type { JobProgress, JobResult } from './engine/job-runner.js';
+export { AbortFlags, BandwidthFlags, BlockJobStatus, BlockJobType, CopyFlags, RebaseFlags } from './core/flags.js';
+export type { BlockJobStatusName } from './core/flags.js';
+export { ErrorNumber, blockCopyError, errors } from './core/errors.js';
+export type { BlockCopyError, ErrorCode } from './core/errors.js';
+export type { CopyPlan, CopyRequest } from './core/plan.js';
+export type { BlockJobInfo, CopyOptions } from './core/validate.js';
+export { VirtualClock, systemClock } from './core/clock.js';
+export type { Clock } from './core/clock.js';
 export { blockCopyJobMachine } from '../machines/block-copy-job.js';
 export type { BlockCopyJobContext, BlockCopyJobOutput, JobOutcome } from '../machines/block-copy-job.js';
 export type { BlockCopyJobEvent, ObservationEvent, UserEvent } from '../machines/events.js';
-export type { HypervisorEvent, HypervisorJobInfo, HypervisorPort, IoErrorPolicy } from '../adapters/port.js';
+export type { HypervisorEvent, HypervisorJobInfo, HypervisorPort, IoErrorPolicy } from './core/hypervisor-port.js';

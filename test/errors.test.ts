@@ -1,6 +1,6 @@
 /** libvirt-style error values: template, detail, code number. */
 import { describe, expect, it } from 'vitest';
-import { blockCopyError, errors } from '../src/errors.js';
+import { blockCopyError, errors } from '../src/core/errors.js';
 
 describe('errors', () => {
   it('formats libvirt messages with template and detail', () => {

@@ -4,9 +4,9 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { HypervisorJobInfo } from '../adapters/port.js';
-import { BandwidthFlags } from '../src/flags.js';
-import { translateJobInfo } from '../src/validate.js';
+import type { HypervisorJobInfo } from '../src/core/hypervisor-port.js';
+import { BandwidthFlags } from '../src/core/flags.js';
+import { translateJobInfo } from '../src/core/validate.js';
 
 const MiB = 2 ** 20;
 

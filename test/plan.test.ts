@@ -6,11 +6,11 @@
 import fc from 'fast-check';
 import type { Result } from 'neverthrow';
 import { describe, expect, it } from 'vitest';
-import type { DestinationProbe, DiskInfo, DomainInfo, ImageInfo } from '../adapters/port.js';
-import type { BlockCopyError } from '../src/errors.js';
-import { CopyFlags, RebaseFlags } from '../src/flags.js';
-import type { CopyFacts, CopyPlan, CopyRequest } from '../src/plan.js';
-import { planCopy, validateCopy, validateRebase } from '../src/validate.js';
+import type { DestinationProbe, DiskInfo, DomainInfo, ImageInfo } from '../src/core/hypervisor-port.js';
+import type { BlockCopyError } from '../src/core/errors.js';
+import { CopyFlags, RebaseFlags } from '../src/core/flags.js';
+import type { CopyFacts, CopyPlan, CopyRequest } from '../src/core/plan.js';
+import { planCopy, validateCopy, validateRebase } from '../src/core/validate.js';
 
 const { SHALLOW, REUSE_EXT, COPY_RAW, COPY } = RebaseFlags;
 const GiB = 2 ** 30;

@@ -7,8 +7,8 @@
 import fc from 'fast-check';
 import type { Result } from 'neverthrow';
 import { describe, expect, it } from 'vitest';
-import type { BlockCopyError } from '../src/errors.js';
-import { AbortFlags, BandwidthFlags, CopyFlags, RebaseFlags } from '../src/flags.js';
+import type { BlockCopyError } from '../src/core/errors.js';
+import { AbortFlags, BandwidthFlags, CopyFlags, RebaseFlags } from '../src/core/flags.js';
 import {
   validateAbort,
   validateCopy,
@@ -16,7 +16,7 @@ import {
   validateSetSpeed,
   type CopyArgs,
   type RebaseArgs,
-} from '../src/validate.js';
+} from '../src/core/validate.js';
 
 const { SHALLOW, REUSE_EXT, COPY_RAW, COPY, RELATIVE, COPY_DEV, BANDWIDTH_BYTES } = RebaseFlags;
 

@@ -18,8 +18,8 @@
 import { createConnection, type Socket } from 'node:net';
 import { err, ok, ResultAsync, type Result } from 'neverthrow';
 import { Observable, Subject } from 'rxjs';
-import type { HypervisorError } from '../port.js';
-import { systemClock, type Clock } from '../../src/clock.js';
+import type { HypervisorError } from '../../src/core/hypervisor-port.js';
+import { systemClock, type Clock } from '../../src/core/clock.js';
 import { QmpDecoder, type QmpDecodeError, type QmpMessage } from './decoder.js';
 
 export type QmpGreeting = Extract<QmpMessage, { type: 'greeting' }>;

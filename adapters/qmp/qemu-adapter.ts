@@ -17,7 +17,7 @@ import { promises as fs, realpathSync, type Stats } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve as resolvePath } from 'node:path';
 import { err, ok, ResultAsync, type Result } from 'neverthrow';
 import { Subject, type Observable, type Subscription } from 'rxjs';
-import type { Clock } from '../../src/clock.js';
+import type { Clock } from '../../src/core/clock.js';
 import type {
   BackingRef,
   CreateDestinationSpec,
@@ -31,8 +31,8 @@ import type {
   ImageInfo,
   JobStatus,
   MirrorSpec,
-} from '../port.js';
-import { isJobStatus } from '../port.js';
+} from '../../src/core/hypervisor-port.js';
+import { isJobStatus } from '../../src/core/hypervisor-port.js';
 import { QmpClient, type QmpEvent, type QmpLifecycleEvent, type QmpReconnectOptions } from './client.js';
 
 export interface QemuHypervisorOptions {

@@ -3,7 +3,7 @@
  * property tests run on: `demo` (running, transient) with disk `vda` on the seed's chain
  * base.qcow2 <- snap1.qcow2 <- snap2.qcow2 (qemu-mirror.md §2.1, scaled to 1 GiB).
  */
-import type { ImageFormat } from '../port.js';
+import type { ImageFormat } from '../../src/core/hypervisor-port.js';
 
 export const KiB = 1024;
 export const MiB = 1024 * KiB;

@@ -3,7 +3,7 @@
  * (qemu-mirror.md §3 d). Kept in one place so the port methods and the QMP-flavoured layer
  * (qmp.ts) report the same words.
  */
-import type { HypervisorError } from '../port.js';
+import type { HypervisorError } from '../../src/core/hypervisor-port.js';
 
 export function qmpError(command: string, desc: string, errorClass = 'GenericError'): HypervisorError {
   return { kind: 'qmp', errorClass, command, desc };

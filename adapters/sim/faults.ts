@@ -3,7 +3,7 @@
  * inject-error, qemu-mirror.md §3 h) or source reads, and a lossy/duplicating event channel
  * (events lost over a flaky monitor, or delivered twice by a retrying adapter).
  */
-import type { HypervisorEvent, IoErrorPolicy } from '../port.js';
+import type { HypervisorEvent, IoErrorPolicy } from '../../src/core/hypervisor-port.js';
 
 export type Errno = 'EIO' | 'ENOSPC';
 

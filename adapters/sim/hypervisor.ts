@@ -20,7 +20,7 @@
  */
 import { Result, ResultAsync, err, errAsync, ok, okAsync } from 'neverthrow';
 import { Subject, type Observable } from 'rxjs';
-import { systemClock, type Clock } from '../../src/clock.js';
+import { systemClock, type Clock } from '../../src/core/clock.js';
 import type {
   BackingRef,
   CreateDestinationSpec,
@@ -33,7 +33,7 @@ import type {
   HypervisorPort,
   ImageInfo,
   MirrorSpec,
-} from '../port.js';
+} from '../../src/core/hypervisor-port.js';
 import { MiB, defaultDomains, type SimDomainSpec } from './default-domain.js';
 import {
   blockJobNotFound,

@@ -3,7 +3,7 @@
  * would report (format, virtual size, backing) and how much data the layer holds. No bytes are
  * stored: a mirror only needs sizes, so a 1 GiB image costs a few numbers.
  */
-import type { BackingRef, DestinationProbe, ImageFormat, ImageInfo } from '../port.js';
+import type { BackingRef, DestinationProbe, ImageFormat, ImageInfo } from '../../src/core/hypervisor-port.js';
 
 /** st_size of a freshly created empty qcow2 (qemu-img create, 64 KiB clusters). */
 export const QCOW2_EMPTY_FILE_BYTES = 196_624;

@@ -10,7 +10,7 @@
  * error pauses, the complete/cancel semantics of mirror_cancel(), and the on-target-error /
  * on-source-error policies.
  */
-import type { HypervisorEvent, HypervisorJobInfo, JobStatus, MirrorSpec } from '../port.js';
+import type { HypervisorEvent, HypervisorJobInfo, JobStatus, MirrorSpec } from '../../src/core/hypervisor-port.js';
 import { ERRNO_TEXT, errorAction, type FaultHit } from './faults.js';
 import { canTransition, isReadyStatus, verbAllowed, verbErrorText, type JobVerb } from './jobstt.js';
 

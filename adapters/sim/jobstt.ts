@@ -3,8 +3,8 @@
  * job.c (qemu-mirror.md §4). The simulated mirror job checks every transition and every verb
  * against these tables, so the simulator cannot drift from what real QEMU allows.
  */
-import type { JobStatus } from '../port.js';
-import { JOB_STATUSES } from '../port.js';
+import type { JobStatus } from '../../src/core/hypervisor-port.js';
+import { JOB_STATUSES } from '../../src/core/hypervisor-port.js';
 
 /** Column order of the C tables: U, C, R, P, Y, S, W, D, X, E, N. */
 export { JOB_STATUSES };

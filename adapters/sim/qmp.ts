@@ -13,7 +13,7 @@
  * job-dismiss, as libvirt runs them), drive-mirror, transactions.
  */
 import { err, ok, type Result, type ResultAsync } from 'neverthrow';
-import type { HypervisorError, ImageFormat, IoErrorPolicy, MirrorSpec } from '../port.js';
+import type { HypervisorError, ImageFormat, IoErrorPolicy, MirrorSpec } from '../../src/core/hypervisor-port.js';
 import { deviceNotFound, qmpError } from './errors.js';
 import type { SimulatedHypervisor } from './hypervisor.js';
 import type { MirrorJob } from './job.js';

@@ -4,15 +4,15 @@
  * Returns the report that --json prints and the exit code; IO is the caller's.
  */
 import type { InspectionEvent } from 'xstate';
-import type { HypervisorPort } from '../../adapters/port.js';
-import type { Clock } from '../clock.js';
-import { systemClock } from '../clock.js';
-import { createEngine } from '../engine.js';
-import type { BlockCopyEngine, BlockCopyJob } from '../engine.js';
-import type { BlockCopyError } from '../errors.js';
-import { AbortFlags, RebaseFlags } from '../flags.js';
-import type { JobResult } from '../job-runner.js';
-import type { CopyPlan } from '../plan.js';
+import type { HypervisorPort } from '../core/hypervisor-port.js';
+import type { Clock } from '../core/clock.js';
+import { systemClock } from '../core/clock.js';
+import { createEngine } from '../engine/engine.js';
+import type { BlockCopyEngine, BlockCopyJob } from '../engine/engine.js';
+import type { BlockCopyError } from '../core/errors.js';
+import { AbortFlags, RebaseFlags } from '../core/flags.js';
+import type { JobResult } from '../engine/job-runner.js';
+import type { CopyPlan } from '../core/plan.js';
 import type { CopyCommand } from './args.js';
 import { formatBytes, progressLine } from './progress.js';
 

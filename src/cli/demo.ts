@@ -7,7 +7,7 @@
  */
 import { join } from 'node:path';
 import { ResultAsync } from 'neverthrow';
-import type { HypervisorPort } from '../../adapters/port.js';
+import type { HypervisorPort } from '../core/hypervisor-port.js';
 import { QemuLab, onPath, type Region } from '../../adapters/qmp/lab.js';
 import { connectQemu, type QemuHypervisor } from '../../adapters/qmp/qemu-adapter.js';
 import { SimulatedHypervisor } from '../../adapters/sim/index.js';

@@ -4,11 +4,11 @@
  */
 import type { Result } from 'neverthrow';
 import { err, ok } from 'neverthrow';
-import type { HypervisorPort } from '../../adapters/port.js';
+import type { HypervisorPort } from '../core/hypervisor-port.js';
 import { SimulatedHypervisor } from '../../adapters/sim/index.js';
 import { connectQemu } from '../../adapters/qmp/qemu-adapter.js';
-import type { Clock } from '../clock.js';
-import { systemClock } from '../clock.js';
+import type { Clock } from '../core/clock.js';
+import { systemClock } from '../core/clock.js';
 
 export interface OpenOptions {
   readonly clock?: Clock;

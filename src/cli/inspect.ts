@@ -8,7 +8,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { createEngine } from '../engine.js';
+import { createEngine } from '../engine/engine.js';
 import { createDemoHypervisor, runDemo } from '../inspector/demo.js';
 import type { InspectorRecord } from '../inspector/records.js';
 import { parseJsonl } from '../inspector/records.js';

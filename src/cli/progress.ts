@@ -1,5 +1,5 @@
 /** Progress rendering for the CLI, in virsh's "Block Copy: [ 42 %]" style. */
-import type { JobProgress } from '../job-runner.js';
+import type { JobProgress } from '../engine/job-runner.js';
 
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];

@@ -9,8 +9,8 @@
  */
 import { SimulatedHypervisor } from '../../adapters/sim/index.js';
 import { MiB, demoDisk } from '../../adapters/sim/index.js';
-import type { BlockCopyEngine, BlockCopyJob } from '../engine.js';
-import { AbortFlags, RebaseFlags } from '../flags.js';
+import type { BlockCopyEngine, BlockCopyJob } from '../engine/engine.js';
+import { AbortFlags, RebaseFlags } from '../core/flags.js';
 
 export const DEMO_DOMAIN = 'demo';
 const DIR = '/var/lib/blockcopy';

@@ -10,8 +10,8 @@
  */
 import type { Subscription } from 'rxjs';
 import type { AnyActorRef, InspectionEvent } from 'xstate';
-import type { BlockCopyEngine, BlockCopyJob } from '../engine.js';
-import { stateName } from '../job-runner.js';
+import type { BlockCopyEngine, BlockCopyJob } from '../engine/engine.js';
+import { stateName } from '../engine/job-runner.js';
 import { ProgressMeter } from './progress.js';
 import type { InspectionRecord, InspectorRecord, NewRecord, TransitionRecord } from './records.js';
 import { toJsonSafe } from './records.js';

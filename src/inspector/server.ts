@@ -18,7 +18,7 @@ import type { AddressInfo } from 'node:net';
 import type { InspectionEvent } from 'xstate';
 import { blockCopyJobMachine } from '../../machines/block-copy-job.js';
 import { dotToSvg, toDot, walkMachine } from '../diagram/index.js';
-import type { BlockCopyEngine } from '../engine.js';
+import type { BlockCopyEngine } from '../engine/engine.js';
 import { renderPage } from './page.js';
 import type { InspectorRecord } from './records.js';
 import { headerRecord, toJsonLine } from './records.js';

@@ -22,11 +22,11 @@
  * is a lost connection (the job is then reported as still running/ready).
  */
 import { err, ok, type Result, type ResultAsync } from 'neverthrow';
-import { VirtualClock } from '../clock.js';
-import { createEngine, type BlockCopyJob } from '../engine.js';
-import type { BlockCopyError } from '../errors.js';
-import { AbortFlags, BandwidthFlags } from '../flags.js';
-import type { JobResult } from '../job-runner.js';
+import { VirtualClock } from '../core/clock.js';
+import { createEngine, type BlockCopyJob } from '../engine/engine.js';
+import type { BlockCopyError } from '../core/errors.js';
+import { AbortFlags, BandwidthFlags } from '../core/flags.js';
+import type { JobResult } from '../engine/job-runner.js';
 import { ReplayHypervisor, type DecodeFailure, type RecordedCall } from './hypervisor.js';
 import { deriveSetup, type ReplaySetup } from './setup.js';
 import { commandOf, type RecordedCommand, type TraceLine } from './trace.js';

@@ -35,8 +35,8 @@ import type {
   HypervisorPort,
   JobStatus,
   MirrorSpec,
-} from '../../adapters/port.js';
-import { isJobStatus } from '../../adapters/port.js';
+} from '../core/hypervisor-port.js';
+import { isJobStatus } from '../core/hypervisor-port.js';
 import { QmpDecoder, type QmpDecodeError } from '../../adapters/qmp/decoder.js';
 import { mapEvent } from '../../adapters/qmp/qemu-adapter.js';
 import type { ReplaySetup } from './setup.js';

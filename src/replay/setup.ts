@@ -10,9 +10,9 @@
  * under a fixed root, REPLAY_ROOT, because the engine only accepts absolute destinations.
  */
 import { err, ok, type Result } from 'neverthrow';
-import type { BackingRef, DestinationProbe, ImageFormat, ImageInfo, IoErrorPolicy } from '../../adapters/port.js';
-import { CopyFlags } from '../flags.js';
-import type { CopyOptions } from '../validate.js';
+import type { BackingRef, DestinationProbe, ImageFormat, ImageInfo, IoErrorPolicy } from '../core/hypervisor-port.js';
+import { CopyFlags } from '../core/flags.js';
+import type { CopyOptions } from '../core/validate.js';
 import { commandOf, type TraceLine } from './trace.js';
 
 export const REPLAY_ROOT = '/replay';

@@ -4,7 +4,7 @@ import { SimulatedHypervisor } from '../../adapters/sim/index.js';
 import { parseCommand } from '../../src/cli/args.js';
 import type { CopyCommand } from '../../src/cli/args.js';
 import { runCopy } from '../../src/cli/copy.js';
-import { VirtualClock } from '../../src/clock.js';
+import { VirtualClock } from '../../src/core/clock.js';
 import { captureOutput } from './capture.js';
 import { PIVOTED_STATES } from '../states.js';
 

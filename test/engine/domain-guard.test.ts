@@ -1,6 +1,6 @@
 /** The seed's interlocks: save, snapshot, detach and define refused while a copy is active. */
 import { describe, expect, it } from 'vitest';
-import { AbortFlags, RebaseFlags } from '../../src/flags.js';
+import { AbortFlags, RebaseFlags } from '../../src/core/flags.js';
 import { DEST, engineOnSim } from './harness.js';
 
 describe('domain guard', () => {

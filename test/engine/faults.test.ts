@@ -1,6 +1,6 @@
 /** The engine through the public API on a faulty simulated hypervisor. */
 import { describe, expect, it } from 'vitest';
-import { AbortFlags, RebaseFlags } from '../../src/flags.js';
+import { AbortFlags, RebaseFlags } from '../../src/core/flags.js';
 import { DEST, engineOnSim } from './harness.js';
 
 describe('engine on the simulator: faults', () => {

@@ -1,9 +1,9 @@
 /** An engine on the simulated hypervisor in virtual time, with its public events recorded. */
 import { SimulatedHypervisor } from '../../adapters/sim/index.js';
 import type { SimulatedHypervisorOptions } from '../../adapters/sim/index.js';
-import { VirtualClock } from '../../src/clock.js';
-import type { BlockCopyJob, BlockJobEvent, EngineOptions } from '../../src/engine.js';
-import { createEngine } from '../../src/engine.js';
+import { VirtualClock } from '../../src/core/clock.js';
+import type { BlockCopyJob, BlockJobEvent, EngineOptions } from '../../src/engine/engine.js';
+import { createEngine } from '../../src/engine/engine.js';
 
 export const DEST = '/var/lib/blockcopy/copy.qcow2';
 

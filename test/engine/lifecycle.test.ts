@@ -1,6 +1,6 @@
 /** Whole copies through the public API on the simulator: outcomes, events, refusals, job info. */
 import { describe, expect, it } from 'vitest';
-import { AbortFlags, RebaseFlags } from '../../src/flags.js';
+import { AbortFlags, RebaseFlags } from '../../src/core/flags.js';
 import { DEST, engineOnSim } from './harness.js';
 import { PIVOTED_STATES } from '../states.js';
 

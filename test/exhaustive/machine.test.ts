@@ -10,7 +10,7 @@ import { initialTransition, transition } from 'xstate';
 import { describe, expect, it } from 'vitest';
 import { blockCopyJobMachine } from '../../machines/block-copy-job.js';
 import type { BlockCopyJobEvent } from '../../machines/events.js';
-import { RebaseFlags } from '../../src/flags.js';
+import { RebaseFlags } from '../../src/core/flags.js';
 import { request, seedFacts } from '../machine/fixtures.js';
 
 type Top =

@@ -6,10 +6,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SimulatedHypervisor } from '../../adapters/sim/index.js';
-import { VirtualClock } from '../../src/clock.js';
-import { createEngine } from '../../src/engine.js';
-import { ErrorNumber } from '../../src/errors.js';
-import { RebaseFlags } from '../../src/flags.js';
+import { VirtualClock } from '../../src/core/clock.js';
+import { createEngine } from '../../src/engine/engine.js';
+import { ErrorNumber } from '../../src/core/errors.js';
+import { RebaseFlags } from '../../src/core/flags.js';
 
 const DIR = '/var/lib/blockcopy';
 const path = fc.oneof(

@@ -11,8 +11,8 @@ import { EMPTY } from 'rxjs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { QmpClient } from '../../adapters/qmp/client.js';
 import { QemuHypervisor } from '../../adapters/qmp/qemu-adapter.js';
-import { planCopy, validateRebase } from '../../src/validate.js';
-import { RebaseFlags } from '../../src/flags.js';
+import { planCopy, validateRebase } from '../../src/core/validate.js';
+import { RebaseFlags } from '../../src/core/flags.js';
 import { seedFacts } from '../machine/fixtures.js';
 
 let dir: string;

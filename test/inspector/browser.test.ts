@@ -11,9 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SimulatedHypervisor } from '../../adapters/sim/index.js';
 import type { Output } from '../../src/cli/copy.js';
 import { runInspectCommand } from '../../src/cli/inspect.js';
-import type { BlockCopyEngine } from '../../src/engine.js';
-import { createEngine } from '../../src/engine.js';
-import { AbortFlags, RebaseFlags } from '../../src/flags.js';
+import type { BlockCopyEngine } from '../../src/engine/engine.js';
+import { createEngine } from '../../src/engine/engine.js';
+import { AbortFlags, RebaseFlags } from '../../src/core/flags.js';
 import type { Inspector } from '../../src/inspector/server.js';
 import { startInspector } from '../../src/inspector/server.js';
 

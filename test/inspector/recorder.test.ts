@@ -2,10 +2,10 @@
 // carry the chart's states in order, progress with estimates, and block-job events.
 import { describe, expect, it } from 'vitest';
 import { SimulatedHypervisor } from '../../adapters/sim/index.js';
-import { VirtualClock } from '../../src/clock.js';
-import { createEngine } from '../../src/engine.js';
-import { AbortFlags, RebaseFlags } from '../../src/flags.js';
-import type { JobResult } from '../../src/job-runner.js';
+import { VirtualClock } from '../../src/core/clock.js';
+import { createEngine } from '../../src/engine/engine.js';
+import { AbortFlags, RebaseFlags } from '../../src/core/flags.js';
+import type { JobResult } from '../../src/engine/job-runner.js';
 import { InspectionRecorder } from '../../src/inspector/recorder.js';
 import type { InspectionRecord, InspectorRecord, ProgressRecord } from '../../src/inspector/records.js';
 import { parseJsonl, toJsonLine } from '../../src/inspector/records.js';

@@ -3,8 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { createActor } from 'xstate';
 import type { RefusedEmitted } from '../../machines/events.js';
 import { blockCopyJobMachine } from '../../machines/block-copy-job.js';
-import { blockCopyError } from '../../src/errors.js';
-import { RebaseFlags } from '../../src/flags.js';
+import { blockCopyError } from '../../src/core/errors.js';
+import { RebaseFlags } from '../../src/core/flags.js';
 import { request, seedFacts, settle, startJob } from './fixtures.js';
 
 function refusals(actor: ReturnType<typeof startJob>['actor']): RefusedEmitted[] {

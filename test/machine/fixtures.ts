@@ -4,13 +4,13 @@
  * asked for and in which state.
  */
 import { createActor, fromPromise } from 'xstate';
-import type { DestinationProbe } from '../../adapters/port.js';
+import type { DestinationProbe } from '../../src/core/hypervisor-port.js';
 import type { FinishInput } from '../../machines/block-copy-job.js';
 import { blockCopyJobMachine } from '../../machines/block-copy-job.js';
-import type { BlockCopyError } from '../../src/errors.js';
-import { RebaseFlags } from '../../src/flags.js';
-import type { CopyFacts, CopyPlan, CopyRequest } from '../../src/plan.js';
-import { validateRebase } from '../../src/validate.js';
+import type { BlockCopyError } from '../../src/core/errors.js';
+import { RebaseFlags } from '../../src/core/flags.js';
+import type { CopyFacts, CopyPlan, CopyRequest } from '../../src/core/plan.js';
+import { validateRebase } from '../../src/core/validate.js';
 
 const GiB = 1024 ** 3;
 

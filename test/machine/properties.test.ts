@@ -5,8 +5,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { BlockCopyJobEvent } from '../../machines/events.js';
-import { blockCopyError } from '../../src/errors.js';
-import { RebaseFlags } from '../../src/flags.js';
+import { blockCopyError } from '../../src/core/errors.js';
+import { RebaseFlags } from '../../src/core/flags.js';
 import { request, seedFacts, settle, startJob } from './fixtures.js';
 
 const eventArb: fc.Arbitrary<BlockCopyJobEvent | 'settle'> = fc.oneof(

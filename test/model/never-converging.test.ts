@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { MiB } from '../../adapters/sim/index.js';
-import { AbortFlags, RebaseFlags } from '../../src/flags.js';
+import { AbortFlags, RebaseFlags } from '../../src/core/flags.js';
 import { System } from './system.js';
 
 describe('never-converging mirror', () => {

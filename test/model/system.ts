@@ -7,12 +7,12 @@
 import type { ResultAsync } from 'neverthrow';
 import { Subject } from 'rxjs';
 import { expect } from 'vitest';
-import type { HypervisorError, HypervisorEvent, HypervisorPort } from '../../adapters/port.js';
+import type { HypervisorError, HypervisorEvent, HypervisorPort } from '../../src/core/hypervisor-port.js';
 import { MiB, SimulatedHypervisor } from '../../adapters/sim/index.js';
 import type { SimDomainSpec } from '../../adapters/sim/index.js';
-import { VirtualClock } from '../../src/clock.js';
-import type { BlockCopyEngine, BlockJobEvent } from '../../src/engine.js';
-import { createEngine } from '../../src/engine.js';
+import { VirtualClock } from '../../src/core/clock.js';
+import type { BlockCopyEngine, BlockJobEvent } from '../../src/engine/engine.js';
+import { createEngine } from '../../src/engine/engine.js';
 import { Model } from './model.js';
 
 export const DISK_SIZE = 64 * MiB;

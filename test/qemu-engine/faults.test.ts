@@ -5,10 +5,10 @@
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { IoErrorPolicy } from '../../adapters/port.js';
+import type { IoErrorPolicy } from '../../src/core/hypervisor-port.js';
 import { targetNodeNames } from '../../adapters/qmp/qemu-adapter.js';
 import type { QmpEvent } from '../../adapters/qmp/client.js';
-import { AbortFlags, RebaseFlags } from '../../src/flags.js';
+import { AbortFlags, RebaseFlags } from '../../src/core/flags.js';
 import { Recorder, useQemu, type BlkdebugRule, type QemuFixture } from '../qemu/harness.js';
 import { engineOn, whenReady, whenState, type EngineOnQemu } from './helpers.js';
 

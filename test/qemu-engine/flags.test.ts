@@ -7,8 +7,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AbortFlags, RebaseFlags } from '../../src/flags.js';
-import type { BlockCopyJob } from '../../src/engine.js';
+import { AbortFlags, RebaseFlags } from '../../src/core/flags.js';
+import type { BlockCopyJob } from '../../src/engine/engine.js';
 import { CHAIN_SIZE, MiB, run, useQemu, type QemuFixture } from '../qemu/harness.js';
 import { engineOn, whenReady, type EngineOnQemu } from './helpers.js';
 

@@ -2,9 +2,9 @@
  * Engine-on-QEMU helpers: the public engine API (createEngine) over a QemuHypervisor on the
  * harness's daemon, with a wrapping port that counts the calls that reach QEMU.
  */
-import type { HypervisorPort } from '../../adapters/port.js';
+import type { HypervisorPort } from '../../src/core/hypervisor-port.js';
 import type { QemuHypervisorOptions } from '../../adapters/qmp/qemu-adapter.js';
-import { createEngine, type BlockCopyEngine, type BlockCopyJob } from '../../src/engine.js';
+import { createEngine, type BlockCopyEngine, type BlockCopyJob } from '../../src/engine/engine.js';
 import type { QemuFixture } from '../qemu/harness.js';
 
 export interface EngineOnQemu {

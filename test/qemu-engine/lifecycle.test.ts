@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AbortFlags, RebaseFlags } from '../../src/flags.js';
+import { AbortFlags, RebaseFlags } from '../../src/core/flags.js';
 import { MiB, useQemu } from '../qemu/harness.js';
 import { engineOn, whenReady, whenState } from './helpers.js';
 

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { HypervisorEvent } from '../../adapters/port.js';
+import type { HypervisorEvent } from '../../src/core/hypervisor-port.js';
 import { targetNodeNames } from '../../adapters/qmp/qemu-adapter.js';
 import { CHAIN_SIZE, EXPECTED, MiB, pollUntil, useQemu, type QemuFixture, type Region } from './harness.js';
 

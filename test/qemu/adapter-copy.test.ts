@@ -6,7 +6,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { HypervisorEvent } from '../../adapters/port.js';
+import type { HypervisorEvent } from '../../src/core/hypervisor-port.js';
 import { targetNodeNames } from '../../adapters/qmp/qemu-adapter.js';
 import { CHAIN_SIZE, EXPECTED, MiB, TOP_LAYER_BYTES, useQemu, type Region } from './harness.js';
 

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { HypervisorEvent, IoErrorPolicy } from '../../adapters/port.js';
+import type { HypervisorEvent, IoErrorPolicy } from '../../src/core/hypervisor-port.js';
 import { targetNodeNames, type QemuHypervisor } from '../../adapters/qmp/qemu-adapter.js';
 import { CHAIN_SIZE, useQemu, type BlkdebugRule, type QemuFixture, type Recorder } from './harness.js';
 

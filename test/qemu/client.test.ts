@@ -6,7 +6,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { QmpClient, type QmpEvent, type QmpLifecycleEvent } from '../../adapters/qmp/client.js';
-import { VirtualClock } from '../../src/clock.js';
+import { VirtualClock } from '../../src/core/clock.js';
 import { MiB, Recorder, useQemu } from './harness.js';
 
 const qemu = useQemu();

@@ -34,7 +34,7 @@ import {
   type Region,
 } from '../../adapters/qmp/lab.js';
 import { connectQemu, type QemuHypervisor, type QemuHypervisorOptions } from '../../adapters/qmp/qemu-adapter.js';
-import type { HypervisorEvent, MirrorSpec } from '../../adapters/port.js';
+import type { HypervisorEvent, MirrorSpec } from '../../src/core/hypervisor-port.js';
 
 export { MiB, run, type Region, type ToolResult } from '../../adapters/qmp/lab.js';
 export const CHAIN_SIZE = 64 * MiB;

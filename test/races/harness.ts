@@ -6,11 +6,11 @@
  */
 import type fc from 'fast-check';
 import { ResultAsync } from 'neverthrow';
-import type { HypervisorPort } from '../../adapters/port.js';
+import type { HypervisorPort } from '../../src/core/hypervisor-port.js';
 import { MiB, SimulatedHypervisor } from '../../adapters/sim/index.js';
-import { VirtualClock } from '../../src/clock.js';
-import type { BlockCopyJob, BlockJobEvent } from '../../src/engine.js';
-import { createEngine } from '../../src/engine.js';
+import { VirtualClock } from '../../src/core/clock.js';
+import type { BlockCopyJob, BlockJobEvent } from '../../src/engine/engine.js';
+import { createEngine } from '../../src/engine/engine.js';
 
 export const DEST = '/var/lib/blockcopy/race.qcow2';
 

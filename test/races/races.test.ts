@@ -1,8 +1,8 @@
 /** Races with fc.scheduler (issue 4 §4). */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { BlockCopyJob } from '../../src/engine.js';
-import { AbortFlags, RebaseFlags } from '../../src/flags.js';
+import type { BlockCopyJob } from '../../src/engine/engine.js';
+import { AbortFlags, RebaseFlags } from '../../src/core/flags.js';
 import { DEST, racingEngine } from './harness.js';
 
 const RUNS = 60;

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { GiB, MiB, QCOW2_EMPTY_FILE_BYTES } from '../../adapters/sim/index.js';
-import type { HypervisorEvent } from '../../adapters/port.js';
+import type { HypervisorEvent } from '../../src/core/hypervisor-port.js';
 import { DEST, DIR, fixture, startJob, status, until } from './helpers.js';
 
 describe('target I/O errors', () => {

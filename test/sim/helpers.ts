@@ -2,8 +2,8 @@
  * Shared fixtures for the simulator tests: a simulator on a VirtualClock with every event recorded,
  * and a MirrorSpec builder for the default `demo`/`vda` disk.
  */
-import { VirtualClock } from '../../src/clock.js';
-import type { HypervisorEvent, MirrorSpec } from '../../adapters/port.js';
+import { VirtualClock } from '../../src/core/clock.js';
+import type { HypervisorEvent, MirrorSpec } from '../../src/core/hypervisor-port.js';
 import { SimulatedHypervisor, type SimulatedHypervisorOptions } from '../../adapters/sim/index.js';
 
 export const DIR = '/var/lib/blockcopy';

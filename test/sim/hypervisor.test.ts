@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { GiB, MiB, QCOW2_EMPTY_FILE_BYTES, SimulatedHypervisor } from '../../adapters/sim/index.js';
-import { VirtualClock } from '../../src/clock.js';
+import { VirtualClock } from '../../src/core/clock.js';
 import { DEST, DIR, createDest, fixture, spec, startJob, status, until } from './helpers.js';
 
 describe('domains and disks', () => {

@@ -6,7 +6,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { HypervisorEvent, JobStatus } from '../../adapters/port.js';
+import type { HypervisorEvent, JobStatus } from '../../src/core/hypervisor-port.js';
 import { JOB_STATUSES, MiB, canTransition, verbAllowed, type JobVerb } from '../../adapters/sim/index.js';
 import { createDest, fixture, spec } from './helpers.js';
 

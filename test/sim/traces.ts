@@ -10,8 +10,8 @@
  * one that runs ahead (emits an event QEMU emitted only after the command) shows up as a mismatch.
  */
 import { readFileSync } from 'node:fs';
-import { VirtualClock } from '../../src/clock.js';
-import type { HypervisorEvent } from '../../adapters/port.js';
+import { VirtualClock } from '../../src/core/clock.js';
+import type { HypervisorEvent } from '../../src/core/hypervisor-port.js';
 import { SimQmp } from '../../adapters/sim/qmp.js';
 import { MiB, SimulatedHypervisor } from '../../adapters/sim/index.js';
 

@@ -1,6 +1,6 @@
 /** save, snapshot, detach or define while jobs run: refused exactly while a copy is active. */
 import { expect } from 'vitest';
-import type { DomainOperation } from '../../../src/engine.js';
+import type { DomainOperation } from '../../../src/engine/engine.js';
 import type { Model } from '../model.js';
 import type { System } from '../system.js';
 import { split } from '../system.js';

@@ -1,6 +1,6 @@
 /** virDomainBlockJobAbort: pivot or abort, synchronous or ASYNC, soft or forced. */
 import { expect } from 'vitest';
-import { AbortFlags } from '../../../src/flags.js';
+import { AbortFlags } from '../../../src/core/flags.js';
 import type { Model } from '../model.js';
 import type { System } from '../system.js';
 import { split } from '../system.js';

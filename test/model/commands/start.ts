@@ -1,6 +1,6 @@
 /** Start a copy (virDomainBlockRebase COPY) with random flags onto a destination in a random state. */
 import { expect } from 'vitest';
-import { RebaseFlags } from '../../../src/flags.js';
+import { RebaseFlags } from '../../../src/core/flags.js';
 import type { Model, StartArgs } from '../model.js';
 import type { System } from '../system.js';
 import { split } from '../system.js';

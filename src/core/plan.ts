@@ -11,7 +11,7 @@ import type {
   DomainInfo,
   ImageFormat,
   IoErrorPolicy,
-} from '../adapters/port.js';
+} from './hypervisor-port.js';
 
 /** A block copy request after argument checks, normalized from blockRebase or blockCopy. */
 export interface CopyRequest {

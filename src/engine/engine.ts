@@ -10,17 +10,17 @@ import type { Observable } from 'rxjs';
 import type { Subscription } from 'rxjs';
 import { Subject, share } from 'rxjs';
 import type { InspectionEvent } from 'xstate';
-import type { HypervisorEvent, HypervisorPort } from '../adapters/port.js';
-import type { Clock } from './clock.js';
-import { interval$, systemClock } from './clock.js';
-import type { BlockCopyError } from './errors.js';
-import { blockCopyError, errors } from './errors.js';
-import type { BlockJobStatusName } from './flags.js';
-import { fromHypervisorError } from './hypervisor-error.js';
+import type { HypervisorEvent, HypervisorPort } from '../core/hypervisor-port.js';
+import type { Clock } from '../core/clock.js';
+import { interval$, systemClock } from '../core/clock.js';
+import type { BlockCopyError } from '../core/errors.js';
+import { blockCopyError, errors } from '../core/errors.js';
+import type { BlockJobStatusName } from '../core/flags.js';
+import { fromHypervisorError } from '../core/hypervisor-error.js';
 import type { JobProgress, JobResult } from './job-runner.js';
 import { JobRunner, gatherFacts, provideJobMachine } from './job-runner.js';
-import type { CopyPlan, CopyRequest } from './plan.js';
-import type { BlockJobInfo, CopyOptions } from './validate.js';
+import type { CopyPlan, CopyRequest } from '../core/plan.js';
+import type { BlockJobInfo, CopyOptions } from '../core/validate.js';
 import {
   planCopy,
   translateJobInfo,
@@ -28,7 +28,7 @@ import {
   validateCopy,
   validateRebase,
   validateSetSpeed,
-} from './validate.js';
+} from '../core/validate.js';
 
 export interface EngineOptions {
   readonly hypervisor: HypervisorPort;

@@ -9,15 +9,15 @@ import type { Observable } from 'rxjs';
 import { EMPTY, Subject, Subscription, exhaustMap, filter, from, merge } from 'rxjs';
 import type { Actor, InspectionEvent } from 'xstate';
 import { createActor, fromPromise } from 'xstate';
-import type { HypervisorError, HypervisorEvent, HypervisorJobInfo, HypervisorPort } from '../adapters/port.js';
-import type { BlockCopyJobOutput, FinishInput } from '../machines/block-copy-job.js';
-import { blockCopyJobMachine } from '../machines/block-copy-job.js';
-import type { ObservationEvent, RefusedEmitted, UserEvent } from '../machines/events.js';
-import type { Clock } from './clock.js';
-import type { BlockCopyError } from './errors.js';
-import { fromHypervisorError } from './hypervisor-error.js';
-import { needsPoll, observeEvent, observeJobInfo } from './observe.js';
-import type { CopyFacts, CopyPlan, CopyRequest } from './plan.js';
+import type { HypervisorError, HypervisorEvent, HypervisorJobInfo, HypervisorPort } from '../core/hypervisor-port.js';
+import type { BlockCopyJobOutput, FinishInput } from '../../machines/block-copy-job.js';
+import { blockCopyJobMachine } from '../../machines/block-copy-job.js';
+import type { ObservationEvent, RefusedEmitted, UserEvent } from '../../machines/events.js';
+import type { Clock } from '../core/clock.js';
+import type { BlockCopyError } from '../core/errors.js';
+import { fromHypervisorError } from '../core/hypervisor-error.js';
+import { needsPoll, observeEvent, observeJobInfo } from '../core/observe.js';
+import type { CopyFacts, CopyPlan, CopyRequest } from '../core/plan.js';
 
 export interface JobProgress {
   /** Bytes copied (QEMU offset). */

@@ -3,8 +3,8 @@
  * observation events. Pure. Events and polls both end up here, so a lost event is made up by
  * the next poll, and the machine ignores what it has already seen.
  */
-import type { HypervisorEvent, HypervisorJobInfo } from '../adapters/port.js';
-import type { ObservationEvent } from '../machines/events.js';
+import type { HypervisorEvent, HypervisorJobInfo } from './hypervisor-port.js';
+import type { ObservationEvent } from './observations.js';
 
 /** What the engine remembers per job to interpret pauses (QEMU's events do not say why). */
 export interface PauseContext {

@@ -3,7 +3,7 @@
  * libvirt's QEMU driver does (DeviceNotActive → "No active block job", any other QMP error →
  * "unable to execute QEMU command").
  */
-import type { HypervisorError } from '../adapters/port.js';
+import type { HypervisorError } from './hypervisor-port.js';
 import type { BlockCopyError } from './errors.js';
 import { blockCopyError, errors } from './errors.js';
 

@@ -21,7 +21,7 @@
  */
 import { posix } from 'node:path';
 import { err, ok, type Result } from 'neverthrow';
-import type { BackingRef, HypervisorJobInfo, ImageFormat, IoErrorPolicy } from '../adapters/port.js';
+import type { BackingRef, HypervisorJobInfo, ImageFormat, IoErrorPolicy } from './hypervisor-port.js';
 import { blockCopyError, errors, type BlockCopyError } from './errors.js';
 import {
   ABORT_KNOWN_FLAGS,
