@@ -30,3 +30,17 @@ export { blockCopyJobMachine } from '../machines/block-copy-job.js';
 export type { BlockCopyJobContext, BlockCopyJobOutput, JobOutcome } from '../machines/block-copy-job.js';
 export type { BlockCopyJobEvent, ObservationEvent, UserEvent } from '../machines/events.js';
 export type { HypervisorEvent, HypervisorJobInfo, HypervisorPort, IoErrorPolicy } from './core/hypervisor-port.js';
+// What an embedding service needs to write its own HypervisorPort (and to name the adapters' errors).
+export type {
+  BackingRef,
+  CopyMode,
+  CreateDestinationSpec,
+  DestinationProbe,
+  DiskInfo,
+  DomainInfo,
+  HypervisorError,
+  ImageFormat,
+  ImageInfo,
+  JobStatus,
+  MirrorSpec,
+} from './core/hypervisor-port.js';

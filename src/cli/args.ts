@@ -41,13 +41,17 @@ export interface HelpCommand {
   readonly command: 'help';
 }
 
+export interface VersionCommand {
+  readonly command: 'version';
+}
+
 /** Commands that parse their own arguments (diagram, inspect, replay). */
 export interface PassThroughCommand {
   readonly command: 'diagram' | 'inspect' | 'replay';
   readonly argv: readonly string[];
 }
 
-export type Command = CopyCommand | DemoCommand | HelpCommand | PassThroughCommand;
+export type Command = CopyCommand | DemoCommand | HelpCommand | VersionCommand | PassThroughCommand;
 
 export const USAGE = `usage:
   blockcopy copy DISK DEST [--domain NAME] [--shallow] [--reuse-external] [--raw]
@@ -59,6 +63,7 @@ export const USAGE = `usage:
   blockcopy diagram [--format mermaid|dot|svg] [--output FILE]
   blockcopy inspect [--port N] [--load FILE.jsonl] [--export FILE.jsonl] [--rounds N]
   blockcopy help
+  blockcopy --version
 
 copy   starts a block copy of DISK into the absolute path DEST, as virsh blockcopy does.
        --wait waits for the mirroring phase; --pivot switches the disk to the copy and --finish
@@ -86,6 +91,7 @@ export function parseCommand(argv: readonly string[]): Result<Command, UsageErro
   const [command, ...rest] = argv;
   if (command === undefined || command === 'help' || command === '--help' || command === '-h')
     return ok({ command: 'help' });
+  if (command === '--version') return ok({ command: 'version' });
   try {
     if (command === 'demo') {
       const { values } = parseArgs({

@@ -1,15 +1,10 @@
 /**
  * The `blockcopy` command. Parses the arguments, runs the command and sets the exit code:
- * 0 success, 1 a refused or failed job, 2 a usage error.
+ * 0 success, 1 a refused or failed job, 2 a usage error. Each command's modules are imported
+ * when it runs, so `--help` and `--version` start without loading the engine, RxJS or Graphviz.
  */
 import { USAGE, parseCommand } from './args.js';
 import type { CopyReport, Output } from './copy.js';
-import { runCopy } from './copy.js';
-import { runDemo } from './demo.js';
-import { runDiagramCommand } from './diagram.js';
-import { openHypervisor } from './hypervisor.js';
-import { runInspectCommand, startInspector } from './inspect.js';
-import { runReplayCommand } from './replay.js';
 
 export const processOutput: Output = {
   line: (text) => process.stdout.write(`${text}\n`),
@@ -39,21 +34,25 @@ export async function main(argv: readonly string[], out: Output = processOutput)
     case 'help':
       out.line(USAGE);
       return 0;
+    case 'version':
+      out.line((await import('./version.js')).packageVersion());
+      return 0;
     case 'demo':
-      return runDemo(cmd, out);
+      return (await import('./demo.js')).runDemo(cmd, out);
     case 'diagram':
-      return runDiagramCommand(cmd.argv, out);
+      return (await import('./diagram.js')).runDiagramCommand(cmd.argv, out);
     case 'inspect':
-      return runInspectCommand(cmd.argv, out);
+      return (await import('./inspect.js')).runInspectCommand(cmd.argv, out);
     case 'replay':
-      return runReplayCommand(cmd.argv, out);
+      return (await import('./replay.js')).runReplayCommand(cmd.argv, out);
     case 'copy': {
+      const [{ runCopy }, { openHypervisor }] = await Promise.all([import('./copy.js'), import('./hypervisor.js')]);
       const hypervisor = await openHypervisor(cmd.hypervisor);
       if (hypervisor.isErr()) {
         out.error(`error: ${hypervisor.error}`);
         return 2;
       }
-      const inspector = cmd.inspect ? await startInspector() : undefined;
+      const inspector = cmd.inspect ? await (await import('./inspect.js')).startInspector() : undefined;
       if (inspector) out.error(`inspector: ${inspector.url}`);
       try {
         const run = await runCopy(cmd, {
