@@ -11,7 +11,15 @@ export default tseslint.config(
     languageOptions: {
       globals: globals.node,
       parserOptions: {
-        projectService: { allowDefaultProject: ['*.js', 'bin/*.js', 'scripts/*.mjs'] },
+        projectService: {
+          allowDefaultProject: [
+            '*.js',
+            'bin/*.js',
+            'scripts/*.mjs',
+            'test/package/consumer/*.mjs',
+            'test/package/consumer/*.cjs',
+          ],
+        },
         tsconfigRootDir: import.meta.dirname,
       },
     },

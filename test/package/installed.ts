@@ -36,7 +36,7 @@ function npm(args: readonly string[], cwd: string): string {
     return execFileSync('npm', args, options) as string;
   } catch (e) {
     const { stdout, stderr } = e as { stdout?: string; stderr?: string };
-    throw new Error(`npm ${args.join(' ')} failed in ${cwd}:\n${stderr ?? ''}\n${stdout ?? ''}`);
+    throw new Error(`npm ${args.join(' ')} failed in ${cwd}:\n${stderr ?? ''}\n${stdout ?? ''}`, { cause: e });
   }
 }
 

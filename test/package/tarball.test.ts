@@ -36,7 +36,7 @@ async function inProject(command: string, args: readonly string[]) {
     return await run(command, args, { cwd: pkg.project, env: cleanEnv(), encoding: 'utf8' });
   } catch (e) {
     const { stdout, stderr } = e as { stdout?: string; stderr?: string };
-    throw new Error(`${command} ${args.join(' ')} failed:\n${stderr ?? ''}\n${stdout ?? ''}`);
+    throw new Error(`${command} ${args.join(' ')} failed:\n${stderr ?? ''}\n${stdout ?? ''}`, { cause: e });
   }
 }
 
@@ -54,7 +54,8 @@ beforeAll(() => {
 
 afterAll(() => pkg?.cleanup());
 
-describe('the packed tarball', () => {
+// Each step spawns npm, tsc, attw or node: generous, since the CI machine has 2 loaded cores.
+describe('the packed tarball', { timeout: 180_000 }, () => {
   it('holds every export target, the bin, the build with its maps, and no tests or tooling', () => {
     const files = new Set(pkg.files);
     for (const [subpath, target] of Object.entries(manifest.exports)) {
@@ -118,7 +119,7 @@ describe('the packed tarball', () => {
     const { publint } = await import('publint');
     const { formatMessage } = await import('publint/utils');
     const data = readFileSync(pkg.tarball);
-    const tarball = data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer;
+    const tarball = data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength);
     const result = await publint({ pack: { tarball }, level: 'suggestion', strict: true });
     const messages = result.messages.map((m) => `${m.type}: ${formatMessage(m, result.pkg) ?? m.code}`);
     expect(messages).toEqual([]);
@@ -145,7 +146,7 @@ describe('the packed tarball', () => {
   });
 });
 
-describe('the installed package', () => {
+describe('the installed package', { timeout: 180_000 }, () => {
   it('runs a whole copy on the simulator from a plain Node ESM script', async () => {
     const { stdout } = await inProject(process.execPath, ['copy.mjs']);
     const report = JSON.parse(stdout) as {

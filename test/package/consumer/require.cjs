@@ -1,4 +1,5 @@
 // A CommonJS consumer: Node >= 20.19 loads the ESM-only package through require(esm).
+/* eslint-disable @typescript-eslint/no-require-imports -- require() is what this file tests */
 const blockcopy = require('blockcopy');
 const sim = require('blockcopy/adapters/sim');
 
