@@ -4,7 +4,7 @@
  * require, a strict NodeNext TypeScript project, the `blockcopy` command through npx; plus
  * publint and attw (--profile esm-only) on the same tarball.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -68,6 +68,11 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
       const stem = js.slice(0, -'.js'.length);
       for (const f of [`${stem}.d.ts`, `${stem}.js.map`, `${stem}.d.ts.map`]) expect(files.has(f), f).toBe(true);
     }
+    // The manifest a user receives names no path of the machine it was packed on.
+    const text = execFileSync('tar', ['-xzOf', pkg.tarball, 'package/package.json'], { encoding: 'utf8' });
+    expect(JSON.parse(text)).toEqual(manifest);
+    expect(text).not.toMatch(/file:|\/(work|home|root|tmp)\/|[A-Z]:\\\\/);
+    expect(text).not.toContain(REPO);
     const stray = pkg.files.filter((f) =>
       /^(test|bench|scripts|visualizations|node_modules|\.ci)\/|tsconfig|\.test\./.test(f),
     );
