@@ -55,7 +55,7 @@ describe.each(['blockdev', 'drive'] as const)('VM (%s): the names of a disk', (s
   it('two spellings of one disk are one job: the second is busy (83), in the dry run too, nothing created', async () => {
     const fx = await vm(style);
     const d = await namesOf(fx);
-    const job = (await fx.engine.blockRebase('qemu', d.nodeName!, join(fx.dir, 'a.qcow2'), 1, COPY))._unsafeUnwrap();
+    const job = (await fx.engine.blockRebase('qemu', d.nodeName, join(fx.dir, 'a.qcow2'), 1, COPY))._unsafeUnwrap();
     const other = join(fx.dir, 'b.qcow2');
     const busy = {
       code: 'VIR_ERR_BLOCK_COPY_ACTIVE',
