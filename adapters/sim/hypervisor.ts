@@ -34,7 +34,7 @@ import type {
   ImageInfo,
   MirrorSpec,
 } from '../../src/core/hypervisor-port.js';
-import { MiB, defaultDomains, type SimDomainSpec } from './default-domain.js';
+import { DEFAULT_IMAGE_DIR, MiB, defaultDomains, type SimDomainSpec } from './default-domain.js';
 import {
   blockJobNotFound,
   connectionError,
@@ -45,7 +45,16 @@ import {
   qmpError,
 } from './errors.js';
 import { EventNoise, FaultPlan, seededRandom, type EventPredicate, type FaultHit, type IoFaultSpec } from './faults.js';
-import { ImageStore, fileSize, imageInfo, makeImage, sameBacking, type SimImage, type SimImageSpec } from './images.js';
+import {
+  ImageStore,
+  fileSize,
+  imageInfo,
+  makeImage,
+  parentDir,
+  sameBacking,
+  type SimImage,
+  type SimImageSpec,
+} from './images.js';
 import { MirrorJob, type JobHost } from './job.js';
 
 export interface SimulatedHypervisorOptions {
@@ -61,6 +70,11 @@ export interface SimulatedHypervisorOptions {
   readonly random?: () => number;
   /** Period of the job loop in clock ms (default 100, QEMU's BLOCK_JOB_SLICE_TIME). */
   readonly tickMs?: number;
+  /**
+   * Directories that exist besides those holding an image (a destination can only be created in
+   * an existing directory, as with qemu-img create). Default: DEFAULT_IMAGE_DIR and /tmp.
+   */
+  readonly directories?: readonly string[];
 }
 
 /** Which QMP family a job command comes from: they report an unknown job differently (§3 d). */
@@ -86,6 +100,20 @@ interface DomainState {
 }
 
 const JOB_ID = /^[A-Za-z][A-Za-z0-9._-]*$/;
+
+const ALREADY_PAUSED = 'Job is already paused';
+const NOT_PAUSED = "Can't resume a job that was not paused";
+
+/**
+ * QEMU's speed is an int64: a JSON number that is not an integer, or lies outside int64 (2^63
+ * and up; JSON.stringify writes the double 2^63 as 9223372036854775808), is refused by the QAPI
+ * visitor before the command runs. Every double below 2^63 is an integer QEMU takes as it is.
+ */
+export function checkSpeedType(command: string, speed: number): Result<void, HypervisorError> {
+  return Number.isInteger(speed) && speed < 2 ** 63 && speed >= -(2 ** 63)
+    ? ok(undefined)
+    : err(qmpError(command, "Invalid parameter type for 'speed', expected: integer"));
+}
 
 export class SimulatedHypervisor implements HypervisorPort {
   readonly name = 'sim';
@@ -136,6 +164,7 @@ export class SimulatedHypervisor implements HypervisorPort {
     if (!(this.copyRate > 0) || !(this.tickMs > 0)) throw new RangeError('copyRate and tickMs must be positive');
     this.noise = new EventNoise(options.random ?? seededRandom(0x5eed));
     this.events$ = this.subject.asObservable();
+    for (const dir of options.directories ?? [DEFAULT_IMAGE_DIR, '/tmp']) this.images.addDir(dir);
     for (const spec of options.images ?? []) this.images.put(makeImage(spec));
     for (const domain of options.domains ?? defaultDomains()) this.addDomain(domain);
     this.host = this.makeHost();
@@ -179,6 +208,9 @@ export class SimulatedHypervisor implements HypervisorPort {
         return err(invalidError(command, "Backing file not supported for file format 'raw'"));
       const user = this.chainUser(spec.path);
       if (user !== null) return err(ioError(command, `'${spec.path}' is in use by ${user}`));
+      // qemu-img create cannot make a file in a directory that does not exist.
+      if (!this.images.isDir(parentDir(spec.path)))
+        return err(ioError(command, `Could not create '${spec.path}': No such file or directory`));
       const existing = this.images.get(spec.path);
       if (existing !== undefined) {
         // A retry after a crash must not truncate a destination the mirror already filled.
@@ -200,8 +232,8 @@ export class SimulatedHypervisor implements HypervisorPort {
   removeDestination(path: string): ResultAsync<void, HypervisorError> {
     const command = 'removeDestination';
     return this.call(command, false, () => {
-      const user = this.chainUser(path);
-      if (user !== null) return err(ioError(command, `'${path}' is in use by ${user}`));
+      // Like the QMP adapter: the node is detached first, and QEMU refuses while a device reads it.
+      if (this.chainUser(path) !== null) return err(qmpError('blockdev-del', `Node ${path} is in use`));
       // Until job-dismiss the job still holds its target node.
       if (this.targets.has(path)) return err(qmpError('blockdev-del', `Node ${path} is in use`));
       this.images.delete(path);
@@ -225,37 +257,53 @@ export class SimulatedHypervisor implements HypervisorPort {
     return this.call('query-block-jobs', true, () => ok(this.jobs.get(jobId)?.info() ?? null));
   }
 
+  /** block-job-complete. Idempotent for the port: a completion under way or done (pivoted) is fine. */
   completeJob(jobId: string): ResultAsync<void, HypervisorError> {
     return this.call('block-job-complete', true, () =>
-      this.jobVerb('block-job-complete', jobId, 'block-job', (j) => j.complete()),
+      this.jobVerb('block-job-complete', jobId, 'block-job', (j) =>
+        j.status === 'waiting' || j.status === 'pending' || j.pivoted ? null : j.complete(),
+      ),
     );
   }
 
+  /**
+   * block-job-cancel. Idempotent for the port: no such job, a job already aborting, or one that
+   * concluded without a pivot has nothing left to cancel. A pivoted job keeps QEMU's refusal.
+   */
   cancelJob(jobId: string, force: boolean): ResultAsync<void, HypervisorError> {
-    return this.call('block-job-cancel', true, () =>
-      this.jobVerb('block-job-cancel', jobId, 'block-job', (j) => j.cancel(force)),
-    );
+    return this.call('block-job-cancel', true, () => {
+      const job = this.jobs.get(jobId);
+      if (job === undefined || job.status === 'aborting' || (job.status === 'concluded' && !job.pivoted))
+        return ok(undefined);
+      return this.jobVerb('block-job-cancel', jobId, 'block-job', (j) => j.cancel(force));
+    });
   }
 
+  /** block-job-pause. Idempotent for the port: an already paused job is fine. */
   pauseJob(jobId: string): ResultAsync<void, HypervisorError> {
     return this.call('block-job-pause', true, () =>
-      this.jobVerb('block-job-pause', jobId, 'block-job', (j) => j.pause()),
+      this.jobVerb('block-job-pause', jobId, 'block-job', (j) => j.pause()).orElse((e) =>
+        e.desc === ALREADY_PAUSED ? ok(undefined) : err(e),
+      ),
     );
   }
 
+  /** block-job-resume. Idempotent for the port: a job that is not paused is fine. */
   resumeJob(jobId: string): ResultAsync<void, HypervisorError> {
     return this.call('block-job-resume', true, () =>
-      this.jobVerb('block-job-resume', jobId, 'block-job', (j) => j.resume()),
+      this.jobVerb('block-job-resume', jobId, 'block-job', (j) => j.resume()).orElse((e) =>
+        e.desc === NOT_PAUSED ? ok(undefined) : err(e),
+      ),
     );
   }
 
   setJobSpeed(jobId: string, bytesPerSecond: number): ResultAsync<void, HypervisorError> {
     const command = 'block-job-set-speed';
-    return this.call(command, true, () => {
-      if (!Number.isSafeInteger(bytesPerSecond))
-        return err(qmpError(command, "Invalid parameter type for 'speed', expected: integer"));
-      return this.jobVerb(command, jobId, 'block-job', (j) => j.setSpeed(bytesPerSecond));
-    });
+    return this.call(command, true, () =>
+      checkSpeedType(command, bytesPerSecond).andThen(() =>
+        this.jobVerb(command, jobId, 'block-job', (j) => j.setSpeed(bytesPerSecond)),
+      ),
+    );
   }
 
   /** job-dismiss. Idempotent for the port: an unknown (already dismissed) job is fine. */
@@ -416,6 +464,9 @@ export class SimulatedHypervisor implements HypervisorPort {
   mirror(spec: MirrorSpec, command = 'blockdev-mirror'): Result<void, HypervisorError> {
     const existing = this.jobs.get(spec.jobId);
     if (existing !== undefined && sameSpec(existing.spec, spec)) return ok(undefined);
+    // The QAPI visitor checks argument types before the command runs.
+    const speedType = checkSpeedType(command, spec.speed);
+    if (speedType.isErr()) return err(speedType.error);
     const domain = this.domains.get(spec.domain);
     if (domain === undefined) return err(invalidError(command, `Domain '${spec.domain}' not found`));
     if (!domain.running) return err(invalidError(command, `Domain '${spec.domain}' is not running`));
@@ -427,8 +478,12 @@ export class SimulatedHypervisor implements HypervisorPort {
     if (target.isErr()) return err(target.error);
     const id = this.checkJobId(command, spec.jobId);
     if (id.isErr()) return err(id.error);
-    if (!Number.isSafeInteger(spec.speed) || spec.speed < 0)
+    if (spec.speed < 0) {
+      // block_job_create fails after job_create: the job flashes into existence (created, null).
+      this.emit({ kind: 'job-status', jobId: spec.jobId, status: 'created' });
+      this.emit({ kind: 'job-status', jobId: spec.jobId, status: 'null' });
       return err(qmpError(command, "Parameter 'speed' expects a non-negative value"));
+    }
     this.createJob(spec, disk, target.value);
     return ok(undefined);
   }
@@ -635,10 +690,15 @@ export class SimulatedHypervisor implements HypervisorPort {
   }
 
   private die(reason: string): void {
+    // A QMP client sees EOF first (connection-lost), then fails to reconnect (hypervisor-gone).
+    const wasConnected = this.connected;
     this.alive = false;
     this.stopTimers();
     for (const job of [...this.jobs.values()]) this.forget(job);
-    this.batch(() => this.emit({ kind: 'hypervisor-gone', reason }));
+    this.batch(() => {
+      if (wasConnected) this.emit({ kind: 'connection-lost', reason });
+      this.emit({ kind: 'hypervisor-gone', reason });
+    });
   }
 
   private stopTimers(): void {

@@ -15,7 +15,7 @@
 import { err, ok, type Result, type ResultAsync } from 'neverthrow';
 import type { HypervisorError, ImageFormat, IoErrorPolicy, MirrorSpec } from '../../src/core/hypervisor-port.js';
 import { deviceNotFound, qmpError } from './errors.js';
-import type { SimulatedHypervisor } from './hypervisor.js';
+import { checkSpeedType, type SimulatedHypervisor } from './hypervisor.js';
 import type { MirrorJob } from './job.js';
 
 export interface QmpErrorReply {
@@ -82,9 +82,9 @@ export class SimQmp {
         return verb('job', 'id', (j) => j.resume());
       case 'block-job-set-speed': {
         const speed = a['speed'];
-        if (typeof speed !== 'number' || !Number.isSafeInteger(speed))
+        if (typeof speed !== 'number')
           return err(qmpError(command, "Invalid parameter type for 'speed', expected: integer"));
-        return verb('block-job', 'device', (j) => j.setSpeed(speed));
+        return checkSpeedType(command, speed).andThen(() => verb('block-job', 'device', (j) => j.setSpeed(speed)));
       }
       case 'job-dismiss':
         return verb('job', 'id', (j) => j.dismiss());
