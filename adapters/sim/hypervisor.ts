@@ -104,6 +104,27 @@ const JOB_ID = /^[A-Za-z][A-Za-z0-9._-]*$/;
 const ALREADY_PAUSED = 'Job is already paused';
 const NOT_PAUSED = "Can't resume a job that was not paused";
 
+/** blockdev-mirror's granularity and buf-size (bytes; 0 or absent: QEMU's defaults). */
+export interface MirrorTuning {
+  readonly granularity?: number;
+  readonly bufSize?: number;
+}
+
+/**
+ * blockdev_mirror_common's and mirror_start_job's checks, in QEMU's order and words (measured on
+ * 7.2: granularity 256 / 128 MiB → range, 1000 → power of 2, buf-size −1 → invalid; granularity
+ * 512 … 64 MiB powers of two and any buf-size ≥ 0 are accepted). The QAPI type checks (uint32
+ * granularity, int buf-size) are the caller's: SimQmp sees raw JSON, the port sees numbers.
+ */
+export function checkMirrorTuning(command: string, t: MirrorTuning): Result<void, HypervisorError> {
+  const g = t.granularity ?? 0;
+  if (g !== 0 && (g < 512 || g > 64 * MiB))
+    return err(qmpError(command, "Parameter 'granularity' expects a value in range [512B, 64MB]"));
+  if (g !== 0 && (g & (g - 1)) !== 0) return err(qmpError(command, "Parameter 'granularity' expects a power of 2"));
+  if ((t.bufSize ?? 0) < 0) return err(qmpError(command, "Invalid parameter 'buf-size'"));
+  return ok(undefined);
+}
+
 /**
  * QEMU's speed is an int64: a JSON number that is not an integer, or lies outside int64 (2^63
  * and up; JSON.stringify writes the double 2^63 as 9223372036854775808), is refused by the QAPI
@@ -461,7 +482,7 @@ export class SimulatedHypervisor implements HypervisorPort {
   // ------------------------------------------------------------------ internal API (qmp.ts, tests)
 
   /** @internal blockdev-mirror without the monitor checks (see startMirror). */
-  mirror(spec: MirrorSpec, command = 'blockdev-mirror'): Result<void, HypervisorError> {
+  mirror(spec: MirrorSpec, command = 'blockdev-mirror', tuning: MirrorTuning = {}): Result<void, HypervisorError> {
     const existing = this.jobs.get(spec.jobId);
     if (existing !== undefined && sameSpec(existing.spec, spec)) return ok(undefined);
     // The QAPI visitor checks argument types before the command runs.
@@ -476,6 +497,8 @@ export class SimulatedHypervisor implements HypervisorPort {
     if (disk.job?.live === true) return err(qmpError(command, 'Need a root block node'));
     const target = this.checkMirrorTarget(command, spec.destination.path, spec.destination.format, disk);
     if (target.isErr()) return err(target.error);
+    const tuned = checkMirrorTuning(command, tuning);
+    if (tuned.isErr()) return err(tuned.error);
     const id = this.checkJobId(command, spec.jobId);
     if (id.isErr()) return err(id.error);
     if (spec.speed < 0) {
@@ -626,15 +649,16 @@ export class SimulatedHypervisor implements HypervisorPort {
   private createJob(spec: MirrorSpec, disk: DiskState, targetSize: number): void {
     const top = this.images.get(disk.chain[0] ?? '');
     const virtualSize = top?.virtualSize ?? 0;
-    // sync=top copies the top layer's data; without a backing file it is sync=full (§3 i).
-    const layers = spec.sync === 'top' && disk.chain.length > 1 ? disk.chain.slice(0, 1) : disk.chain;
-    let data = 0;
-    for (const path of layers) data += this.images.get(path)?.allocated ?? 0;
+    // sync=full: the whole disk is dirty from the start (len = virtual size, measured on a 64 MiB
+    // chain holding 6 MiB of data); sync=top: the top layer's data (b: 68 MiB of 256); without a
+    // backing file sync=top is sync=full (§3 i).
+    const shallow = spec.sync === 'top' && disk.chain.length > 1;
+    const data = shallow ? Math.min(virtualSize, this.images.get(disk.chain[0] ?? '')?.allocated ?? 0) : virtualSize;
     const mismatch = targetSize !== virtualSize;
     const job = new MirrorJob(
       {
         spec,
-        len: mismatch ? 0 : Math.min(virtualSize, data),
+        len: mismatch ? 0 : data,
         sourcePaths: [...disk.chain],
         ...(mismatch ? { failure: 'Source and target image have different sizes' } : {}),
       },

@@ -185,6 +185,8 @@ export class SimQmp {
 
   private blockdevMirror(command: string, a: Args): Result<void, HypervisorError> {
     const sim = this.sim;
+    const types = qapiMirrorTypes(command, a);
+    if (types.isErr()) return err(types.error);
     const deviceName = str(a['device']);
     const targetName = str(a['target']);
     // 1. the source must be a root node (under a running mirror it has the mirror_top filter above it)
@@ -220,7 +222,10 @@ export class SimQmp {
       onSourceError: policy(a['on-source-error']),
       copyMode: a['copy-mode'] === 'write-blocking' ? 'write-blocking' : 'background',
     };
-    return sim.mirror(spec, command);
+    return sim.mirror(spec, command, {
+      ...(typeof a['granularity'] === 'number' ? { granularity: a['granularity'] } : {}),
+      ...(typeof a['buf-size'] === 'number' ? { bufSize: a['buf-size'] } : {}),
+    });
   }
 
   private backingOf(node: FormatNode): MirrorSpec['destinationBacking'] {
@@ -302,6 +307,20 @@ function jobInfo(j: MirrorJob): Record<string, unknown> {
     'total-progress': info.len,
     ...(info.error === undefined ? {} : { error: info.error }),
   };
+}
+
+/** The QAPI visitor's type checks of blockdev-mirror's tuning arguments (before the command runs). */
+function qapiMirrorTypes(command: string, a: Args): Result<void, HypervisorError> {
+  const g = a['granularity'];
+  if (g !== undefined && !(typeof g === 'number' && Number.isInteger(g) && g >= 0 && g <= 0xffffffff))
+    return err(qmpError(command, "Parameter 'granularity' expects uint32_t"));
+  const b = a['buf-size'];
+  if (b !== undefined && !(typeof b === 'number' && Number.isInteger(b) && Math.abs(b) < 2 ** 63))
+    return err(qmpError(command, "Invalid parameter type for 'buf-size', expected: integer"));
+  const mode = a['copy-mode'];
+  if (mode !== undefined && mode !== 'background' && mode !== 'write-blocking')
+    return err(qmpError(command, `Parameter 'copy-mode' does not accept value '${String(mode)}'`));
+  return ok(undefined);
 }
 
 function str(v: unknown): string {
