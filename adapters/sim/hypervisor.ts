@@ -83,7 +83,14 @@ export type CommandFlavour = 'block-job' | 'job';
 
 interface DiskState {
   readonly domain: string;
+  /** Canonical name: the device id, else the drive id. */
   readonly name: string;
+  /** qdev id of the guest device; null: anonymous (legacy -drive). */
+  readonly device: string | null;
+  /** Legacy -drive id (BlockBackend name), or null. */
+  readonly drive: string | null;
+  /** A VM disk (device or drive configured): listed by query-block, nodes known to QMP. */
+  readonly vm: boolean;
   /** The node graph the guest reads through, top first (may differ from image headers: b2). */
   chain: string[];
   /** The job mirroring this disk, if any (kept until dismissed). */
@@ -158,6 +165,9 @@ export class SimulatedHypervisor implements HypervisorPort {
   private readonly noise: EventNoise;
   private readonly host: JobHost;
   private readonly violations: string[] = [];
+  /** Format node names by image path (VM -blockdev names, QEMU's automatic #blockNNN, targets). */
+  private readonly nodeNames = new Map<string, string>();
+  private nextAutoNode = 30;
 
   private connected = true;
   private alive = true;
@@ -219,9 +229,9 @@ export class SimulatedHypervisor implements HypervisorPort {
           return {
             domain,
             disk: disk.name,
-            device: disk.name,
-            drive: null,
-            nodeName: null,
+            device: disk.device,
+            drive: disk.drive,
+            nodeName: this.nodeNames.get(disk.chain[0] ?? '') ?? null,
             exportId: null,
             source: disk.chain[0] ?? '',
             chain,
@@ -541,6 +551,35 @@ export class SimulatedHypervisor implements HypervisorPort {
     return ok(undefined);
   }
 
+  /** @internal Names a format node (SimQmp's blockdev-add). */
+  nameNode(path: string, name: string): void {
+    this.nodeNames.set(path, name);
+  }
+
+  /** @internal The VM disks, for SimQmp's query-block and device names (v traces). */
+  vmDisks(): {
+    domain: string;
+    disk: string;
+    device: string | null;
+    drive: string | null;
+    chain: string[];
+    nodes: (string | null)[];
+  }[] {
+    const out = [];
+    for (const d of this.domains.values())
+      for (const disk of d.disks.values())
+        if (disk.vm)
+          out.push({
+            domain: d.name,
+            disk: disk.name,
+            device: disk.device,
+            drive: disk.drive,
+            chain: [...disk.chain],
+            nodes: disk.chain.map((p) => this.nodeNames.get(p) ?? null),
+          });
+    return out;
+  }
+
   /** @internal Jobs known to QEMU (until dismissed), in creation order. */
   listJobs(): MirrorJob[] {
     return [...this.jobs.values()];
@@ -652,9 +691,18 @@ export class SimulatedHypervisor implements HypervisorPort {
           }),
         );
       });
+      const vm = disk.device !== undefined || disk.drive !== undefined;
+      disk.chain.forEach((layer) => {
+        // A legacy -drive names every node automatically (#blockNNN); -blockdev names them.
+        const name = layer.nodeName ?? (disk.drive != null ? this.autoNodeName() : undefined);
+        if (name !== undefined) this.nodeNames.set(layer.path, name);
+      });
       const state: DiskState = {
         domain: spec.name,
         name: disk.name,
+        device: disk.device === undefined ? disk.name : disk.device,
+        drive: disk.drive ?? null,
+        vm,
         chain: [],
         job: null,
         writeRate: 0,
@@ -674,6 +722,13 @@ export class SimulatedHypervisor implements HypervisorPort {
       persistent: spec.persistent ?? false,
       disks,
     });
+  }
+
+  /** QEMU's automatic node names: "#block" and three digits, unique in the process. */
+  private autoNodeName(): string {
+    const name = `#block${String(this.nextAutoNode).padStart(3, '0')}`;
+    this.nextAutoNode += 101;
+    return name;
   }
 
   private createJob(spec: MirrorSpec, disk: DiskState, targetSize: number): void {
@@ -741,6 +796,9 @@ export class SimulatedHypervisor implements HypervisorPort {
     // MIRROR_LEAVE_BACKING_CHAIN: the target keeps exactly the backing it was attached with (b, b2).
     const below = backingChain(job.spec.destinationBacking, disk.chain, this.images);
     this.setChain(disk, [job.spec.destination.path, ...below]);
+    // The target node the job was started with is now the disk's root node.
+    if (disk.vm && !this.nodeNames.has(job.spec.destination.path))
+      this.nodeNames.set(job.spec.destination.path, targetNodeName(job.id));
   }
 
   private die(reason: string): void {
@@ -908,6 +966,11 @@ export class SimulatedHypervisor implements HypervisorPort {
     const copies = this.noise.copies(event);
     for (let i = 0; i < copies; i++) this.subject.next(event);
   }
+}
+
+/** The QMP adapter's target node name for a job (targetNodeNames in adapters/qmp, short ids). */
+function targetNodeName(jobId: string): string {
+  return /^[A-Za-z][A-Za-z0-9_.-]*$/.test(jobId) && jobId.length <= 25 ? `${jobId}-dst` : `#${jobId}-dst`;
 }
 
 function sameSpec(a: MirrorSpec, b: MirrorSpec): boolean {

@@ -42,7 +42,18 @@ export class SimQmp {
   constructor(
     private readonly sim: SimulatedHypervisor,
     private readonly dir = '',
-  ) {}
+  ) {
+    // A VM's nodes exist from the start (-blockdev or the legacy -drive's automatic names).
+    for (const disk of sim.vmDisks())
+      disk.chain.forEach((path, i) => {
+        const name = disk.nodes[i];
+        const image = sim.images.get(path);
+        if (name === null || name === undefined || image === undefined) return;
+        this.formatNodes.set(name, { path, format: image.format, backing: disk.nodes[i + 1] ?? null });
+        // -blockdev style (libvirt, v1): each format node over a file node "<name>-file".
+        if (disk.drive === null) this.fileNodes.set(`${name}-file`, path);
+      });
+  }
 
   execute(command: string, args: Args = {}): ResultAsync<unknown, QmpErrorReply> {
     const needsMonitor = true;
@@ -100,6 +111,8 @@ export class SimQmp {
         return ok(sim.listJobs().map((j) => jobInfo(j)));
       case 'query-block-exports':
         return ok(this.exports());
+      case 'query-block':
+        return ok(this.queryBlock());
       case 'quit':
         sim.shutdown();
         return ok({});
@@ -136,6 +149,7 @@ export class SimQmp {
     if (driver === 'qcow2' && image.format !== 'qcow2') return err(qmpError(command, 'Image is not in qcow2 format'));
     const backing = a['backing'];
     if (typeof backing === 'string' && !this.formatNodes.has(backing)) return err(deviceNotFound(command, backing));
+    this.sim.nameNode(path, name);
     this.formatNodes.set(name, {
       path,
       format: driver,
@@ -191,7 +205,12 @@ export class SimQmp {
     const targetName = str(a['target']);
     // 1. the source must be a root node (under a running mirror it has the mirror_top filter above it)
     if (this.isFilterName(deviceName)) return err(qmpError(command, 'Need a root block node'));
-    const device = this.formatNodes.get(deviceName);
+    // bdrv_lookup_bs: a BlockBackend name (legacy -drive id) first, then a node name; never a qdev id (v3).
+    const backend = sim.vmDisks().find((d) => d.drive !== null && d.drive === deviceName);
+    const device =
+      backend === undefined
+        ? this.formatNodes.get(deviceName)
+        : { path: backend.chain[0] ?? '', format: 'qcow2' as const, backing: undefined };
     if (device === undefined) return err(deviceNotFound(command, deviceName));
     const disk = sim.diskWithTop(device.path);
     if (sim.diskBusyWith(device.path) !== null || (disk === null && this.isBackingNode(device.path)))
@@ -202,8 +221,8 @@ export class SimQmp {
     const chain = disk === null ? null : { chain: [device.path] };
     const size = sim.checkMirrorTarget(command, target.path, target.format, chain, targetName);
     if (size.isErr()) return err(size.error);
-    // 3. the job id (job_create)
-    const jobId = str(a['job-id']);
+    // 3. the job id (job_create); without one it is the BlockBackend's name, '' for a node (v2)
+    const jobId = typeof a['job-id'] === 'string' ? a['job-id'] : backend === undefined ? '' : deviceName;
     const id = sim.checkJobId(command, jobId);
     if (id.isErr()) return err(id.error);
     if (a['auto-finalize'] === false) return err(qmpError(command, 'simulator: auto-finalize=false is not modelled'));
@@ -254,6 +273,14 @@ export class SimQmp {
     return name;
   }
 
+  /** Names of the implicit mirror_top filters of the running jobs (query-named-block-nodes). */
+  filterNodes(): string[] {
+    return this.sim
+      .listJobs()
+      .filter((j) => j.live)
+      .map((j) => this.filterName(j));
+  }
+
   private isFilterName(name: string): boolean {
     return this.sim.listJobs().some((j) => j.live && this.filterNames.get(j) === name);
   }
@@ -276,6 +303,42 @@ export class SimQmp {
       out.push({ id: `exp${n++}`, 'node-name': node, type: 'nbd', 'shutting-down': false });
     }
     return out;
+  }
+
+  /** query-block: the VM's guest devices, each with its BlockBackend and root node (v1, v2). */
+  private queryBlock(): Record<string, unknown>[] {
+    let anonymous = 0;
+    return this.sim.vmDisks().map((d) => {
+      const top = d.chain[0] ?? '';
+      const image = this.sim.images.get(top);
+      const root = d.nodes[0] ?? this.nodeNameOf(top);
+      return {
+        device: d.drive ?? '',
+        qdev:
+          d.device === null
+            ? `/machine/peripheral-anon/device[${anonymous++}]/virtio-backend`
+            : `/machine/peripheral/${d.device}/virtio-backend`,
+        'io-status': 'ok',
+        locked: false,
+        removable: false,
+        inserted: {
+          'node-name': root,
+          file: this.relative(top),
+          drv: image?.format ?? 'qcow2',
+          backing_file_depth: d.chain.length - 1,
+          image: {
+            filename: this.relative(top),
+            format: image?.format ?? 'qcow2',
+            'virtual-size': image?.virtualSize ?? 0,
+          },
+        },
+      };
+    });
+  }
+
+  /** A path as QEMU reports it: relative to its working directory (the traces' `dir`). */
+  private relative(path: string): string {
+    return this.dir !== '' && path.startsWith(`${this.dir}/`) ? path.slice(this.dir.length + 1) : path;
   }
 
   private blockJobInfo(j: MirrorJob): Record<string, unknown> {
