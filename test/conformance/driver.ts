@@ -23,6 +23,13 @@ export interface ConformanceDomain {
   readonly domain: string;
   /** The disk as the port names it (the guest device). */
   readonly disk: string;
+  /** The names the domain was set up with, as listDisks must report them. */
+  readonly names: {
+    readonly device: string | null;
+    readonly drive: string | null;
+    readonly nodeName: string | null;
+    readonly exportId: string | null;
+  };
   /** Guest-visible size of every layer. */
   readonly size: number;
   /** Bytes of data (and zero clusters) in the top layer alone: what a shallow copy moves. */

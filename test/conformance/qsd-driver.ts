@@ -23,6 +23,8 @@ export function qsdDriver(fixture: () => QemuFixture): ConformanceDriver {
         port: hv,
         domain: 'qemu',
         disk: 'vda',
+        // The export plays the guest device; the chain's root node is snap2.
+        names: { device: null, drive: null, nodeName: 'snap2', exportId: 'vda' },
         size: CHAIN_SIZE,
         topLayerBytes: TOP_LAYER_BYTES,
         paths: fx.paths,

@@ -15,6 +15,7 @@ import type {
   ImageFormat,
   MirrorSpec,
 } from '../../src/core/hypervisor-port.js';
+import { namesOf, resolveDisk } from '../../src/core/disk-identity.js';
 import type { ConformanceDomain } from './driver.js';
 
 export const MiB = 1024 * 1024;
@@ -172,9 +173,44 @@ async function pivot(d: ConformanceDomain, s: MirrorSpec, readyLen: number): Pro
   expect(await job(d, s.jobId)).toBeNull();
 }
 
+async function listed(d: ConformanceDomain) {
+  const disks = await must('listDisks', d.port.listDisks(d.domain));
+  expect(disks?.map((x) => x.disk)).toEqual([d.disk]);
+  return disks![0]!;
+}
+
 // ---------------------------------------------------------------- the table
 
 export const SCENARIOS: readonly Scenario[] = [
+  {
+    name: 'listDisks: the disk by every name, its chain and any job; after a pivot the destination is the source',
+    async run(d) {
+      const before = await listed(d);
+      expect(before).toMatchObject({ domain: d.domain, ...d.names, source: d.paths.snap2, job: null });
+      expect(before.chain.map((i) => [i.path, i.format, i.virtualSize])).toEqual([
+        [d.paths.snap2, 'qcow2', d.size],
+        [d.paths.snap1, 'qcow2', d.size],
+        [d.paths.base, 'qcow2', d.size],
+      ]);
+      // Every name resolves to this one disk; a backing node is no disk.
+      for (const name of namesOf(before)) expect(resolveDisk([before], name)._unsafeUnwrap().disk).toBe(d.disk);
+      expect(resolveDisk([before], d.paths.snap1).isErr()).toBe(true);
+      expect(await must('listDisks of no domain', d.port.listDisks('no-such-domain'))).toBeNull();
+
+      const dest = await create(d, 'listed.qcow2');
+      await must('startMirror', d.port.startMirror(spec(d, 'c-list', dest, { speed: MiB })));
+      expect((await listed(d)).job).toEqual({ jobId: 'c-list', type: 'mirror', status: 'running' });
+      await must('setJobSpeed', d.port.setJobSpeed('c-list', 0));
+      await untilTrail(d, 'c-list', 'job-ready');
+      await must('completeJob', d.port.completeJob('c-list'));
+      await untilTrail(d, 'c-list', 'concluded');
+      const after = await listed(d);
+      expect(after).toMatchObject({ disk: d.disk, source: dest });
+      expect(after.chain.map((i) => i.path)).toEqual([dest]);
+      await must('dismissJob', d.port.dismissJob('c-list'));
+      expect((await listed(d)).job).toBeNull();
+    },
+  },
   {
     name: 'full copy to a new qcow2: start, ready (len = virtual size), pivot, dismiss',
     async run(d) {

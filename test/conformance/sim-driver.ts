@@ -1,5 +1,6 @@
 /**
- * Conformance driver for the simulator: a domain `vm` whose disk `vda` sits on the lab's chain
+ * Conformance driver for the simulator: a VM `vm` with `-device …,id=vda` over the `-blockdev`
+ * nodes snap2 <- snap1 <- base, the lab's chain
  * (64 MiB; base all data, snap1 16 MiB, snap2 16 MiB + a 1 MiB zero cluster), on a virtual clock.
  */
 import { VirtualClock } from '../../src/core/clock.js';
@@ -26,10 +27,12 @@ export const simDriver: ConformanceDriver = {
             {
               name: 'vda',
               virtualSize: SIZE,
+              device: 'vda',
+              drive: null,
               chain: [
-                { path: paths.snap2, allocated: 17 * MiB },
-                { path: paths.snap1, allocated: 16 * MiB },
-                { path: paths.base, allocated: SIZE },
+                { path: paths.snap2, allocated: 17 * MiB, nodeName: 'snap2' },
+                { path: paths.snap1, allocated: 16 * MiB, nodeName: 'snap1' },
+                { path: paths.base, allocated: SIZE, nodeName: 'base' },
               ],
             },
           ],
@@ -42,6 +45,7 @@ export const simDriver: ConformanceDriver = {
       port: sim,
       domain: 'vm',
       disk: 'vda',
+      names: { device: 'vda', drive: null, nodeName: 'snap2', exportId: null },
       size: SIZE,
       topLayerBytes: 17 * MiB,
       paths,
