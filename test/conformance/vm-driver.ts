@@ -152,11 +152,12 @@ export function vmDriver(kind: 'device' | 'drive'): ConformanceDriver {
           },
           async guestWrite(offset, len) {
             // HMP qemu-io on the guest's device: the VM itself never boots.
-            const target = kind === 'device' ? '-d vda' : 'drive0';
+            // (qemu-io prints its report on the VM's stdout; the reply carries only errors.)
+            const target = kind === 'device' ? '-d /machine/peripheral/vda/virtio-backend' : 'drive0';
             const out = await cmd<string>('human-monitor-command', {
               'command-line': `qemu-io ${target} "write -P ${hex(0x44)} ${offset} ${len}"`,
             });
-            if (!out.startsWith('wrote')) throw new Error(`guest write: ${out}`);
+            if (out.trim() !== '') throw new Error(`guest write: ${out}`);
           },
           async disconnect() {
             proxy.hold();
