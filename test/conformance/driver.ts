@@ -6,6 +6,7 @@
  * hypervisor, let time pass). One small driver per adapter implements it; see README
  * "Conformance" for how to add one.
  */
+import type { Clock } from '../../src/core/clock.js';
 import type { HypervisorEvent, HypervisorPort, ImageFormat } from '../../src/core/hypervisor-port.js';
 
 export interface TargetErrorSpec {
@@ -37,6 +38,8 @@ export interface ConformanceDomain {
   readonly paths: { readonly base: string; readonly snap1: string; readonly snap2: string };
   /** A directory where destinations may be created. */
   readonly dir: string;
+  /** The time the port runs on (the engine on top must use it): virtual for the simulator. */
+  readonly clock: Clock;
   /** Every event the port emitted since the domain was made, in order. */
   readonly events: readonly HypervisorEvent[];
   /** Lets time pass (virtual or real) until `done` holds; fails with `what` after a generous limit. */

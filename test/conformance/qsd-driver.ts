@@ -7,6 +7,7 @@
 import { promises as fs } from 'node:fs';
 import { targetNodeNames } from '../../adapters/qmp/qemu-adapter.js';
 import { CHAIN_SIZE, TOP_LAYER_BYTES, type QemuFixture } from '../qemu/harness.js';
+import { systemClock } from '../../src/core/clock.js';
 import type { ConformanceDomain, ConformanceDriver } from './driver.js';
 
 const LIMIT_MS = 60_000;
@@ -29,6 +30,7 @@ export function qsdDriver(fixture: () => QemuFixture): ConformanceDriver {
         topLayerBytes: TOP_LAYER_BYTES,
         paths: fx.paths,
         dir: fx.dir,
+        clock: systemClock,
         events: events.items,
         async until(what, done) {
           const end = Date.now() + LIMIT_MS;

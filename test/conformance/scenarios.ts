@@ -16,6 +16,9 @@ import type {
   MirrorSpec,
 } from '../../src/core/hypervisor-port.js';
 import { namesOf, resolveDisk } from '../../src/core/disk-identity.js';
+import { AbortFlags, RebaseFlags } from '../../src/core/flags.js';
+import { createEngine, type BlockCopyEngine } from '../../src/engine/engine.js';
+import { PIVOTED_STATES } from '../states.js';
 import type { ConformanceDomain } from './driver.js';
 
 export const MiB = 1024 * 1024;
@@ -177,6 +180,25 @@ async function listed(d: ConformanceDomain) {
   const disks = await must('listDisks', d.port.listDisks(d.domain));
   expect(disks?.map((x) => x.disk)).toEqual([d.disk]);
   return disks![0]!;
+}
+
+/** The engine on top of the port, its job ids fixed so the scenario can query the port. */
+function engineOn(d: ConformanceDomain, jobId: string): { engine: BlockCopyEngine; statuses: string[] } {
+  const engine = createEngine({ hypervisor: d.port, clock: d.clock, pollIntervalMs: 100, jobId: () => jobId });
+  const statuses: string[] = [];
+  engine.events$.subscribe((e) => statuses.push(e.status));
+  return { engine, statuses };
+}
+
+/** Runs an engine call that returns only once the job has ended, letting time pass meanwhile. */
+async function whileTimePasses<T>(d: ConformanceDomain, what: string, call: PromiseLike<T>): Promise<T> {
+  let done = false;
+  const settled = Promise.resolve(call).then((v) => {
+    done = true;
+    return v;
+  });
+  await d.until(what, () => done);
+  return settled;
 }
 
 // ---------------------------------------------------------------- the table
@@ -628,6 +650,57 @@ export const SCENARIOS: readonly Scenario[] = [
       });
       expect(await d.fileExists(d.paths.snap2)).toBe(true);
       expect(await guestReads(d)).toBe(d.paths.snap2);
+    },
+  },
+  {
+    name: 'engine on top: blockRebase COPY, READY, synchronous pivot: COMPLETED, the guest reads the copy, no job left',
+    async run(d) {
+      const { engine, statuses } = engineOn(d, 'e-pivot');
+      const dest = `${d.dir}/engine.qcow2`;
+      const copy = (await engine.blockRebase(d.domain, d.disk, dest, 0, RebaseFlags.COPY))._unsafeUnwrap();
+      expect(copy.plan).toMatchObject({ sync: 'full', destinationAction: 'create' });
+      await d.until('the engine job is ready', () => copy.state().startsWith('ready'));
+      const pivot = await whileTimePasses(d, 'the pivot', engine.blockJobAbort(d.domain, d.disk, AbortFlags.PIVOT));
+      expect(pivot.isOk()).toBe(true);
+      const result = await copy.result;
+      expect(result).toMatchObject({ outcome: 'completed', pivoted: true, destinationConsistent: true, error: null });
+      expect(result.states).toEqual([...PIVOTED_STATES]);
+      expect(statuses).toEqual(['READY', 'COMPLETED']);
+      expect(await guestReads(d)).toBe(dest);
+      expect(await job(d, 'e-pivot')).toBeNull();
+      expect((await engine.getBlockJobInfo(d.domain, d.disk, 0))._unsafeUnwrap()).toBeNull();
+      engine.close();
+    },
+  },
+  {
+    name: 'engine on top: abort after READY: CANCELED, a consistent copy kept, the guest stays on the source',
+    async run(d) {
+      const { engine, statuses } = engineOn(d, 'e-abort');
+      const dest = `${d.dir}/kept.qcow2`;
+      const job = (await engine.blockRebase(d.domain, d.disk, dest, 0, RebaseFlags.COPY))._unsafeUnwrap();
+      await d.until('the engine job is ready', () => job.state().startsWith('ready'));
+      expect((await whileTimePasses(d, 'the abort', engine.blockJobAbort(d.domain, d.disk, 0))).isOk()).toBe(true);
+      expect(await job.result).toMatchObject({ outcome: 'canceled', pivoted: false, destinationConsistent: true });
+      expect(statuses).toEqual(['READY', 'CANCELED']);
+      expect(await guestReads(d)).toBe(d.paths.snap2);
+      expect(await d.fileExists(dest)).toBe(true);
+      engine.close();
+    },
+  },
+  {
+    name: 'engine on top: abort before READY: CANCELED, the partial destination it created is removed',
+    async run(d) {
+      const { engine, statuses } = engineOn(d, 'e-early');
+      const dest = `${d.dir}/partial.qcow2`;
+      const job = (await engine.blockRebase(d.domain, d.disk, dest, 1, RebaseFlags.COPY))._unsafeUnwrap();
+      await d.until('the engine job is mirroring', () => job.state().startsWith('mirroring'));
+      expect((await engine.blockJobAbort(d.domain, d.disk, AbortFlags.ASYNC)).isOk()).toBe(true);
+      const result = await whileTimePasses(d, 'the job ends', job.result);
+      expect(result).toMatchObject({ outcome: 'canceled', destinationConsistent: false });
+      expect(statuses).toEqual(['CANCELED']);
+      expect(await d.fileExists(dest)).toBe(false);
+      expect(await guestReads(d)).toBe(d.paths.snap2);
+      engine.close();
     },
   },
 ];

@@ -50,6 +50,7 @@ export const simDriver: ConformanceDriver = {
       topLayerBytes: 17 * MiB,
       paths,
       dir: DIR,
+      clock,
       events,
       async until(what, done) {
         const end = clock.now() + LIMIT_MS;

@@ -14,6 +14,7 @@ import { QmpClient } from '../../adapters/qmp/client.js';
 import { buildChain, hex, trackExit, waitUntilListening } from '../../adapters/qmp/lab.js';
 import { connectQemu, targetNodeNames } from '../../adapters/qmp/qemu-adapter.js';
 import { CHAIN_SIZE, QmpProxy, Recorder, TOP_LAYER_BYTES } from '../qemu/harness.js';
+import { systemClock } from '../../src/core/clock.js';
 import type { ConformanceDomain, ConformanceDriver } from './driver.js';
 
 const LIMIT_MS = 60_000;
@@ -127,6 +128,7 @@ export function vmDriver(kind: 'device' | 'drive'): ConformanceDriver {
           topLayerBytes: TOP_LAYER_BYTES,
           paths: { base: join(dir, 'base.qcow2'), snap1: join(dir, 'snap1.qcow2'), snap2: join(dir, 'snap2.qcow2') },
           dir,
+          clock: systemClock,
           events: events.items,
           async until(what, done) {
             const end = Date.now() + LIMIT_MS;
