@@ -370,7 +370,7 @@ export function planCopy(request: CopyRequest, facts: CopyFacts): Result<CopyPla
   const domain = facts.domain;
   if (domain === null) return err(errors.noDomain(request.domain));
   if (!domain.running) return err(errors.domainNotRunning());
-  if (facts.disk === null) return err(errors.diskNotFound(request.disk));
+  if (facts.disk === null) return err(facts.diskNotFound ?? errors.diskNotFound(request.disk));
   // libvirt finds a disk by target or by source path; messages from here on use the target name.
   const disk = facts.disk.disk;
   if (facts.diskBusy) return err(errors.diskInCopyJob(disk));
