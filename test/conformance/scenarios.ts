@@ -673,6 +673,47 @@ export const SCENARIOS: readonly Scenario[] = [
     },
   },
   {
+    name: 'engine on top: every name of the disk is the same disk (one job); a foreign job makes it busy with nothing created',
+    async run(d) {
+      const names = namesOf(await listed(d));
+      const { engine } = engineOn(d, 'e-names');
+      const dest = `${d.dir}/named.qcow2`;
+      // Started by the source path: the job is the canonical disk's for every other spelling.
+      const copy = (await engine.blockRebase(d.domain, d.paths.snap2, dest, 1, RebaseFlags.COPY))._unsafeUnwrap();
+      expect(copy.disk).toBe(d.disk);
+      const other = `${d.dir}/other.qcow2`;
+      const busy = {
+        code: 'VIR_ERR_BLOCK_COPY_ACTIVE',
+        number: 83,
+        detail: `disk '${d.disk}' already in active block job`,
+      };
+      for (const name of names) {
+        expect(engine.job(d.domain, name)?.jobId, name).toBe('e-names');
+        expect(
+          (await engine.planRebase(d.domain, name, other, 0, RebaseFlags.COPY))._unsafeUnwrapErr(),
+          name,
+        ).toMatchObject(busy);
+      }
+      expect(await d.fileExists(other)).toBe(false);
+      expect((await engine.blockJobAbort(d.domain, names.at(-1)!, AbortFlags.ASYNC)).isOk()).toBe(true);
+      await whileTimePasses(d, 'the job ends', copy.result);
+      engine.close();
+
+      // A job another client started (here: through the port directly) is seen before anything is created.
+      await create(d, 'foreign.qcow2');
+      await must('startMirror', d.port.startMirror(spec(d, 'foreign', `${d.dir}/foreign.qcow2`, { speed: MiB })));
+      const second = engineOn(d, 'e-second').engine;
+      for (const call of [
+        () => second.planRebase(d.domain, d.disk, other, 0, RebaseFlags.COPY),
+        () => second.blockRebase(d.domain, d.disk, other, 0, RebaseFlags.COPY),
+      ])
+        expect((await call())._unsafeUnwrapErr()).toMatchObject(busy);
+      expect(await d.fileExists(other)).toBe(false);
+      second.close();
+      await discard(d, 'foreign');
+    },
+  },
+  {
     name: 'engine on top: abort after READY: CANCELED, a consistent copy kept, the guest stays on the source',
     async run(d) {
       const { engine, statuses } = engineOn(d, 'e-abort');
