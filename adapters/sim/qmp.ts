@@ -382,7 +382,12 @@ function qapiMirrorTypes(command: string, a: Args): Result<void, HypervisorError
     return err(qmpError(command, "Invalid parameter type for 'buf-size', expected: integer"));
   const mode = a['copy-mode'];
   if (mode !== undefined && mode !== 'background' && mode !== 'write-blocking')
-    return err(qmpError(command, `Parameter 'copy-mode' does not accept value '${typeof mode === 'string' ? mode : JSON.stringify(mode)}'`));
+    return err(
+      qmpError(
+        command,
+        `Parameter 'copy-mode' does not accept value '${typeof mode === 'string' ? mode : JSON.stringify(mode)}'`,
+      ),
+    );
   return ok(undefined);
 }
 
