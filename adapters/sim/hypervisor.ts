@@ -311,7 +311,12 @@ export class SimulatedHypervisor implements HypervisorPort {
    * request and gets QEMU's `Job ID 'X' already in use`.
    */
   startMirror(spec: MirrorSpec): ResultAsync<void, HypervisorError> {
-    return this.call('blockdev-mirror', true, () => this.mirror(spec));
+    return this.call('blockdev-mirror', true, () =>
+      this.mirror(spec, 'blockdev-mirror', {
+        ...(spec.granularity === undefined ? {} : { granularity: spec.granularity }),
+        ...(spec.bufSize === undefined ? {} : { bufSize: spec.bufSize }),
+      }),
+    );
   }
 
   queryJob(jobId: string): ResultAsync<HypervisorJobInfo | null, HypervisorError> {
@@ -985,7 +990,9 @@ function sameSpec(a: MirrorSpec, b: MirrorSpec): boolean {
     a.speed === b.speed &&
     a.onTargetError === b.onTargetError &&
     a.onSourceError === b.onSourceError &&
-    a.copyMode === b.copyMode
+    a.copyMode === b.copyMode &&
+    a.granularity === b.granularity &&
+    a.bufSize === b.bufSize
   );
 }
 

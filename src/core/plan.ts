@@ -61,6 +61,9 @@ export interface CopyPlan {
   readonly virtualSize: number;
   readonly speed: number;
   readonly copyMode: CopyMode;
+  /** blockdev-mirror granularity / buf-size in bytes; absent: QEMU's default. */
+  readonly granularity?: number;
+  readonly bufSize?: number;
   readonly onTargetError: IoErrorPolicy;
   readonly onSourceError: IoErrorPolicy;
   /** The top image the guest reads now (to tell a pivot from a revert). */

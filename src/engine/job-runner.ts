@@ -140,6 +140,8 @@ export function provideJobMachine(hv: HypervisorPort) {
             onTargetError: plan.onTargetError,
             onSourceError: plan.onSourceError,
             copyMode: plan.copyMode,
+            ...(plan.granularity !== undefined ? { granularity: plan.granularity } : {}),
+            ...(plan.bufSize !== undefined ? { bufSize: plan.bufSize } : {}),
           }),
           input.jobId,
         );

@@ -406,6 +406,22 @@ export const SCENARIOS: readonly Scenario[] = [
           qmp("Invalid parameter type for 'speed', expected: integer"),
         ],
         [
+          'granularity 256',
+          spec(d, 'c-g256', dest, { granularity: 256 }),
+          qmp("Parameter 'granularity' expects a value in range [512B, 64MB]"),
+        ],
+        [
+          'granularity 128 MiB',
+          spec(d, 'c-g128m', dest, { granularity: 128 * MiB }),
+          qmp("Parameter 'granularity' expects a value in range [512B, 64MB]"),
+        ],
+        [
+          'granularity 1000',
+          spec(d, 'c-g1000', dest, { granularity: 1000 }),
+          qmp("Parameter 'granularity' expects a power of 2"),
+        ],
+        ['buf-size -1', spec(d, 'c-buf', dest, { bufSize: -1 }), qmp("Invalid parameter 'buf-size'")],
+        [
           'destination never created',
           spec(d, 'c-nofile', `${d.dir}/never.qcow2`),
           qmp(`Could not open '${d.dir}/never.qcow2': No such file or directory`),
@@ -436,10 +452,11 @@ export const SCENARIOS: readonly Scenario[] = [
     },
   },
   {
-    name: 'the largest legal bandwidth (LLONG_MAX as a double) is accepted and reported back',
+    name: 'the largest legal bandwidth (LLONG_MAX as a double) is accepted and reported back, with granularity, buf-size and write-blocking',
     async run(d) {
       const dest = await create(d, 'fast.qcow2');
-      await must('startMirror', d.port.startMirror(spec(d, 'c-max', dest, { speed: MAX_SPEED })));
+      const tuned = { speed: MAX_SPEED, granularity: 64 * MiB, bufSize: 1, copyMode: 'write-blocking' } as const;
+      await must('startMirror', d.port.startMirror(spec(d, 'c-max', dest, tuned)));
       expect(await job(d, 'c-max')).toMatchObject({ speed: MAX_SPEED, len: d.size });
       await untilTrail(d, 'c-max', 'job-ready');
       expect(eventOf(d, 'c-max', 'job-ready')).toMatchObject({ speed: MAX_SPEED, len: d.size });
