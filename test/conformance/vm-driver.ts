@@ -2,16 +2,17 @@
  * Conformance driver for the QMP adapter on a real qemu-system-x86_64 VM (TCG, never booted, as
  * in the v* traces): the lab's chain either as libvirt-style `-blockdev` nodes under
  * `-device virtio-blk-pci,drive=snap2,id=vda`, or as one legacy `-drive …,if=virtio,id=drive0`.
- * Two monitors: one for the adapter (through a proxy the scenario can cut), one for the bench
- * (blkdebug targets, guest writes with HMP qemu-io). Every VM, socket and directory is removed by
- * dispose(); the chain template by disposeVmTemplate() (afterAll).
+ * The VM is i8-vm's VmLab (adapters/qmp/vm-lab.ts) with two monitors: one for the adapter
+ * (through a proxy the scenario can cut), one for the bench (blkdebug targets, guest writes with
+ * HMP qemu-io). Every VM, socket and directory is removed by dispose(); the chain template by
+ * disposeVmTemplate() (afterAll).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { QmpClient } from '../../adapters/qmp/client.js';
-import { buildChain, hex, trackExit, waitUntilListening } from '../../adapters/qmp/lab.js';
+import { buildChain, hex } from '../../adapters/qmp/lab.js';
+import { VmLab } from '../../adapters/qmp/vm-lab.js';
 import { connectQemu, targetNodeNames } from '../../adapters/qmp/qemu-adapter.js';
 import { CHAIN_SIZE, QmpProxy, Recorder, TOP_LAYER_BYTES } from '../qemu/harness.js';
 import { systemClock } from '../../src/core/clock.js';
@@ -19,7 +20,6 @@ import type { ConformanceDomain, ConformanceDriver } from './driver.js';
 
 const LIMIT_MS = 60_000;
 const ERRNO = { EIO: 5, ENOSPC: 28 } as const;
-const LAYERS = ['base', 'snap1', 'snap2'] as const;
 
 let template: Promise<string> | null = null;
 
@@ -40,60 +40,23 @@ export async function disposeVmTemplate(): Promise<void> {
   if (dir !== null) await fs.rm(dir, { recursive: true, force: true });
 }
 
-function diskArgs(kind: 'device' | 'drive'): string[] {
-  if (kind === 'drive') return ['-drive', 'file=snap2.qcow2,format=qcow2,if=virtio,id=drive0'];
-  const blockdev = (o: object) => ['-blockdev', JSON.stringify(o)];
-  return [
-    ...blockdev({ driver: 'file', 'node-name': 'base-file', filename: 'base.qcow2', 'read-only': true }),
-    ...blockdev({ driver: 'qcow2', 'node-name': 'base', file: 'base-file', backing: null, 'read-only': true }),
-    ...blockdev({ driver: 'file', 'node-name': 'snap1-file', filename: 'snap1.qcow2', 'read-only': true }),
-    ...blockdev({ driver: 'qcow2', 'node-name': 'snap1', file: 'snap1-file', backing: 'base', 'read-only': true }),
-    ...blockdev({ driver: 'file', 'node-name': 'snap2-file', filename: 'snap2.qcow2' }),
-    ...blockdev({ driver: 'qcow2', 'node-name': 'snap2', file: 'snap2-file', backing: 'snap1' }),
-    '-device',
-    'virtio-blk-pci,drive=snap2,id=vda',
-  ];
-}
-
 export function vmDriver(kind: 'device' | 'drive'): ConformanceDriver {
   return {
     name:
       kind === 'device' ? 'VM, -blockdev + -device id=vda (QMP adapter)' : 'VM, legacy -drive id=drive0 (QMP adapter)',
     async newDomain(): Promise<ConformanceDomain> {
-      const dir = await fs.mkdtemp(join(tmpdir(), 'blockcopy-vm-'));
-      const tpl = await chainTemplate();
-      for (const l of LAYERS) await fs.copyFile(join(tpl, `${l}.qcow2`), join(dir, `${l}.qcow2`));
-      const log = await fs.open(join(dir, 'vm.log'), 'w');
-      let vm: ChildProcess;
-      try {
-        vm = spawn(
-          'qemu-system-x86_64',
-          [
-            ...['-machine', 'pc,accel=tcg', '-nodefaults', '-display', 'none', '-m', '64', '-S'],
-            ...diskArgs(kind),
-            ...['-chardev', `socket,id=mon0,path=${join(dir, 'qmp.sock')},server=on,wait=off`],
-            ...['-mon', 'chardev=mon0,mode=control'],
-            ...['-chardev', `socket,id=mon1,path=${join(dir, 'harness.sock')},server=on,wait=off`],
-            ...['-mon', 'chardev=mon1,mode=control'],
-          ],
-          { cwd: dir, stdio: ['ignore', log.fd, log.fd] },
-        );
-      } finally {
-        await log.close();
-      }
-      const exit = trackExit(vm);
+      const lab = await VmLab.start({
+        style: kind === 'device' ? 'blockdev' : 'drive',
+        monitors: ['qmp', 'harness'],
+        template: await chainTemplate(),
+      });
+      const dir = lab.dir;
       const cleanups: (() => Promise<void>)[] = [];
       const dispose = async () => {
         for (const fn of cleanups.splice(0).reverse()) await fn().catch(() => undefined);
-        if (exit.code() === undefined) vm.kill('SIGKILL');
-        await exit.exited;
-        await fs.rm(dir, { recursive: true, force: true });
+        await lab.dispose();
       };
       try {
-        const deadline = Date.now() + 30_000;
-        const vmLog = () => fs.readFile(join(dir, 'vm.log'), 'utf8').catch(() => '');
-        for (const sock of ['qmp.sock', 'harness.sock'])
-          await waitUntilListening(join(dir, sock), deadline, () => exit.code() === undefined, vmLog);
         const harness = (
           await QmpClient.connect({ socket: join(dir, 'harness.sock'), reconnect: false })
         )._unsafeUnwrap();
@@ -106,7 +69,7 @@ export function vmDriver(kind: 'device' | 'drive'): ConformanceDriver {
         const proxy = await QmpProxy.start(join(dir, 'proxy.sock'), join(dir, 'qmp.sock'));
         cleanups.push(() => proxy.close());
         const hv = (
-          await connectQemu({ socket: proxy.path, reconnect: { attempts: 5, delayMs: 20 }, qemuCwd: dir, domain: 'vm' })
+          await connectQemu({ socket: proxy.path, reconnect: { attempts: 5, delayMs: 20 }, domain: 'vm' })
         )._unsafeUnwrap();
         const events = new Recorder(hv.events$);
         cleanups.push(async () => {
@@ -169,8 +132,9 @@ export function vmDriver(kind: 'device' | 'drive'): ConformanceDriver {
             proxy.release();
           },
           async kill() {
-            vm.kill('SIGKILL');
-            await exit.exited;
+            const exited = new Promise((resolve) => lab.vm.once('exit', resolve));
+            if (lab.alive) lab.vm.kill('SIGKILL');
+            if (lab.alive) await exited;
           },
           async fileExists(path) {
             return fs.stat(path).then(
