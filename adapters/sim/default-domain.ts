@@ -18,11 +18,24 @@ export interface SimLayerSpec {
   readonly format?: ImageFormat;
   /** Guest data held in this layer. Default: 0 for qcow2, the whole virtual size for raw. */
   readonly allocated?: number;
+  /**
+   * The layer's format node name (`-blockdev …,node-name=snap2`). Default: none; on a legacy
+   * `-drive` disk QEMU names every node automatically (`#block174`, v2).
+   */
+  readonly nodeName?: string;
 }
 
 export interface SimDiskSpec {
-  /** Target name, e.g. "vda". */
+  /** The canonical name: the device id ("vda"), else the legacy drive id ("drive0"). */
   readonly name: string;
+  /**
+   * A VM's guest device: its qdev id (`-device virtio-blk-pci,drive=snap2,id=vda`, v1), or null
+   * for an anonymous device (legacy `-drive …,if=virtio`, v2). Default: `name`. Setting this or
+   * `drive` makes the disk a VM disk: query-block lists it and its nodes exist without blockdev-add.
+   */
+  readonly device?: string | null;
+  /** A legacy `-drive …,id=drive0`: the BlockBackend name QMP commands accept (v2). Default none. */
+  readonly drive?: string | null;
   /** Guest-visible size of every layer. */
   readonly virtualSize: number;
   /** Top (active) image first, base last, like DiskInfo.chain. */
@@ -51,6 +64,39 @@ export function demoDisk(name = 'vda', dir = DEFAULT_IMAGE_DIR): SimDiskSpec {
       { path: `${dir}/base.qcow2`, allocated: GiB },
     ],
   };
+}
+
+/**
+ * The VMs of the v* traces, on `dir`'s seed chain of `size`: `-blockdev` nodes base/snap1/snap2
+ * under `-device virtio-blk-pci,drive=snap2,id=vda` (v1, v3, v5), or one legacy
+ * `-drive file=snap2.qcow2,format=qcow2,if=virtio,id=drive0` with automatic node names (v2).
+ */
+export function vmDisk(
+  kind: 'device' | 'drive',
+  dir: string,
+  size: number,
+  data = { top: 17 * MiB, mid: 16 * MiB },
+): SimDiskSpec {
+  const layers = [
+    { name: 'snap2', allocated: data.top },
+    { name: 'snap1', allocated: data.mid },
+    { name: 'base', allocated: size },
+  ];
+  return kind === 'device'
+    ? {
+        name: 'vda',
+        device: 'vda',
+        drive: null,
+        virtualSize: size,
+        chain: layers.map((l) => ({ path: `${dir}/${l.name}.qcow2`, allocated: l.allocated, nodeName: l.name })),
+      }
+    : {
+        name: 'drive0',
+        device: null,
+        drive: 'drive0',
+        virtualSize: size,
+        chain: layers.map((l) => ({ path: `${dir}/${l.name}.qcow2`, allocated: l.allocated })),
+      };
 }
 
 export function defaultDomains(): SimDomainSpec[] {

@@ -35,7 +35,7 @@ import type {
   ImageInfo,
   MirrorSpec,
 } from '../../src/core/hypervisor-port.js';
-import { MiB, defaultDomains, type SimDomainSpec } from './default-domain.js';
+import { DEFAULT_IMAGE_DIR, MiB, defaultDomains, type SimDomainSpec } from './default-domain.js';
 import {
   blockJobNotFound,
   connectionError,
@@ -46,7 +46,16 @@ import {
   qmpError,
 } from './errors.js';
 import { EventNoise, FaultPlan, seededRandom, type EventPredicate, type FaultHit, type IoFaultSpec } from './faults.js';
-import { ImageStore, fileSize, imageInfo, makeImage, sameBacking, type SimImage, type SimImageSpec } from './images.js';
+import {
+  ImageStore,
+  fileSize,
+  imageInfo,
+  makeImage,
+  parentDir,
+  sameBacking,
+  type SimImage,
+  type SimImageSpec,
+} from './images.js';
 import { MirrorJob, type JobHost } from './job.js';
 
 export interface SimulatedHypervisorOptions {
@@ -62,6 +71,11 @@ export interface SimulatedHypervisorOptions {
   readonly random?: () => number;
   /** Period of the job loop in clock ms (default 100, QEMU's BLOCK_JOB_SLICE_TIME). */
   readonly tickMs?: number;
+  /**
+   * Directories that exist besides those holding an image (a destination can only be created in
+   * an existing directory, as with qemu-img create). Default: DEFAULT_IMAGE_DIR and /tmp.
+   */
+  readonly directories?: readonly string[];
 }
 
 /** Which QMP family a job command comes from: they report an unknown job differently (§3 d). */
@@ -69,7 +83,14 @@ export type CommandFlavour = 'block-job' | 'job';
 
 interface DiskState {
   readonly domain: string;
+  /** Canonical name: the device id, else the drive id. */
   readonly name: string;
+  /** qdev id of the guest device; null: anonymous (legacy -drive). */
+  readonly device: string | null;
+  /** Legacy -drive id (BlockBackend name), or null. */
+  readonly drive: string | null;
+  /** A VM disk (device or drive configured): listed by query-block, nodes known to QMP. */
+  readonly vm: boolean;
   /** The node graph the guest reads through, top first (may differ from image headers: b2). */
   chain: string[];
   /** The job mirroring this disk, if any (kept until dismissed). */
@@ -87,6 +108,41 @@ interface DomainState {
 }
 
 const JOB_ID = /^[A-Za-z][A-Za-z0-9._-]*$/;
+
+const ALREADY_PAUSED = 'Job is already paused';
+const NOT_PAUSED = "Can't resume a job that was not paused";
+
+/** blockdev-mirror's granularity and buf-size (bytes; 0 or absent: QEMU's defaults). */
+export interface MirrorTuning {
+  readonly granularity?: number;
+  readonly bufSize?: number;
+}
+
+/**
+ * blockdev_mirror_common's and mirror_start_job's checks, in QEMU's order and words (measured on
+ * 7.2: granularity 256 / 128 MiB → range, 1000 → power of 2, buf-size −1 → invalid; granularity
+ * 512 … 64 MiB powers of two and any buf-size ≥ 0 are accepted). The QAPI type checks (uint32
+ * granularity, int buf-size) are the caller's: SimQmp sees raw JSON, the port sees numbers.
+ */
+export function checkMirrorTuning(command: string, t: MirrorTuning): Result<void, HypervisorError> {
+  const g = t.granularity ?? 0;
+  if (g !== 0 && (g < 512 || g > 64 * MiB))
+    return err(qmpError(command, "Parameter 'granularity' expects a value in range [512B, 64MB]"));
+  if (g !== 0 && (g & (g - 1)) !== 0) return err(qmpError(command, "Parameter 'granularity' expects a power of 2"));
+  if ((t.bufSize ?? 0) < 0) return err(qmpError(command, "Invalid parameter 'buf-size'"));
+  return ok(undefined);
+}
+
+/**
+ * QEMU's speed is an int64: a JSON number that is not an integer, or lies outside int64 (2^63
+ * and up; JSON.stringify writes the double 2^63 as 9223372036854775808), is refused by the QAPI
+ * visitor before the command runs. Every double below 2^63 is an integer QEMU takes as it is.
+ */
+export function checkSpeedType(command: string, speed: number): Result<void, HypervisorError> {
+  return Number.isInteger(speed) && speed < 2 ** 63 && speed >= -(2 ** 63)
+    ? ok(undefined)
+    : err(qmpError(command, "Invalid parameter type for 'speed', expected: integer"));
+}
 
 export class SimulatedHypervisor implements HypervisorPort {
   readonly name = 'sim';
@@ -109,6 +165,9 @@ export class SimulatedHypervisor implements HypervisorPort {
   private readonly noise: EventNoise;
   private readonly host: JobHost;
   private readonly violations: string[] = [];
+  /** Format node names by image path (VM -blockdev names, QEMU's automatic #blockNNN, targets). */
+  private readonly nodeNames = new Map<string, string>();
+  private nextAutoNode = 30;
 
   private connected = true;
   private alive = true;
@@ -137,6 +196,7 @@ export class SimulatedHypervisor implements HypervisorPort {
     if (!(this.copyRate > 0) || !(this.tickMs > 0)) throw new RangeError('copyRate and tickMs must be positive');
     this.noise = new EventNoise(options.random ?? seededRandom(0x5eed));
     this.events$ = this.subject.asObservable();
+    for (const dir of options.directories ?? [DEFAULT_IMAGE_DIR, '/tmp']) this.images.addDir(dir);
     for (const spec of options.images ?? []) this.images.put(makeImage(spec));
     for (const domain of options.domains ?? defaultDomains()) this.addDomain(domain);
     this.host = this.makeHost();
@@ -169,9 +229,9 @@ export class SimulatedHypervisor implements HypervisorPort {
           return {
             domain,
             disk: disk.name,
-            device: disk.name,
-            drive: null,
-            nodeName: null,
+            device: disk.device,
+            drive: disk.drive,
+            nodeName: this.nodeNames.get(disk.chain[0] ?? '') ?? null,
             exportId: null,
             source: disk.chain[0] ?? '',
             chain,
@@ -209,6 +269,9 @@ export class SimulatedHypervisor implements HypervisorPort {
         return err(invalidError(command, "Backing file not supported for file format 'raw'"));
       const user = this.chainUser(spec.path);
       if (user !== null) return err(ioError(command, `'${spec.path}' is in use by ${user}`));
+      // qemu-img create cannot make a file in a directory that does not exist.
+      if (!this.images.isDir(parentDir(spec.path)))
+        return err(ioError(command, `Could not create '${spec.path}': No such file or directory`));
       const existing = this.images.get(spec.path);
       if (existing !== undefined) {
         // A retry after a crash must not truncate a destination the mirror already filled.
@@ -230,8 +293,8 @@ export class SimulatedHypervisor implements HypervisorPort {
   removeDestination(path: string): ResultAsync<void, HypervisorError> {
     const command = 'removeDestination';
     return this.call(command, false, () => {
-      const user = this.chainUser(path);
-      if (user !== null) return err(ioError(command, `'${path}' is in use by ${user}`));
+      // Like the QMP adapter: the node is detached first, and QEMU refuses while a device reads it.
+      if (this.chainUser(path) !== null) return err(qmpError('blockdev-del', `Node ${path} is in use`));
       // Until job-dismiss the job still holds its target node.
       if (this.targets.has(path)) return err(qmpError('blockdev-del', `Node ${path} is in use`));
       this.images.delete(path);
@@ -248,44 +311,65 @@ export class SimulatedHypervisor implements HypervisorPort {
    * request and gets QEMU's `Job ID 'X' already in use`.
    */
   startMirror(spec: MirrorSpec): ResultAsync<void, HypervisorError> {
-    return this.call('blockdev-mirror', true, () => this.mirror(spec));
+    return this.call('blockdev-mirror', true, () =>
+      this.mirror(spec, 'blockdev-mirror', {
+        ...(spec.granularity === undefined ? {} : { granularity: spec.granularity }),
+        ...(spec.bufSize === undefined ? {} : { bufSize: spec.bufSize }),
+      }),
+    );
   }
 
   queryJob(jobId: string): ResultAsync<HypervisorJobInfo | null, HypervisorError> {
     return this.call('query-block-jobs', true, () => ok(this.jobs.get(jobId)?.info() ?? null));
   }
 
+  /** block-job-complete. Idempotent for the port: a completion under way or done (pivoted) is fine. */
   completeJob(jobId: string): ResultAsync<void, HypervisorError> {
     return this.call('block-job-complete', true, () =>
-      this.jobVerb('block-job-complete', jobId, 'block-job', (j) => j.complete()),
+      this.jobVerb('block-job-complete', jobId, 'block-job', (j) =>
+        j.status === 'waiting' || j.status === 'pending' || j.pivoted ? null : j.complete(),
+      ),
     );
   }
 
+  /**
+   * block-job-cancel. Idempotent for the port: no such job, a job already aborting, or one that
+   * concluded without a pivot has nothing left to cancel. A pivoted job keeps QEMU's refusal.
+   */
   cancelJob(jobId: string, force: boolean): ResultAsync<void, HypervisorError> {
-    return this.call('block-job-cancel', true, () =>
-      this.jobVerb('block-job-cancel', jobId, 'block-job', (j) => j.cancel(force)),
-    );
+    return this.call('block-job-cancel', true, () => {
+      const job = this.jobs.get(jobId);
+      if (job === undefined || job.status === 'aborting' || (job.status === 'concluded' && !job.pivoted))
+        return ok(undefined);
+      return this.jobVerb('block-job-cancel', jobId, 'block-job', (j) => j.cancel(force));
+    });
   }
 
+  /** block-job-pause. Idempotent for the port: an already paused job is fine. */
   pauseJob(jobId: string): ResultAsync<void, HypervisorError> {
     return this.call('block-job-pause', true, () =>
-      this.jobVerb('block-job-pause', jobId, 'block-job', (j) => j.pause()),
+      this.jobVerb('block-job-pause', jobId, 'block-job', (j) => j.pause()).orElse((e) =>
+        e.desc === ALREADY_PAUSED ? ok(undefined) : err(e),
+      ),
     );
   }
 
+  /** block-job-resume. Idempotent for the port: a job that is not paused is fine. */
   resumeJob(jobId: string): ResultAsync<void, HypervisorError> {
     return this.call('block-job-resume', true, () =>
-      this.jobVerb('block-job-resume', jobId, 'block-job', (j) => j.resume()),
+      this.jobVerb('block-job-resume', jobId, 'block-job', (j) => j.resume()).orElse((e) =>
+        e.desc === NOT_PAUSED ? ok(undefined) : err(e),
+      ),
     );
   }
 
   setJobSpeed(jobId: string, bytesPerSecond: number): ResultAsync<void, HypervisorError> {
     const command = 'block-job-set-speed';
-    return this.call(command, true, () => {
-      if (!Number.isSafeInteger(bytesPerSecond))
-        return err(qmpError(command, "Invalid parameter type for 'speed', expected: integer"));
-      return this.jobVerb(command, jobId, 'block-job', (j) => j.setSpeed(bytesPerSecond));
-    });
+    return this.call(command, true, () =>
+      checkSpeedType(command, bytesPerSecond).andThen(() =>
+        this.jobVerb(command, jobId, 'block-job', (j) => j.setSpeed(bytesPerSecond)),
+      ),
+    );
   }
 
   /** job-dismiss. Idempotent for the port: an unknown (already dismissed) job is fine. */
@@ -443,9 +527,12 @@ export class SimulatedHypervisor implements HypervisorPort {
   // ------------------------------------------------------------------ internal API (qmp.ts, tests)
 
   /** @internal blockdev-mirror without the monitor checks (see startMirror). */
-  mirror(spec: MirrorSpec, command = 'blockdev-mirror'): Result<void, HypervisorError> {
+  mirror(spec: MirrorSpec, command = 'blockdev-mirror', tuning: MirrorTuning = {}): Result<void, HypervisorError> {
     const existing = this.jobs.get(spec.jobId);
     if (existing !== undefined && sameSpec(existing.spec, spec)) return ok(undefined);
+    // The QAPI visitor checks argument types before the command runs.
+    const speedType = checkSpeedType(command, spec.speed);
+    if (speedType.isErr()) return err(speedType.error);
     const domain = this.domains.get(spec.domain);
     if (domain === undefined) return err(invalidError(command, `Domain '${spec.domain}' not found`));
     if (!domain.running) return err(invalidError(command, `Domain '${spec.domain}' is not running`));
@@ -455,12 +542,47 @@ export class SimulatedHypervisor implements HypervisorPort {
     if (disk.job?.live === true) return err(qmpError(command, 'Need a root block node'));
     const target = this.checkMirrorTarget(command, spec.destination.path, spec.destination.format, disk);
     if (target.isErr()) return err(target.error);
+    const tuned = checkMirrorTuning(command, tuning);
+    if (tuned.isErr()) return err(tuned.error);
     const id = this.checkJobId(command, spec.jobId);
     if (id.isErr()) return err(id.error);
-    if (!Number.isSafeInteger(spec.speed) || spec.speed < 0)
+    if (spec.speed < 0) {
+      // block_job_create fails after job_create: the job flashes into existence (created, null).
+      this.emit({ kind: 'job-status', jobId: spec.jobId, status: 'created' });
+      this.emit({ kind: 'job-status', jobId: spec.jobId, status: 'null' });
       return err(qmpError(command, "Parameter 'speed' expects a non-negative value"));
+    }
     this.createJob(spec, disk, target.value);
     return ok(undefined);
+  }
+
+  /** @internal Names a format node (SimQmp's blockdev-add). */
+  nameNode(path: string, name: string): void {
+    this.nodeNames.set(path, name);
+  }
+
+  /** @internal The VM disks, for SimQmp's query-block and device names (v traces). */
+  vmDisks(): {
+    domain: string;
+    disk: string;
+    device: string | null;
+    drive: string | null;
+    chain: string[];
+    nodes: (string | null)[];
+  }[] {
+    const out = [];
+    for (const d of this.domains.values())
+      for (const disk of d.disks.values())
+        if (disk.vm)
+          out.push({
+            domain: d.name,
+            disk: disk.name,
+            device: disk.device,
+            drive: disk.drive,
+            chain: [...disk.chain],
+            nodes: disk.chain.map((p) => this.nodeNames.get(p) ?? null),
+          });
+    return out;
   }
 
   /** @internal Jobs known to QEMU (until dismissed), in creation order. */
@@ -574,9 +696,18 @@ export class SimulatedHypervisor implements HypervisorPort {
           }),
         );
       });
+      const vm = disk.device !== undefined || disk.drive !== undefined;
+      disk.chain.forEach((layer) => {
+        // A legacy -drive names every node automatically (#blockNNN); -blockdev names them.
+        const name = layer.nodeName ?? (disk.drive != null ? this.autoNodeName() : undefined);
+        if (name !== undefined) this.nodeNames.set(layer.path, name);
+      });
       const state: DiskState = {
         domain: spec.name,
         name: disk.name,
+        device: disk.device === undefined ? disk.name : disk.device,
+        drive: disk.drive ?? null,
+        vm,
         chain: [],
         job: null,
         writeRate: 0,
@@ -598,18 +729,26 @@ export class SimulatedHypervisor implements HypervisorPort {
     });
   }
 
+  /** QEMU's automatic node names: "#block" and three digits, unique in the process. */
+  private autoNodeName(): string {
+    const name = `#block${String(this.nextAutoNode).padStart(3, '0')}`;
+    this.nextAutoNode += 101;
+    return name;
+  }
+
   private createJob(spec: MirrorSpec, disk: DiskState, targetSize: number): void {
     const top = this.images.get(disk.chain[0] ?? '');
     const virtualSize = top?.virtualSize ?? 0;
-    // sync=top copies the top layer's data; without a backing file it is sync=full (§3 i).
-    const layers = spec.sync === 'top' && disk.chain.length > 1 ? disk.chain.slice(0, 1) : disk.chain;
-    let data = 0;
-    for (const path of layers) data += this.images.get(path)?.allocated ?? 0;
+    // sync=full: the whole disk is dirty from the start (len = virtual size, measured on a 64 MiB
+    // chain holding 6 MiB of data); sync=top: the top layer's data (b: 68 MiB of 256); without a
+    // backing file sync=top is sync=full (§3 i).
+    const shallow = spec.sync === 'top' && disk.chain.length > 1;
+    const data = shallow ? Math.min(virtualSize, this.images.get(disk.chain[0] ?? '')?.allocated ?? 0) : virtualSize;
     const mismatch = targetSize !== virtualSize;
     const job = new MirrorJob(
       {
         spec,
-        len: mismatch ? 0 : Math.min(virtualSize, data),
+        len: mismatch ? 0 : data,
         sourcePaths: [...disk.chain],
         ...(mismatch ? { failure: 'Source and target image have different sizes' } : {}),
       },
@@ -662,13 +801,21 @@ export class SimulatedHypervisor implements HypervisorPort {
     // MIRROR_LEAVE_BACKING_CHAIN: the target keeps exactly the backing it was attached with (b, b2).
     const below = backingChain(job.spec.destinationBacking, disk.chain, this.images);
     this.setChain(disk, [job.spec.destination.path, ...below]);
+    // The target node the job was started with is now the disk's root node.
+    if (disk.vm && !this.nodeNames.has(job.spec.destination.path))
+      this.nodeNames.set(job.spec.destination.path, targetNodeName(job.id));
   }
 
   private die(reason: string): void {
+    // A QMP client sees EOF first (connection-lost), then fails to reconnect (hypervisor-gone).
+    const wasConnected = this.connected;
     this.alive = false;
     this.stopTimers();
     for (const job of [...this.jobs.values()]) this.forget(job);
-    this.batch(() => this.emit({ kind: 'hypervisor-gone', reason }));
+    this.batch(() => {
+      if (wasConnected) this.emit({ kind: 'connection-lost', reason });
+      this.emit({ kind: 'hypervisor-gone', reason });
+    });
   }
 
   private stopTimers(): void {
@@ -826,6 +973,11 @@ export class SimulatedHypervisor implements HypervisorPort {
   }
 }
 
+/** The QMP adapter's target node name for a job (targetNodeNames in adapters/qmp, short ids). */
+function targetNodeName(jobId: string): string {
+  return /^[A-Za-z][A-Za-z0-9_.-]*$/.test(jobId) && jobId.length <= 25 ? `${jobId}-dst` : `#${jobId}-dst`;
+}
+
 function sameSpec(a: MirrorSpec, b: MirrorSpec): boolean {
   return (
     a.jobId === b.jobId &&
@@ -838,7 +990,9 @@ function sameSpec(a: MirrorSpec, b: MirrorSpec): boolean {
     a.speed === b.speed &&
     a.onTargetError === b.onTargetError &&
     a.onSourceError === b.onSourceError &&
-    a.copyMode === b.copyMode
+    a.copyMode === b.copyMode &&
+    a.granularity === b.granularity &&
+    a.bufSize === b.bufSize
   );
 }
 

@@ -5,8 +5,17 @@
  */
 import type { BackingRef, DestinationProbe, ImageFormat, ImageInfo } from '../../src/core/hypervisor-port.js';
 
-/** st_size of a freshly created empty qcow2 (qemu-img create, 64 KiB clusters). */
+/** st_size of a freshly created empty 1 GiB qcow2 (qemu-img create, 64 KiB clusters). */
 export const QCOW2_EMPTY_FILE_BYTES = 196_624;
+
+/**
+ * st_size of an empty qcow2 made by `qemu-img create` (64 KiB clusters): header, refcount table
+ * and refcount block (one cluster each), then the L1 table, one 8-byte entry per 512 MiB
+ * (measured with qemu-img 7.2: 0 → 196608, 64 MiB → 196616, 1 GiB → 196624, 100 GiB → 198208).
+ */
+export function qcow2EmptyFileBytes(virtualSize: number): number {
+  return 3 * 65536 + 8 * Math.ceil(virtualSize / (512 * 1024 * 1024));
+}
 
 export interface SimImage {
   readonly path: string;
@@ -42,9 +51,18 @@ export function makeImage(spec: SimImageSpec): SimImage {
   };
 }
 
-/** Bytes the file occupies. Raw: its data (0 when empty; sparse); qcow2: header + data. */
+/**
+ * The file's st_size. Raw: the virtual size (qemu-img creates it sparse, with holes, so a fresh
+ * raw file is as long as the disk while holding no data); qcow2: header + L1 + data.
+ */
 export function fileSize(image: SimImage): number {
-  return image.format === 'raw' ? image.allocated : QCOW2_EMPTY_FILE_BYTES + image.allocated;
+  return image.format === 'raw' ? image.virtualSize : qcow2EmptyFileBytes(image.virtualSize) + image.allocated;
+}
+
+/** The directory part of an absolute path ('/a/b.qcow2' → '/a'; '/b' → '/'). */
+export function parentDir(path: string): string {
+  const i = path.lastIndexOf('/');
+  return i <= 0 ? '/' : path.slice(0, i);
 }
 
 export function imageInfo(image: SimImage): ImageInfo {
@@ -57,6 +75,18 @@ export function sameBacking(a: BackingRef | null, b: BackingRef | null): boolean
 
 export class ImageStore {
   private readonly files = new Map<string, SimImage>();
+  /** Directories that exist: every ancestor of a file ever stored, and those added explicitly. */
+  private readonly dirs = new Set<string>(['/']);
+
+  /** Makes a directory and its ancestors exist (mkdir -p). */
+  addDir(path: string): void {
+    for (let d = path; !this.dirs.has(d); d = parentDir(d)) this.dirs.add(d);
+  }
+
+  /** True for a directory: known as one, or an image of kind 'other' (a directory or socket). */
+  isDir(path: string): boolean {
+    return this.dirs.has(path) || this.files.get(path)?.kind === 'other';
+  }
 
   get(path: string): SimImage | undefined {
     return this.files.get(path);
@@ -64,6 +94,7 @@ export class ImageStore {
 
   put(image: SimImage): void {
     this.files.set(image.path, image);
+    this.addDir(parentDir(image.path));
   }
 
   delete(path: string): boolean {
@@ -76,7 +107,11 @@ export class ImageStore {
 
   probe(path: string): DestinationProbe {
     const image = this.files.get(path);
-    if (image === undefined) return { exists: false };
+    // A directory stat()s as 'other' (st_size of one directory block).
+    if (image === undefined)
+      return this.dirs.has(path)
+        ? { exists: true, kind: 'other', size: 4096, image: null, empty: false }
+        : { exists: false };
     return {
       exists: true,
       kind: image.kind,

@@ -11,6 +11,7 @@ export {
   MiB,
   defaultDomains,
   demoDisk,
+  vmDisk,
   type SimDiskSpec,
   type SimDomainSpec,
   type SimLayerSpec,

@@ -109,6 +109,11 @@ export class MirrorJob {
     this.host.defer(this, () => this.tick());
   }
 
+  /** The job concluded by switching the guest onto its target (block-job-complete). */
+  get pivoted(): boolean {
+    return this.status === 'concluded' && this.ending === 'pivot' && this.error === undefined;
+  }
+
   /** Not yet concluded: the job still holds its source and target. */
   get live(): boolean {
     return this.status !== 'concluded' && this.status !== 'null';
@@ -374,6 +379,8 @@ export class MirrorJob {
   }
 
   private abortNow(): void {
+    // query-jobs / query-block-jobs report a cancelled job's error as ECANCELED's text (v5).
+    this.error = 'Operation canceled';
     this.to('aborting');
     this.emit({ kind: 'job-cancelled', jobId: this.id, len: this.len, offset: this.offset, speed: this.speed });
     this.to('concluded');

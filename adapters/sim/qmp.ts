@@ -15,7 +15,7 @@
 import { err, ok, type Result, type ResultAsync } from 'neverthrow';
 import type { HypervisorError, ImageFormat, IoErrorPolicy, MirrorSpec } from '../../src/core/hypervisor-port.js';
 import { deviceNotFound, qmpError } from './errors.js';
-import type { SimulatedHypervisor } from './hypervisor.js';
+import { checkSpeedType, type SimulatedHypervisor } from './hypervisor.js';
 import type { MirrorJob } from './job.js';
 
 export interface QmpErrorReply {
@@ -42,7 +42,18 @@ export class SimQmp {
   constructor(
     private readonly sim: SimulatedHypervisor,
     private readonly dir = '',
-  ) {}
+  ) {
+    // A VM's nodes exist from the start (-blockdev or the legacy -drive's automatic names).
+    for (const disk of sim.vmDisks())
+      disk.chain.forEach((path, i) => {
+        const name = disk.nodes[i];
+        const image = sim.images.get(path);
+        if (name === null || name === undefined || image === undefined) return;
+        this.formatNodes.set(name, { path, format: image.format, backing: disk.nodes[i + 1] ?? null });
+        // -blockdev style (libvirt, v1): each format node over a file node "<name>-file".
+        if (disk.drive === null) this.fileNodes.set(`${name}-file`, path);
+      });
+  }
 
   execute(command: string, args: Args = {}): ResultAsync<unknown, QmpErrorReply> {
     const needsMonitor = true;
@@ -82,9 +93,9 @@ export class SimQmp {
         return verb('job', 'id', (j) => j.resume());
       case 'block-job-set-speed': {
         const speed = a['speed'];
-        if (typeof speed !== 'number' || !Number.isSafeInteger(speed))
+        if (typeof speed !== 'number')
           return err(qmpError(command, "Invalid parameter type for 'speed', expected: integer"));
-        return verb('block-job', 'device', (j) => j.setSpeed(speed));
+        return checkSpeedType(command, speed).andThen(() => verb('block-job', 'device', (j) => j.setSpeed(speed)));
       }
       case 'job-dismiss':
         return verb('job', 'id', (j) => j.dismiss());
@@ -100,6 +111,8 @@ export class SimQmp {
         return ok(sim.listJobs().map((j) => jobInfo(j)));
       case 'query-block-exports':
         return ok(this.exports());
+      case 'query-block':
+        return ok(this.queryBlock());
       case 'quit':
         sim.shutdown();
         return ok({});
@@ -136,6 +149,7 @@ export class SimQmp {
     if (driver === 'qcow2' && image.format !== 'qcow2') return err(qmpError(command, 'Image is not in qcow2 format'));
     const backing = a['backing'];
     if (typeof backing === 'string' && !this.formatNodes.has(backing)) return err(deviceNotFound(command, backing));
+    this.sim.nameNode(path, name);
     this.formatNodes.set(name, {
       path,
       format: driver,
@@ -185,11 +199,18 @@ export class SimQmp {
 
   private blockdevMirror(command: string, a: Args): Result<void, HypervisorError> {
     const sim = this.sim;
+    const types = qapiMirrorTypes(command, a);
+    if (types.isErr()) return err(types.error);
     const deviceName = str(a['device']);
     const targetName = str(a['target']);
     // 1. the source must be a root node (under a running mirror it has the mirror_top filter above it)
     if (this.isFilterName(deviceName)) return err(qmpError(command, 'Need a root block node'));
-    const device = this.formatNodes.get(deviceName);
+    // bdrv_lookup_bs: a BlockBackend name (legacy -drive id) first, then a node name; never a qdev id (v3).
+    const backend = sim.vmDisks().find((d) => d.drive !== null && d.drive === deviceName);
+    const device =
+      backend === undefined
+        ? this.formatNodes.get(deviceName)
+        : { path: backend.chain[0] ?? '', format: 'qcow2' as const, backing: undefined };
     if (device === undefined) return err(deviceNotFound(command, deviceName));
     const disk = sim.diskWithTop(device.path);
     if (sim.diskBusyWith(device.path) !== null || (disk === null && this.isBackingNode(device.path)))
@@ -200,8 +221,8 @@ export class SimQmp {
     const chain = disk === null ? null : { chain: [device.path] };
     const size = sim.checkMirrorTarget(command, target.path, target.format, chain, targetName);
     if (size.isErr()) return err(size.error);
-    // 3. the job id (job_create)
-    const jobId = str(a['job-id']);
+    // 3. the job id (job_create); without one it is the BlockBackend's name, '' for a node (v2)
+    const jobId = typeof a['job-id'] === 'string' ? a['job-id'] : backend === undefined ? '' : deviceName;
     const id = sim.checkJobId(command, jobId);
     if (id.isErr()) return err(id.error);
     if (a['auto-finalize'] === false) return err(qmpError(command, 'simulator: auto-finalize=false is not modelled'));
@@ -220,7 +241,10 @@ export class SimQmp {
       onSourceError: policy(a['on-source-error']),
       copyMode: a['copy-mode'] === 'write-blocking' ? 'write-blocking' : 'background',
     };
-    return sim.mirror(spec, command);
+    return sim.mirror(spec, command, {
+      ...(typeof a['granularity'] === 'number' ? { granularity: a['granularity'] } : {}),
+      ...(typeof a['buf-size'] === 'number' ? { bufSize: a['buf-size'] } : {}),
+    });
   }
 
   private backingOf(node: FormatNode): MirrorSpec['destinationBacking'] {
@@ -249,6 +273,14 @@ export class SimQmp {
     return name;
   }
 
+  /** Names of the implicit mirror_top filters of the running jobs (query-named-block-nodes). */
+  filterNodes(): string[] {
+    return this.sim
+      .listJobs()
+      .filter((j) => j.live)
+      .map((j) => this.filterName(j));
+  }
+
   private isFilterName(name: string): boolean {
     return this.sim.listJobs().some((j) => j.live && this.filterNames.get(j) === name);
   }
@@ -271,6 +303,42 @@ export class SimQmp {
       out.push({ id: `exp${n++}`, 'node-name': node, type: 'nbd', 'shutting-down': false });
     }
     return out;
+  }
+
+  /** query-block: the VM's guest devices, each with its BlockBackend and root node (v1, v2). */
+  private queryBlock(): Record<string, unknown>[] {
+    let anonymous = 0;
+    return this.sim.vmDisks().map((d) => {
+      const top = d.chain[0] ?? '';
+      const image = this.sim.images.get(top);
+      const root = d.nodes[0] ?? this.nodeNameOf(top);
+      return {
+        device: d.drive ?? '',
+        qdev:
+          d.device === null
+            ? `/machine/peripheral-anon/device[${anonymous++}]/virtio-backend`
+            : `/machine/peripheral/${d.device}/virtio-backend`,
+        'io-status': 'ok',
+        locked: false,
+        removable: false,
+        inserted: {
+          'node-name': root,
+          file: this.relative(top),
+          drv: image?.format ?? 'qcow2',
+          backing_file_depth: d.chain.length - 1,
+          image: {
+            filename: this.relative(top),
+            format: image?.format ?? 'qcow2',
+            'virtual-size': image?.virtualSize ?? 0,
+          },
+        },
+      };
+    });
+  }
+
+  /** A path as QEMU reports it: relative to its working directory (the traces' `dir`). */
+  private relative(path: string): string {
+    return this.dir !== '' && path.startsWith(`${this.dir}/`) ? path.slice(this.dir.length + 1) : path;
   }
 
   private blockJobInfo(j: MirrorJob): Record<string, unknown> {
@@ -302,6 +370,25 @@ function jobInfo(j: MirrorJob): Record<string, unknown> {
     'total-progress': info.len,
     ...(info.error === undefined ? {} : { error: info.error }),
   };
+}
+
+/** The QAPI visitor's type checks of blockdev-mirror's tuning arguments (before the command runs). */
+function qapiMirrorTypes(command: string, a: Args): Result<void, HypervisorError> {
+  const g = a['granularity'];
+  if (g !== undefined && !(typeof g === 'number' && Number.isInteger(g) && g >= 0 && g <= 0xffffffff))
+    return err(qmpError(command, "Parameter 'granularity' expects uint32_t"));
+  const b = a['buf-size'];
+  if (b !== undefined && !(typeof b === 'number' && Number.isInteger(b) && Math.abs(b) < 2 ** 63))
+    return err(qmpError(command, "Invalid parameter type for 'buf-size', expected: integer"));
+  const mode = a['copy-mode'];
+  if (mode !== undefined && mode !== 'background' && mode !== 'write-blocking')
+    return err(
+      qmpError(
+        command,
+        `Parameter 'copy-mode' does not accept value '${typeof mode === 'string' ? mode : JSON.stringify(mode)}'`,
+      ),
+    );
+  return ok(undefined);
 }
 
 function str(v: unknown): string {

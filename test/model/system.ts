@@ -97,6 +97,8 @@ export class System {
       clock: this.clock,
       domains: domains(),
       copyRate: 32 * MiB,
+      // Destinations go to /dst (commands/start.ts): it must exist, as for qemu-img create.
+      directories: ['/dst'],
       images: foreign.map((f) => ({
         path: f.path,
         format: f.format ?? 'qcow2',

@@ -207,7 +207,7 @@ describe('event loss and duplication', () => {
       const f = fixture({ random: () => (s = (s * 16807) % 2147483647) / 2147483647 });
       f.sim.setEventLoss(0.5);
       for (let i = 0; i < 20; i++) {
-        await startJob(f, { jobId: `j${i}`, destination: { path: `/d/${i}.qcow2`, format: 'qcow2' } });
+        await startJob(f, { jobId: `j${i}`, destination: { path: `/tmp/${i}.qcow2`, format: 'qcow2' } });
         (await f.sim.cancelJob(`j${i}`, true))._unsafeUnwrap();
         await f.clock.advance(0);
         (await f.sim.dismissJob(`j${i}`))._unsafeUnwrap();

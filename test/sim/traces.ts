@@ -108,7 +108,8 @@ export function traceJobEvents(lines: readonly TraceLine[]): JobEvent[] {
       const execute: string = line.msg.execute;
       if (execute === 'blockdev-mirror') {
         const args = line.msg.arguments ?? {};
-        autoDismiss.set(args['job-id'] ?? '', args['auto-dismiss'] !== false);
+        // Without a job-id the job is named after the BlockBackend (v2: drive0).
+        autoDismiss.set(args['job-id'] ?? args['device'] ?? '', args['auto-dismiss'] !== false);
       }
       if (isJobCommand(execute)) after = execute;
     } else if (line.kind === 'event') {
@@ -222,6 +223,8 @@ export interface Replay {
   readonly replies: readonly SimReply[];
   /** Harness-level problems (the simulator never caught up with the recording, …). */
   readonly problems: readonly string[];
+  /** Recorded automatic node names ("#block174") → the simulator's. */
+  readonly aliases: ReadonlyMap<string, string>;
 }
 
 function sizeArg(s: string): number {
@@ -238,10 +241,15 @@ function aliasArgs(args: Readonly<Record<string, unknown>>, aliases: Map<string,
   return out;
 }
 
-export async function replayTrace(name: string): Promise<Replay> {
+export interface ReplayOptions {
+  /** The simulator to replay on (default traceSimulator: the storage daemon's chain). */
+  readonly simulator?: (clock: VirtualClock) => SimulatedHypervisor;
+}
+
+export async function replayTrace(name: string, options: ReplayOptions = {}): Promise<Replay> {
   const lines = loadTrace(name);
   const clock = new VirtualClock();
-  const sim = traceSimulator(clock);
+  const sim = (options.simulator ?? traceSimulator)(clock);
   const qmp = new SimQmp(sim, DIR);
   const recordedEvents = traceJobEvents(lines);
   const recordedReplies = traceReplies(lines);
@@ -281,7 +289,7 @@ export async function replayTrace(name: string): Promise<Replay> {
       if (l.seq >= seq) break;
       if (l.kind === 'command' && l.msg.execute === 'blockdev-mirror') {
         const a = l.msg.arguments ?? {};
-        auto.set(a['job-id'] ?? '', a['auto-dismiss'] !== false);
+        auto.set(a['job-id'] ?? a['device'] ?? '', a['auto-dismiss'] !== false);
       }
       if (l.kind !== 'event') continue;
       const e = fromQmpEvent(l.msg, '');
@@ -341,12 +349,20 @@ export async function replayTrace(name: string): Promise<Replay> {
       problems.push(`seq ${line.seq}: no recorded reply for ${execute}`);
       continue;
     }
+    // The VM traces name the implicit mirror_top filter only in query-named-block-nodes (v5).
+    if (execute === 'query-named-block-nodes' && Array.isArray(recorded.value)) {
+      const filter = (recorded.value as { 'node-name': string; drv: string }[]).find((n) => n.drv === 'mirror_top');
+      const mine = qmp.filterNodes()[0];
+      if (filter !== undefined && mine !== undefined) aliases.set(filter['node-name'], mine);
+    }
     if (NOT_REPLAYED.has(execute)) continue;
     if (isJobCommand(execute)) label = execute;
     const args = aliasArgs(line.msg.arguments ?? {}, aliases);
-    if (execute === 'blockdev-mirror' && args['auto-dismiss'] !== false) autoDismiss.add(commandJobId(args));
     current = { jobId: commandJobId(args), events: [] };
     const result = await qmp.execute(execute, args);
+    // Only a job that started is auto-dismissed (a refused start may reuse a running job's id: v5).
+    if (execute === 'blockdev-mirror' && result.isOk() && args['auto-dismiss'] !== false)
+      autoDismiss.add(commandJobId(args));
     const before = current.events;
     current = null;
     replies.push({
@@ -356,6 +372,15 @@ export async function replayTrace(name: string): Promise<Replay> {
       eventsBeforeReply: before,
       recorded,
     });
+    // A legacy drive's automatic root node name ("#block174") differs from run to run: learn it.
+    if (execute === 'query-block' && result.isOk() && Array.isArray(recorded.value)) {
+      const simDevices = result.value as { inserted?: { 'node-name'?: string } }[];
+      (recorded.value as { inserted?: { 'node-name'?: string } }[]).forEach((dev, i) => {
+        const theirs = dev.inserted?.['node-name'];
+        const mine = simDevices[i]?.inserted?.['node-name'];
+        if (theirs?.startsWith('#') === true && mine !== undefined) aliases.set(theirs, mine);
+      });
+    }
     // QEMU names the implicit mirror_top filter "#blockNNN"; learn the simulator's name for it.
     if (execute === 'query-block-exports' && result.isOk() && Array.isArray(recorded.value)) {
       const simExports = result.value as { 'node-name': string }[];
@@ -368,5 +393,5 @@ export async function replayTrace(name: string): Promise<Replay> {
   // Let whatever the last command started finish, as the recording did before quit.
   await clock.runUntil(() => simEvents.length >= recordedEvents.length, 120_000, 10);
   await dismissConcluded();
-  return { sim, clock, qmp, recordedEvents, simEvents, replies, problems };
+  return { sim, clock, qmp, recordedEvents, simEvents, replies, problems, aliases };
 }
