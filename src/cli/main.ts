@@ -1,15 +1,22 @@
 /**
  * The `blockcopy` command. Parses the arguments, runs the command and sets the exit code:
- * 0 success, 1 a refused or failed job, 2 a usage error.
+ * 0 success, 1 the operation failed (refused, failed, timed out, interrupted, or the hypervisor
+ * could not be reached), 2 a usage error (one line, then where the help is).
  */
-import { USAGE, parseCommand } from './args.js';
+import { parseCommand } from './args.js';
+import type { CopyCommand, DomblklistCommand } from './args.js';
 import type { CopyReport, Output } from './copy.js';
 import { runCopy } from './copy.js';
 import { runDemo } from './demo.js';
 import { runDiagramCommand } from './diagram.js';
-import { openHypervisor } from './hypervisor.js';
+import { helpText, seeHelp } from './help.js';
+import type { HypervisorSources, HypervisorSpec } from './hypervisor.js';
+import { SIMULATOR_NOTICE, describeSpec, openHypervisor, selectHypervisor } from './hypervisor.js';
+import type { SignalSource } from './interrupts.js';
+import { trapInterrupts } from './interrupts.js';
 import { runInspectCommand, startInspector } from './inspect.js';
 import { runReplayCommand } from './replay.js';
+import { packageVersion } from './version.js';
 
 export const processOutput: Output = {
   line: (text) => process.stdout.write(`${text}\n`),
@@ -18,26 +25,32 @@ export const processOutput: Output = {
   tty: process.stdout.isTTY,
 };
 
-function printJson(out: Output, report: CopyReport): void {
-  out.line(JSON.stringify(report));
+/** What main reads from its process; tests pass their own. */
+export interface MainEnvironment {
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly signals: SignalSource;
 }
 
-/** After a copy with --inspect, the page stays up to be looked at until Ctrl-C. */
-function servedUntilInterrupted(out: Output, url: string): Promise<void> {
-  out.error(`the copy has ended; the inspector keeps serving ${url} until Ctrl-C`);
-  return new Promise((resolve) => process.once('SIGINT', () => resolve()));
-}
+const processEnvironment: MainEnvironment = { env: process.env, signals: process };
 
-export async function main(argv: readonly string[], out: Output = processOutput): Promise<number> {
+export async function main(
+  argv: readonly string[],
+  out: Output = processOutput,
+  environment: MainEnvironment = processEnvironment,
+): Promise<number> {
   const parsed = parseCommand(argv);
   if (parsed.isErr()) {
-    out.error(`error: ${parsed.error.message}\n\n${USAGE}`);
+    out.error(`error: ${parsed.error.error.message}`);
+    out.error(seeHelp(parsed.error.command));
     return 2;
   }
   const cmd = parsed.value;
   switch (cmd.command) {
     case 'help':
-      out.line(USAGE);
+      out.line(helpText(cmd.topic));
+      return 0;
+    case 'version':
+      out.line(`blockcopy ${packageVersion()}`);
       return 0;
     case 'demo':
       return runDemo(cmd, out);
@@ -47,32 +60,88 @@ export async function main(argv: readonly string[], out: Output = processOutput)
       return runInspectCommand(cmd.argv, out);
     case 'replay':
       return runReplayCommand(cmd.argv, out);
-    case 'copy': {
-      const hypervisor = await openHypervisor(cmd.hypervisor);
-      if (hypervisor.isErr()) {
-        out.error(`error: ${hypervisor.error}`);
+    case 'copy':
+    case 'domblklist': {
+      const spec = selectHypervisor(cmd.command, hypervisorSources(cmd, environment));
+      if (spec.isErr()) {
+        out.error(`error: ${spec.error.message}`);
+        out.error(seeHelp(cmd.command));
         return 2;
       }
-      const inspector = cmd.inspect ? await startInspector() : undefined;
-      if (inspector) out.error(`inspector: ${inspector.url}`);
-      try {
-        const run = await runCopy(cmd, {
-          hypervisor: hypervisor.value,
-          out,
-          ...(inspector ? { inspector } : {}),
-          onStarted: (abort) => {
-            // Ctrl-C aborts the copy, as virsh does.
-            process.once('SIGINT', abort);
-            return () => process.removeListener('SIGINT', abort);
-          },
-        });
-        if (cmd.json) printJson(out, run.report);
-        if (inspector) await servedUntilInterrupted(out, inspector.url);
-        return run.exitCode;
-      } finally {
-        await inspector?.close();
-        await hypervisor.value.close();
-      }
+      if (spec.value.kind === 'sim') out.error(SIMULATOR_NOTICE);
+      return cmd.command === 'copy'
+        ? runCopyCommand(cmd, spec.value, out, environment)
+        : runDomblklistCommand(cmd, spec.value, out);
     }
+  }
+}
+
+function hypervisorSources(cmd: CopyCommand | DomblklistCommand, environment: MainEnvironment): HypervisorSources {
+  return { option: cmd.hypervisor, env: environment.env };
+}
+
+/** The report of a copy that never reached the engine: the hypervisor could not be opened. */
+function unreachable(spec: HypervisorSpec, message: string): CopyReport {
+  return {
+    status: 'failed',
+    pivoted: false,
+    destinationConsistent: false,
+    error: { code: 'VIR_ERR_OPERATION_FAILED', number: 9, message: `operation failed: ${message}` },
+    states: [],
+    hypervisor: describeSpec(spec),
+    left: null,
+  };
+}
+
+async function runCopyCommand(
+  cmd: CopyCommand,
+  spec: HypervisorSpec,
+  out: Output,
+  environment: MainEnvironment,
+): Promise<number> {
+  // Trapped from the start: a Ctrl-C while connecting or creating the destination still cleans up.
+  const interrupts = trapInterrupts(out, environment.signals);
+  try {
+    const hypervisor = await openHypervisor(spec);
+    if (hypervisor.isErr()) {
+      if (cmd.json) out.line(JSON.stringify(unreachable(spec, hypervisor.error)));
+      else out.error(`error: ${hypervisor.error}`);
+      return 1;
+    }
+    const inspector = cmd.inspect ? await startInspector() : undefined;
+    if (inspector) out.error(`inspector: ${inspector.url}`);
+    try {
+      const run = await runCopy(cmd, {
+        hypervisor: hypervisor.value,
+        out,
+        interrupts,
+        ...(inspector ? { inspector } : {}),
+      });
+      if (cmd.json) out.line(JSON.stringify(run.report));
+      if (inspector && cmd.inspectKeep && interrupts.caught === null) {
+        out.error(`the copy has ended; the inspector keeps serving ${inspector.url} until Ctrl-C`);
+        await interrupts.interrupted;
+      }
+      return run.exitCode;
+    } finally {
+      await inspector?.close();
+      await hypervisor.value.close();
+    }
+  } finally {
+    interrupts.dispose();
+  }
+}
+
+async function runDomblklistCommand(cmd: DomblklistCommand, spec: HypervisorSpec, out: Output): Promise<number> {
+  const hypervisor = await openHypervisor(spec);
+  if (hypervisor.isErr()) {
+    out.error(`error: ${hypervisor.error}`);
+    return 1;
+  }
+  try {
+    out.error(`error: domblklist${cmd.json ? ' --json' : ''} waits for the port's listDisks`);
+    return 1;
+  } finally {
+    await hypervisor.value.close();
   }
 }

@@ -112,6 +112,8 @@ export interface BlockCopyEngine {
   ): ResultAsync<BlockCopyJob, BlockCopyError>;
   /** Validates a rebase request and reports the plan, touching nothing (dry run). */
   planRebase(...args: RebaseCall): ResultAsync<CopyPlan, BlockCopyError>;
+  /** The same for a virDomainBlockCopy request (blockCopy's arguments). */
+  planBlockCopy(...args: Parameters<BlockCopyEngine['blockCopy']>): ResultAsync<CopyPlan, BlockCopyError>;
   /** virDomainBlockJobAbort: ASYNC returns once the hypervisor accepted; PIVOT switches to the copy. */
   blockJobAbort(domain: string, disk: string, flags: number, options?: AbortOptions): ResultAsync<void, BlockCopyError>;
   /** virDomainGetBlockJobInfo: null when the disk has no job (libvirt returns 0). */
@@ -327,6 +329,15 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
 
   const engine: BlockCopyEngine = {
     planRebase: (...args) => rebaseRequest(...args).asyncAndThen(plan),
+    planBlockCopy: (domain, disk, destination, params, flags, copyOptions) =>
+      validateCopy({
+        domain,
+        disk,
+        destination,
+        params,
+        flags,
+        ...(copyOptions ? { options: copyOptions } : {}),
+      }).asyncAndThen(plan),
     blockRebase: (...args) => rebaseRequest(...args).asyncAndThen(startJob),
     blockCopy(domain, disk, destination, params, flags, copyOptions) {
       return validateCopy({
