@@ -82,6 +82,9 @@ function interruptError(disk: string, signal: InterruptSignal): ReportError {
   };
 }
 
+/** Why blockcopy itself aborted the copy. */
+type StopRequest = { readonly why: 'timeout' } | { readonly why: 'signal'; readonly signal: InterruptSignal };
+
 /** The status a list of states stands for: the outcome once ended, else ready or running. */
 export function statusOf(states: readonly string[]): CopyStatus {
   const last = states[states.length - 1] ?? '';
@@ -192,15 +195,16 @@ export async function runCopy(cmd: CopyCommand, deps: CopyDependencies): Promise
     }
 
     // A signal while the job starts aborts it as soon as it exists.
-    let stopRequest: { readonly why: 'timeout' } | { readonly why: 'signal'; readonly signal: InterruptSignal } | null =
-      null;
+    // Set from callbacks (signal, timer): read through the holder, which TypeScript does not narrow.
+    const stop: { request: StopRequest | null } = { request: null };
     let abortNow: (() => void) | null = null;
     const disposeInterrupt = deps.interrupts?.onInterrupt((signal) => {
-      stopRequest ??= { why: 'signal', signal };
+      stop.request ??= { why: 'signal', signal };
       out.error(`blockcopy: ${signal}: aborting the copy and cleaning up`);
       abortNow?.();
     });
     try {
+      if (stop.request?.why === 'signal') return notStarted(cmd, out, base.hypervisor, stop.request.signal);
       const started = await startCopy(engine, call);
       if (started.isErr()) return refused(started.error);
       const job = started.value;
@@ -209,15 +213,15 @@ export async function runCopy(cmd: CopyCommand, deps: CopyDependencies): Promise
       const abort = () => {
         void engine.blockJobAbort(domain, job.disk, AbortFlags.ASYNC);
       };
-      if (stopRequest !== null) abort();
+      if (stop.request !== null) abort();
 
-      if (!cmd.wait && stopRequest === null) return leaveRunning(job, out, base.hypervisor, 'running');
+      if (!cmd.wait && stop.request === null) return leaveRunning(job, out, base.hypervisor, 'running');
 
       const stopWatching = watch(job, cmd, out);
       const timer =
         cmd.timeout !== null
           ? clock.setTimeout(() => {
-              stopRequest ??= { why: 'timeout' };
+              stop.request ??= { why: 'timeout' };
               abort();
             }, cmd.timeout * 1000)
           : undefined;
@@ -230,7 +234,7 @@ export async function runCopy(cmd: CopyCommand, deps: CopyDependencies): Promise
         ]);
         // --timeout bounds the wait for the mirroring phase, as in virsh; the end request is not cut short.
         if (timer !== undefined) clock.clearTimeout(timer);
-        if (reached === 'ready' && stopRequest === null) {
+        if (reached === 'ready' && stop.request === null) {
           say('Now in mirroring phase');
           if (cmd.end === null) return leaveRunning(job, out, base.hypervisor, 'ready');
           const endFlags = (cmd.end === 'pivot' ? AbortFlags.PIVOT : 0) | (cmd.async ? AbortFlags.ASYNC : 0);
@@ -248,7 +252,7 @@ export async function runCopy(cmd: CopyCommand, deps: CopyDependencies): Promise
         }
         // With --async too: the job is dismissed and the engine's nodes removed before exit.
         const result = await job.result;
-        return finalReport(result, cmd, out, base.hypervisor, stopRequest, endError);
+        return finalReport(result, cmd, out, base.hypervisor, stop.request, endError);
       } finally {
         if (timer !== undefined) clock.clearTimeout(timer);
         stopWatching();
@@ -268,7 +272,7 @@ function finalReport(
   cmd: CopyCommand,
   out: Output,
   hypervisor: string,
-  stopRequest: { readonly why: 'timeout' } | { readonly why: 'signal'; readonly signal: InterruptSignal } | null,
+  stopRequest: StopRequest | null,
   endError: BlockCopyError | null,
 ): CopyRun {
   const finished = result.outcome === 'canceled' && cmd.end === 'finish' && stopRequest === null && endError === null;
@@ -298,6 +302,27 @@ function finalReport(
       left: null,
     },
     exitCode: success ? 0 : 1,
+  };
+}
+
+/** Interrupted before the job was started: nothing was started, nothing to clean up. */
+function notStarted(cmd: CopyCommand, out: Output, hypervisor: string, signal: InterruptSignal): CopyRun {
+  const error = interruptError(cmd.disk, signal);
+  if (!cmd.json) {
+    out.line('Copy aborted');
+    out.error(`error: ${error.message}`);
+  }
+  return {
+    report: {
+      status: 'canceled',
+      pivoted: false,
+      destinationConsistent: false,
+      error,
+      states: [],
+      hypervisor,
+      left: null,
+    },
+    exitCode: 1,
   };
 }
 

@@ -12,7 +12,7 @@ import { runDiagramCommand } from './diagram.js';
 import { helpText, seeHelp } from './help.js';
 import type { HypervisorSources, HypervisorSpec } from './hypervisor.js';
 import { SIMULATOR_NOTICE, describeSpec, openHypervisor, selectHypervisor } from './hypervisor.js';
-import type { SignalSource } from './interrupts.js';
+import type { Interrupts, SignalSource } from './interrupts.js';
 import { trapInterrupts } from './interrupts.js';
 import { runInspectCommand, startInspector } from './inspect.js';
 import { runReplayCommand } from './replay.js';
@@ -68,10 +68,18 @@ export async function main(
         out.error(seeHelp(cmd.command));
         return 2;
       }
-      if (spec.value.kind === 'sim') out.error(SIMULATOR_NOTICE);
-      return cmd.command === 'copy'
-        ? runCopyCommand(cmd, spec.value, out, environment)
-        : runDomblklistCommand(cmd, spec.value, out);
+      if (cmd.command === 'domblklist') {
+        if (spec.value.kind === 'sim') out.error(SIMULATOR_NOTICE);
+        return runDomblklistCommand(cmd, spec.value, out);
+      }
+      // Trapped from here on: a Ctrl-C while connecting or creating the destination still cleans up.
+      const interrupts = trapInterrupts(out, environment.signals);
+      try {
+        if (spec.value.kind === 'sim') out.error(SIMULATOR_NOTICE);
+        return await runCopyCommand(cmd, spec.value, out, interrupts);
+      } finally {
+        interrupts.dispose();
+      }
     }
   }
 }
@@ -97,38 +105,32 @@ async function runCopyCommand(
   cmd: CopyCommand,
   spec: HypervisorSpec,
   out: Output,
-  environment: MainEnvironment,
+  interrupts: Interrupts,
 ): Promise<number> {
-  // Trapped from the start: a Ctrl-C while connecting or creating the destination still cleans up.
-  const interrupts = trapInterrupts(out, environment.signals);
+  const hypervisor = await openHypervisor(spec);
+  if (hypervisor.isErr()) {
+    if (cmd.json) out.line(JSON.stringify(unreachable(spec, hypervisor.error)));
+    else out.error(`error: ${hypervisor.error}`);
+    return 1;
+  }
+  const inspector = cmd.inspect ? await startInspector() : undefined;
+  if (inspector) out.error(`inspector: ${inspector.url}`);
   try {
-    const hypervisor = await openHypervisor(spec);
-    if (hypervisor.isErr()) {
-      if (cmd.json) out.line(JSON.stringify(unreachable(spec, hypervisor.error)));
-      else out.error(`error: ${hypervisor.error}`);
-      return 1;
+    const run = await runCopy(cmd, {
+      hypervisor: hypervisor.value,
+      out,
+      interrupts,
+      ...(inspector ? { inspector } : {}),
+    });
+    if (cmd.json) out.line(JSON.stringify(run.report));
+    if (inspector && cmd.inspectKeep && interrupts.caught === null) {
+      out.error(`the copy has ended; the inspector keeps serving ${inspector.url} until Ctrl-C`);
+      await interrupts.interrupted;
     }
-    const inspector = cmd.inspect ? await startInspector() : undefined;
-    if (inspector) out.error(`inspector: ${inspector.url}`);
-    try {
-      const run = await runCopy(cmd, {
-        hypervisor: hypervisor.value,
-        out,
-        interrupts,
-        ...(inspector ? { inspector } : {}),
-      });
-      if (cmd.json) out.line(JSON.stringify(run.report));
-      if (inspector && cmd.inspectKeep && interrupts.caught === null) {
-        out.error(`the copy has ended; the inspector keeps serving ${inspector.url} until Ctrl-C`);
-        await interrupts.interrupted;
-      }
-      return run.exitCode;
-    } finally {
-      await inspector?.close();
-      await hypervisor.value.close();
-    }
+    return run.exitCode;
   } finally {
-    interrupts.dispose();
+    await inspector?.close();
+    await hypervisor.value.close();
   }
 }
 
