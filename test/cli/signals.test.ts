@@ -32,6 +32,7 @@ describe('blockcopy copy and signals (simulator, real child process)', () => {
   it('a second signal during the clean-up does not interrupt it: "cleaning up, please wait"', async () => {
     const cli = spawnCli([...SLOW, '--verbose']);
     await cli.waitFor(/state: mirroring\.running/);
+    // Both are pending at once: the kernel delivers the lower number (SIGINT) first.
     cli.child.kill('SIGINT');
     cli.child.kill('SIGTERM');
     // Not killed by the second signal: the normal end of an aborted copy.

@@ -1,0 +1,100 @@
+/**
+ * A one-shot `blockcopy copy` process on a real qemu-storage-daemon leaves no debris: after
+ * SIGTERM (+ a second signal during the clean-up), after `--pivot --async` and after
+ * `--finish --async`, QEMU has no job and no node on the destination left, and the destination
+ * the engine created is gone when the copy was aborted. Without --wait it says exactly what it
+ * leaves running.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { CLEANING_UP } from '../../src/cli/interrupts.js';
+import { spawnCli } from '../cli/child.js';
+import type { QemuFixture } from '../qemu/harness.js';
+import { useQemu } from '../qemu/harness.js';
+import { PIVOTED_STATES } from '../states.js';
+
+const qemu = useQemu();
+
+/** Node names whose image file is `path` (the engine's target nodes, while attached). */
+async function nodesOn(fx: QemuFixture, path: string): Promise<string[]> {
+  const nodes = await fx.cmd<{ 'node-name': string; file: string }[]>('query-named-block-nodes', { flat: true });
+  return nodes.filter((n) => n.file === path || n.file.includes(`"${path}"`)).map((n) => n['node-name']);
+}
+
+describe('blockcopy copy on QEMU as a child process: no debris', () => {
+  it('SIGINT then SIGTERM: the copy is aborted, the clean-up is not cut short, nothing is left', async () => {
+    const fx = qemu();
+    const dest = join(fx.dir, 'signal-copy.qcow2');
+    const cli = spawnCli([
+      'copy',
+      '--hypervisor',
+      `qmp:${fx.qmpSocket}`,
+      'vda',
+      dest,
+      '--pivot',
+      '--bandwidth',
+      '1',
+      '--verbose',
+    ]);
+    await cli.waitFor(/state: mirroring\.running/);
+    // Both are pending at once: the kernel delivers the lower number (SIGINT) first.
+    cli.child.kill('SIGINT');
+    cli.child.kill('SIGTERM');
+    expect(await cli.exited).toBe(1);
+    expect(cli.stdout().trimEnd().split('\n').slice(-2)).toEqual(['state: canceled', 'Copy aborted']);
+    expect(cli.stderr().trimEnd().split('\n')).toEqual([
+      'blockcopy: SIGINT: aborting the copy and cleaning up',
+      CLEANING_UP,
+      "error: operation aborted: block copy of disk 'vda' was interrupted by SIGINT",
+    ]);
+    expect(await fx.cmd('query-jobs')).toEqual([]);
+    expect(await nodesOn(fx, dest)).toEqual([]);
+    expect(existsSync(dest)).toBe(false);
+    expect(await fx.exportNode()).toBe('snap2');
+  });
+
+  it('--pivot --async --json: completed; QEMU has no job left when the process has exited', async () => {
+    const fx = qemu();
+    const dest = join(fx.dir, 'async-pivot.qcow2');
+    const cli = spawnCli(['copy', '--hypervisor', `qmp:${fx.qmpSocket}`, 'vda', dest, '--pivot', '--async', '--json']);
+    expect(await cli.exited).toBe(0);
+    const report = JSON.parse(cli.stdout()) as Record<string, unknown>;
+    expect(report).toMatchObject({ status: 'completed', pivoted: true, error: null, left: null });
+    expect(report['states']).toEqual([...PIVOTED_STATES]);
+    expect(report['hypervisor']).toBe(`qmp:${fx.qmpSocket}`);
+    expect(cli.stderr()).toBe('');
+    expect(await fx.cmd('query-jobs')).toEqual([]);
+    expect(await fx.compareWithChain(dest, 'qcow2')).toMatchObject({ identical: true });
+  });
+
+  it('--finish --async: a consistent copy; no job and no node on the destination left', async () => {
+    const fx = qemu();
+    const dest = join(fx.dir, 'async-finish.qcow2');
+    const cli = spawnCli(['copy', '--hypervisor', `qmp:${fx.qmpSocket}`, 'vda', dest, '--finish', '--async']);
+    expect(await cli.exited).toBe(0);
+    expect(cli.stdout().trimEnd().split('\n').slice(-2)).toEqual(['Now in mirroring phase', 'Successfully copied']);
+    expect(await fx.cmd('query-jobs')).toEqual([]);
+    expect(await nodesOn(fx, dest)).toEqual([]);
+    expect(await fx.exportNode()).toBe('snap2');
+    expect(await fx.compareWithChain(dest, 'qcow2')).toMatchObject({ identical: true });
+  });
+
+  it('without --wait: it says which QEMU job and destination it leaves running, and why', async () => {
+    const fx = qemu();
+    const dest = join(fx.dir, 'left.qcow2');
+    const cli = spawnCli(['copy', '--hypervisor', `qmp:${fx.qmpSocket}`, 'vda', dest, '--bandwidth', '1', '--json']);
+    expect(await cli.exited).toBe(0);
+    const report = JSON.parse(cli.stdout()) as {
+      status: string;
+      left: { jobId: string; destination: string; reason: string };
+    };
+    expect(report.status).toBe('running');
+    const jobs = await fx.cmd<{ id: string; status: string }[]>('query-jobs');
+    expect(jobs.map((j) => j.id)).toEqual([report.left.jobId]);
+    expect(report.left.destination).toBe(dest);
+    const reason = `without --wait, --pivot, --finish or --timeout blockcopy only starts the job; nothing will pivot, cancel or dismiss QEMU job '${report.left.jobId}' or detach its target ${dest} (use --pivot, --finish or --timeout to have blockcopy see the copy through)`;
+    expect(report.left.reason).toBe(reason);
+    expect(cli.stderr()).toBe(`blockcopy: left running: ${reason}\n`);
+  });
+});
