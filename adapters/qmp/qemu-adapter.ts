@@ -386,7 +386,8 @@ export class QemuHypervisor implements HypervisorPort {
       const created = await this.tool('qemu-img create', args);
       if (created.isErr()) {
         await fs.rm(tmp, { force: true });
-        return err(created.error);
+        // The temporary name is ours: the caller asked for spec.path and must read that.
+        return err({ ...created.error, desc: created.error.desc.split(tmp).join(spec.path) });
       }
       try {
         await fs.link(tmp, spec.path);

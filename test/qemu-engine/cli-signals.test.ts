@@ -97,4 +97,17 @@ describe('blockcopy copy on QEMU as a child process: no debris', () => {
     expect(report.left.reason).toBe(reason);
     expect(cli.stderr()).toBe(`blockcopy: left running: ${reason}\n`);
   });
+
+  it('a destination that cannot be created: the message names DEST, never an internal temporary file', async () => {
+    const fx = qemu();
+    const dest = join(fx.dir, 'missing-dir', 'copy.qcow2');
+    const cli = spawnCli(['copy', '--hypervisor', `qmp:${fx.qmpSocket}`, 'vda', dest, '--pivot']);
+    expect(await cli.exited).toBe(1);
+    const stderr = cli.stderr();
+    expect(stderr).not.toContain('blockcopy-tmp');
+    expect(stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(stderr).toMatch(/^error: /);
+    expect(stderr).toContain(dest);
+    expect(await fx.cmd('query-jobs')).toEqual([]);
+  });
 });
