@@ -154,3 +154,43 @@ describe('the hypervisor is explicit', () => {
     });
   });
 });
+
+describe('copy --inspect', () => {
+  it('the inspector stops when the copy ends', async () => {
+    const r = await run(['copy', 'vda', DEST, '--hypervisor', 'sim', '--pivot', '--inspect', '--json']);
+    expect(r.code).toBe(0);
+    expect(r.errors).toHaveLength(2);
+    expect(r.errors[0]).toBe(SIMULATOR_NOTICE);
+    expect(r.errors[1]).toMatch(/^inspector: http:\/\/127\.0\.0\.1:\d+\//);
+    expect(JSON.parse(r.lines[0]!)).toMatchObject({ status: 'completed' });
+  });
+
+  it('--inspect-keep keeps serving after the copy, until Ctrl-C', async () => {
+    const signals = new EventEmitter();
+    const out = captureOutput();
+    const error = out.error;
+    let keptServing = false;
+    const watching = {
+      ...out,
+      error: (text: string) => {
+        error(text);
+        if (text.startsWith('the copy has ended; the inspector keeps serving')) {
+          keptServing = true;
+          // The user looks at the page, then presses Ctrl-C.
+          signals.emit('SIGINT');
+        }
+      },
+    };
+    const code = await main(
+      ['copy', 'vda', DEST, '--hypervisor', 'sim', '--pivot', '--inspect', '--inspect-keep'],
+      watching,
+      { env: {}, signals: signals as unknown as SignalSource },
+    );
+    expect(keptServing).toBe(true);
+    expect(code).toBe(0);
+    expect(out.lines.at(-1)).toBe('Successfully pivoted');
+    expect(out.errors.at(-1)).toMatch(
+      /^the copy has ended; the inspector keeps serving http:\/\/127\.0\.0\.1:\d+\/\S* until Ctrl-C$/,
+    );
+  });
+});
