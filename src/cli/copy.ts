@@ -19,6 +19,7 @@ import type { JobResult } from '../engine/job-runner.js';
 import type { CopyPlan } from '../core/plan.js';
 import type { CopyCommand } from './args.js';
 import { copyCall, planCopy, startCopy } from './copy-call.js';
+import { defaultDomain } from './hypervisor.js';
 import type { InterruptSignal, Interrupts } from './interrupts.js';
 import { formatBytes, progressLine } from './progress.js';
 
@@ -351,10 +352,6 @@ function leaveRunning(job: BlockCopyJob, out: Output, hypervisor: string, phase:
     },
     exitCode: 0,
   };
-}
-
-function defaultDomain(hypervisor: HypervisorPort): string {
-  return hypervisor.name === 'sim' ? 'demo' : 'qemu';
 }
 
 /** True when the job has already ended (e.g. right after a refused pivot it has not). */

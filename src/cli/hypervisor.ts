@@ -52,6 +52,11 @@ export function describeSpec(spec: HypervisorSpec): string {
   return spec.kind === 'sim' ? 'sim' : `qmp:${spec.socket}`;
 }
 
+/** The domain a command means when --domain is not given: the hypervisor's only one. */
+export function defaultDomain(hypervisor: HypervisorPort): string {
+  return hypervisor.name === 'sim' ? 'demo' : 'qemu';
+}
+
 /** What a command on the simulator prints on stderr, whatever the output mode. */
 export const SIMULATOR_NOTICE =
   'blockcopy: hypervisor sim is the in-process simulator: nothing is read or written on this host';

@@ -9,6 +9,7 @@ import type { CopyReport, Output } from './copy.js';
 import { runCopy } from './copy.js';
 import { runDemo } from './demo.js';
 import { runDiagramCommand } from './diagram.js';
+import { runDomblklist } from './domblklist.js';
 import { helpText, seeHelp } from './help.js';
 import type { HypervisorSources, HypervisorSpec } from './hypervisor.js';
 import { SIMULATOR_NOTICE, describeSpec, openHypervisor, selectHypervisor } from './hypervisor.js';
@@ -141,8 +142,7 @@ async function runDomblklistCommand(cmd: DomblklistCommand, spec: HypervisorSpec
     return 1;
   }
   try {
-    out.error(`error: domblklist${cmd.json ? ' --json' : ''} waits for the port's listDisks`);
-    return 1;
+    return await runDomblklist(cmd, { hypervisor: hypervisor.value, out });
   } finally {
     await hypervisor.value.close();
   }

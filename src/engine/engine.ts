@@ -10,7 +10,7 @@ import type { Observable } from 'rxjs';
 import type { Subscription } from 'rxjs';
 import { Subject, share } from 'rxjs';
 import type { InspectionEvent } from 'xstate';
-import type { HypervisorEvent, HypervisorPort } from '../core/hypervisor-port.js';
+import type { DiskNames, HypervisorEvent, HypervisorPort } from '../core/hypervisor-port.js';
 import type { Clock } from '../core/clock.js';
 import { interval$, systemClock } from '../core/clock.js';
 import type { BlockCopyError } from '../core/errors.js';
@@ -126,6 +126,8 @@ export interface BlockCopyEngine {
   blockJobResume(domain: string, disk: string): ResultAsync<void, BlockCopyError>;
   /** Asks before save, snapshot, detach or define: refused with VIR_ERR_BLOCK_COPY_ACTIVE while a copy is active. */
   checkDomainOperation(domain: string, operation: DomainOperation, disk?: string): ResultAsync<void, BlockCopyError>;
+  /** The domain's disks by every name that refers to each, with any block job (virsh domblklist). */
+  listDisks(domain: string): ResultAsync<readonly DiskNames[], BlockCopyError>;
   job(domain: string, disk: string): BlockCopyJob | undefined;
   jobs(): readonly BlockCopyJob[];
   readonly events$: Observable<BlockJobEvent>;
@@ -350,6 +352,12 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
       }).asyncAndThen(startJob);
     },
     blockJobAbort: abort,
+    listDisks(domain) {
+      return hypervisor
+        .listDisks(domain)
+        .mapErr((e) => fromHypervisorError(e))
+        .andThen((disks) => (disks === null ? errAsync(errors.noDomain(domain)) : okAsync(disks)));
+    },
     getBlockJobInfo(domain, disk, flags) {
       const runner = runners.get(key(domain, disk));
       const checked = translateJobInfo(null, flags);
