@@ -6,7 +6,7 @@ import { parseCommand } from '../../src/cli/args.js';
 import type { CopyCommand } from '../../src/cli/args.js';
 import { runCopy, statusOf } from '../../src/cli/copy.js';
 import { trapInterrupts } from '../../src/cli/interrupts.js';
-import type { Interrupts, SignalSource } from '../../src/cli/interrupts.js';
+import type { Interrupts } from '../../src/cli/interrupts.js';
 import { VirtualClock } from '../../src/core/clock.js';
 import { captureOutput } from './capture.js';
 import { PIVOTED_STATES } from '../states.js';
@@ -35,7 +35,7 @@ async function copyOnSim(
   const cmd = parseCommand(['copy', 'vda', DEST, ...args])._unsafeUnwrap() as CopyCommand;
   let done = false;
   let interrupts: Interrupts | undefined;
-  if (extra.signals) interrupts = trapInterrupts(out, extra.signals as unknown as SignalSource);
+  if (extra.signals) interrupts = trapInterrupts(out, extra.signals);
   const running = runCopy(cmd, { hypervisor: sim, clock, out, ...(interrupts ? { interrupts } : {}) }).finally(
     () => (done = true),
   );

@@ -168,7 +168,7 @@ describe('copy --inspect', () => {
   it('--inspect-keep keeps serving after the copy, until Ctrl-C', async () => {
     const signals = new EventEmitter();
     const out = captureOutput();
-    const error = out.error;
+    const error = (text: string) => out.error(text);
     let keptServing = false;
     const watching = {
       ...out,
