@@ -111,6 +111,8 @@ export interface CopyDependencies {
   };
   /** Ctrl-C and SIGTERM (main traps them for the whole run); none: the run is not interruptible. */
   readonly interrupts?: Interrupts;
+  /** The engine's job id factory (default: the engine's own), e.g. to know a job's node names. */
+  readonly jobId?: (domain: string, disk: string) => string;
 }
 
 /** An Output whose progress bar is ended before any other line, so lines never share it. */
@@ -154,6 +156,7 @@ export async function runCopy(cmd: CopyCommand, deps: CopyDependencies): Promise
     clock,
     pollIntervalMs: deps.pollIntervalMs ?? 200,
     ...(deps.inspector ? { inspect: deps.inspector.inspect } : {}),
+    ...(deps.jobId ? { jobId: deps.jobId } : {}),
   });
   const detachInspector = deps.inspector?.attach(engine);
   const domain = cmd.domain ?? defaultDomain(hypervisor);

@@ -3,12 +3,19 @@
  * SIGTERM (+ a second signal during the clean-up), after `--pivot --async` and after
  * `--finish --async`, QEMU has no job and no node on the destination left, and the destination
  * the engine created is gone when the copy was aborted. Without --wait it says exactly what it
- * leaves running.
+ * leaves running. A job QEMU paused on a write error (--on-target-error stop|enospc, blkdebug)
+ * says so with the reason.
  */
+import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CLEANING_UP } from '../../src/cli/interrupts.js';
+import { targetNodeNames } from '../../adapters/qmp/qemu-adapter.js';
+import { parseCommand } from '../../src/cli/args.js';
+import type { CopyCommand } from '../../src/cli/args.js';
+import { runCopy } from '../../src/cli/copy.js';
+import { CLEANING_UP, trapInterrupts } from '../../src/cli/interrupts.js';
+import { captureOutput } from '../cli/capture.js';
 import { spawnCli } from '../cli/child.js';
 import type { QemuFixture } from '../qemu/harness.js';
 import { useQemu } from '../qemu/harness.js';
@@ -110,4 +117,57 @@ describe('blockcopy copy on QEMU as a child process: no debris', () => {
     expect(stderr).toContain(dest);
     expect(await fx.cmd('query-jobs')).toEqual([]);
   });
+
+  it.each([
+    ['stop', 5, 'I/O error'],
+    ['enospc', 28, 'no space left on device'],
+  ] as const)(
+    '--on-target-error %s: a job QEMU paused on a write error says so with the reason; Ctrl-C ends it',
+    async (policy, errno, what) => {
+      const fx = qemu();
+      // A reused destination behind blkdebug, attached under the job's node names (adopted by the adapter).
+      const dest = await fx.createImage('paused.qcow2', 'qcow2');
+      const names = targetNodeNames('clipause');
+      await fx.attachBlkdebugTarget({
+        formatNode: names.format,
+        fileNode: names.file,
+        path: dest,
+        format: 'qcow2',
+        rules: [{ event: 'write_aio', errno, once: false }],
+      });
+      const signals = new EventEmitter();
+      const out = captureOutput();
+      const error = (text: string) => out.error(text);
+      const watching = {
+        ...out,
+        error: (text: string) => {
+          error(text);
+          if (text.startsWith('Block Copy paused')) signals.emit('SIGINT');
+        },
+      };
+      const { hv } = await fx.adapter({ domain: 'qemu' });
+      const interrupts = trapInterrupts(watching, signals);
+      const cmd = parseCommand([
+        'copy',
+        'vda',
+        dest,
+        '--reuse-external',
+        '--pivot',
+        '--json',
+        '--on-target-error',
+        policy,
+      ])._unsafeUnwrap() as CopyCommand;
+      const run = await runCopy(cmd, { hypervisor: hv, out: watching, interrupts, jobId: () => 'clipause' });
+      interrupts.dispose();
+      expect(out.errors).toEqual([
+        `Block Copy paused: ${what} writing the destination (--on-target-error ${policy}); the job waits for a resume, Ctrl-C aborts it`,
+        'blockcopy: SIGINT: aborting the copy and cleaning up',
+      ]);
+      expect(run.exitCode).toBe(1);
+      expect(run.report).toMatchObject({ status: 'canceled', error: { code: 'VIR_ERR_OPERATION_ABORTED' } });
+      expect(run.report.states).toContain('mirroring.errorPaused');
+      expect(await fx.cmd('query-jobs')).toEqual([]);
+      expect(await fx.exportNode()).toBe('snap2');
+    },
+  );
 });
