@@ -35,6 +35,15 @@ describe('virsh blockcopy options reach the engine', () => {
     expect(report['plan'].speed).toBe(speed);
   });
 
+  it('--granularity and --buf-size: in the plan (blockdev-mirror), absent when not given', async () => {
+    const { code, report } = await dryRun('--granularity', '65536', '--buf-size', '1048576');
+    expect(code).toBe(0);
+    expect(report['plan']).toMatchObject({ granularity: 65536, bufSize: 1048576 });
+    const plain = (await dryRun()).report['plan'] as Record<string, unknown>;
+    expect(plain['granularity']).toBeUndefined();
+    expect(plain['bufSize']).toBeUndefined();
+  });
+
   it('--synchronous-writes: write-blocking copy mode', async () => {
     const { code, report } = await dryRun('--synchronous-writes');
     expect(code).toBe(0);
