@@ -21,6 +21,7 @@ import type { CopyCommand } from './args.js';
 import { copyCall, planCopy, startCopy } from './copy-call.js';
 import { defaultDomain } from './hypervisor.js';
 import type { InterruptSignal, Interrupts } from './interrupts.js';
+import { CLEANING_UP } from './interrupts.js';
 import { formatBytes, progressLine } from './progress.js';
 
 export type CopyStatus = 'completed' | 'canceled' | 'failed' | 'ready' | 'running' | 'planned';
@@ -202,7 +203,13 @@ export async function runCopy(cmd: CopyCommand, deps: CopyDependencies): Promise
     // Set from callbacks (signal, timer): read through the holder, which TypeScript does not narrow.
     const stop: { request: StopRequest | null } = { request: null };
     let abortNow: (() => void) | null = null;
+    // Once the pivot or finish was requested, a signal no longer aborts: that end is under way.
+    let ending = false;
     const disposeInterrupt = deps.interrupts?.onInterrupt((signal) => {
+      if (ending) {
+        out.error(`blockcopy: ${signal}: the ${cmd.end ?? 'copy'} is already under way; ${CLEANING_UP}`);
+        return;
+      }
       stop.request ??= { why: 'signal', signal };
       out.error(`blockcopy: ${signal}: aborting the copy and cleaning up`);
       abortNow?.();
@@ -242,6 +249,7 @@ export async function runCopy(cmd: CopyCommand, deps: CopyDependencies): Promise
           say('Now in mirroring phase');
           if (cmd.end === null) return leaveRunning(job, out, base.hypervisor, 'ready');
           const endFlags = (cmd.end === 'pivot' ? AbortFlags.PIVOT : 0) | (cmd.async ? AbortFlags.ASYNC : 0);
+          ending = true;
           const ended = await engine.blockJobAbort(domain, job.disk, endFlags);
           if (ended.isErr()) {
             endError = ended.error;

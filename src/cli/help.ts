@@ -58,7 +58,8 @@ device id (vda), the drive id, the root node name, the export id or the active i
   --inspect-keep        with --inspect: keep serving after the copy ended, until Ctrl-C
   -h, --help            this help
 
-Ctrl-C or SIGTERM aborts the copy and cleans up; a second one does not interrupt the clean-up.
+Ctrl-C or SIGTERM aborts the copy and cleans up (a pivot or finish already requested completes);
+a second one does not interrupt the clean-up.
 Without --wait, --pivot, --finish or --timeout the job is started and left running.
 Exit codes: 0 success, 1 the copy was refused, failed, timed out or was interrupted, 2 usage.`;
 

@@ -215,4 +215,20 @@ describe('blockcopy copy on the simulator', () => {
       else expect(out.lines.at(-1)).toBe('Copy aborted');
     },
   );
+
+  it('Ctrl-C once the pivot was requested does not abort it: the pivot completes, exit 0', async () => {
+    const signals = new EventEmitter();
+    const { run, out } = await copyOnSim(['--pivot', '--verbose'], {}, false, {
+      signals,
+      during: (_sim, o) => {
+        if (!o.lines.includes('state: pivoting')) return false;
+        signals.emit('SIGINT');
+        return true;
+      },
+    });
+    expect(out.errors).toEqual(['blockcopy: SIGINT: the pivot is already under way; cleaning up, please wait']);
+    expect(run.exitCode).toBe(0);
+    expect(run.report).toMatchObject({ status: 'completed', pivoted: true, error: null });
+    expect(out.lines.at(-1)).toBe('Successfully pivoted');
+  });
 });
