@@ -231,4 +231,25 @@ describe('blockcopy copy on the simulator', () => {
     expect(run.report).toMatchObject({ status: 'completed', pivoted: true, error: null });
     expect(out.lines.at(-1)).toBe('Successfully pivoted');
   });
+
+  it('a second signal during the clean-up prints "cleaning up, please wait" and changes nothing', async () => {
+    const signals = new EventEmitter();
+    const { run, out, sim } = await copyOnSim(['--pivot', '--bandwidth', '10'], {}, false, {
+      signals,
+      during: (_sim, o) => {
+        if (!o.lines.some((l) => l.startsWith('Block Copy started'))) return false;
+        signals.emit('SIGINT');
+        signals.emit('SIGTERM');
+        return true;
+      },
+    });
+    expect(out.errors).toEqual([
+      'blockcopy: SIGINT: aborting the copy and cleaning up',
+      'cleaning up, please wait',
+      "error: operation aborted: block copy of disk 'vda' was interrupted by SIGINT",
+    ]);
+    expect(run).toMatchObject({ exitCode: 1, report: { status: 'canceled' } });
+    expect(sim.listJobs()).toEqual([]);
+    expect((await sim.probeDestination(DEST))._unsafeUnwrap()).toEqual({ exists: false });
+  });
 });
