@@ -403,6 +403,11 @@ function watchPauses(hypervisor: HypervisorPort, cmd: CopyCommand, out: Output) 
   return {
     follow(job: BlockCopyJob): void {
       let paused = false;
+      // The reason needs a query: lines go out through one chain, so they keep the states' order.
+      let printing: Promise<void> = Promise.resolve();
+      const print = (line: () => Promise<string> | string) => {
+        printing = printing.then(async () => out.error(await line()));
+      };
       subs.push(
         job.stateChanges$.subscribe((state) => {
           const ioError = lastError.get(job.jobId);
@@ -412,20 +417,19 @@ function watchPauses(hypervisor: HypervisorPort, cmd: CopyCommand, out: Output) 
             if (paused) return;
             paused = true;
             if (!byError) {
-              out.error('Block Copy paused by a block-job-pause from another client: the job waits for a resume');
+              print(() => 'Block Copy paused by a block-job-pause from another client: the job waits for a resume');
               return;
             }
-            void hypervisor.queryJob(job.jobId).then((info) => {
+            print(async () => {
+              const info = await hypervisor.queryJob(job.jobId);
               const nospace = info.isOk() && info.value?.ioStatus === 'nospace';
               const what = nospace ? 'no space left on device' : 'I/O error';
               const where = ioError?.operation === 'read' ? 'reading the source' : 'writing the destination';
-              out.error(
-                `Block Copy paused: ${what} ${where} (--on-target-error ${cmd.onTargetError}); the job waits for a resume, Ctrl-C aborts it`,
-              );
+              return `Block Copy paused: ${what} ${where} (--on-target-error ${cmd.onTargetError}); the job waits for a resume, Ctrl-C aborts it`;
             });
           } else if (paused && (state === 'mirroring.running' || state === 'ready.synced')) {
             paused = false;
-            out.error('Block Copy resumed');
+            print(() => 'Block Copy resumed');
           }
         }),
       );
