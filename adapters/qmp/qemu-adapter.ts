@@ -485,14 +485,6 @@ export class QemuHypervisor implements HypervisorPort {
       const existing = await this.probe(spec.path);
       if (existing.isErr()) return err(existing.error);
       if (existing.value.exists) return this.sameAsSpec(existing.value, spec);
-      // qemu-img's own message would name the temporary file below, not the user's path.
-      const dir = await fs.stat(dirname(spec.path)).catch(() => null);
-      if (dir === null || !dir.isDirectory())
-        return err({
-          kind: 'io',
-          command: 'createDestination',
-          desc: `Could not create '${spec.path}': ${dir === null ? 'No such file or directory' : 'Not a directory'}`,
-        });
       // Create under a temporary name, then link(2) it into place: link never replaces an
       // existing file, so a file that appears meanwhile is never overwritten.
       const tmp = join(dirname(spec.path), `.${basename(spec.path)}.${randomBytes(6).toString('hex')}.blockcopy-tmp`);
@@ -502,6 +494,7 @@ export class QemuHypervisor implements HypervisorPort {
       const created = await this.tool('qemu-img create', args);
       if (created.isErr()) {
         await fs.rm(tmp, { force: true });
+        // The temporary name is ours: the caller asked for spec.path and must read that.
         return err({ ...created.error, desc: created.error.desc.split(tmp).join(spec.path) });
       }
       try {
@@ -628,8 +621,7 @@ export class QemuHypervisor implements HypervisorPort {
         'auto-finalize': true,
         'auto-dismiss': false,
       };
-      // Any non-zero speed goes to QEMU, which refuses a negative one (never drop it silently).
-      if (spec.speed !== 0) args['speed'] = spec.speed;
+      if (spec.speed > 0) args['speed'] = spec.speed;
       if (spec.granularity !== undefined) args['granularity'] = spec.granularity;
       if (spec.bufSize !== undefined) args['buf-size'] = spec.bufSize;
       const r = await this.qmp(cmd, args);

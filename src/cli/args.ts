@@ -1,11 +1,26 @@
 /**
- * Command-line parsing for `blockcopy`, with virsh blockcopy's option rules: --pivot and
- * --finish imply waiting and exclude each other; --async and --verbose need one of --wait,
- * --timeout, --pivot or --finish (libvirt-api.md §6.2).
+ * Command-line parsing for `blockcopy`. `copy` takes virsh blockcopy's options with virsh's
+ * rules and messages (tools/virsh-domain.c cmdBlockcopy): --pivot and --finish imply waiting and
+ * exclude each other; --verbose and --async need one of --timeout, --wait, --pivot or --finish;
+ * --raw is --format=raw; --bandwidth is MiB/s unless --bytes. Usage errors are values, never
+ * thrown.
  */
 import type { Result } from 'neverthrow';
 import { err, ok } from 'neverthrow';
-import { parseArgs } from 'node:util';
+import type { OptionSpec } from './virsh-options.js';
+import {
+  ULLONG_MAX,
+  UINT_MAX,
+  UsageError,
+  bandwidthOption,
+  readOptions,
+  timeoutOption,
+  unsignedOption,
+} from './virsh-options.js';
+
+export { UsageError } from './virsh-options.js';
+
+export type IoErrorPolicyName = 'report' | 'stop' | 'ignore' | 'enospc';
 
 export interface CopyCommand {
   readonly command: 'copy';
@@ -14,9 +29,20 @@ export interface CopyCommand {
   readonly domain: string | undefined;
   readonly shallow: boolean;
   readonly reuseExternal: boolean;
-  readonly raw: boolean;
-  /** MiB/s, as virsh. */
+  /** --format (or --raw, its alias for raw); null: the engine decides (libvirt's rules). */
+  readonly format: string | null;
+  /** COPY_DEV: the destination is a block device. */
+  readonly blockdev: boolean;
+  /** --bandwidth is in bytes/s rather than MiB/s. */
+  readonly bytes: boolean;
+  /** As typed: MiB/s, or bytes/s with --bytes; 0 = unlimited. */
   readonly bandwidth: number;
+  /** Bytes, power of two; 0 = QEMU's default. */
+  readonly granularity: number;
+  /** Bytes; 0 = QEMU's default. */
+  readonly bufSize: number;
+  readonly transientJob: boolean;
+  readonly synchronousWrites: boolean;
   readonly wait: boolean;
   readonly end: 'pivot' | 'finish' | null;
   readonly async: boolean;
@@ -25,10 +51,20 @@ export interface CopyCommand {
   readonly timeout: number | null;
   readonly dryRun: boolean;
   readonly json: boolean;
-  readonly hypervisor: string;
-  readonly onTargetError: 'report' | 'stop' | 'ignore' | 'enospc';
+  /** --hypervisor as typed; BLOCKCOPY_HYPERVISOR is applied later (hypervisor.ts). */
+  readonly hypervisor: string | undefined;
+  readonly onTargetError: IoErrorPolicyName;
   /** Serve the live inspector while the copy runs. */
   readonly inspect: boolean;
+  /** Keep serving the inspector after the copy ended, until Ctrl-C. */
+  readonly inspectKeep: boolean;
+}
+
+export interface DomblklistCommand {
+  readonly command: 'domblklist';
+  readonly domain: string | undefined;
+  readonly json: boolean;
+  readonly hypervisor: string | undefined;
 }
 
 export interface DemoCommand {
@@ -37,8 +73,10 @@ export interface DemoCommand {
   readonly hypervisor: string | undefined;
 }
 
+/** `help [COMMAND]`, `COMMAND --help`, `-h`. */
 export interface HelpCommand {
   readonly command: 'help';
+  readonly topic: 'copy' | 'domblklist' | 'demo' | null;
 }
 
 export interface VersionCommand {
@@ -51,124 +89,190 @@ export interface PassThroughCommand {
   readonly argv: readonly string[];
 }
 
-export type Command = CopyCommand | DemoCommand | HelpCommand | VersionCommand | PassThroughCommand;
+export type Command = CopyCommand | DomblklistCommand | DemoCommand | HelpCommand | VersionCommand | PassThroughCommand;
 
-export const USAGE = `usage:
-  blockcopy copy DISK DEST [--domain NAME] [--shallow] [--reuse-external] [--raw]
-                 [--bandwidth MIB] [--wait] [--pivot | --finish] [--async] [--verbose]
-                 [--timeout S] [--dry-run] [--json] [--on-target-error report|stop|ignore|enospc]
-                 [--hypervisor sim|qmp:SOCKET] [--inspect]
-  blockcopy demo [--json] [--hypervisor sim|qemu]
-  blockcopy replay TRACE.jsonl [--json]
-  blockcopy diagram [--format mermaid|dot|svg] [--output FILE]
-  blockcopy inspect [--port N] [--load FILE.jsonl] [--export FILE.jsonl] [--rounds N]
-  blockcopy help
-  blockcopy --version
-
-copy   starts a block copy of DISK into the absolute path DEST, as virsh blockcopy does.
-       --wait waits for the mirroring phase; --pivot switches the disk to the copy and --finish
-       leaves a consistent copy behind (both wait); --timeout S aborts after S seconds.
-       Without --hypervisor the in-process simulator is used (domain 'demo', disk 'vda').
-       --inspect serves the live inspector on 127.0.0.1 while the copy runs.
-demo   runs a whole copy with progress and pivot: on real QEMU when qemu-storage-daemon and
-       qemu-img are installed, otherwise on the simulator.
-replay feeds a recorded QMP session (../shared/traces/qemu-7.2/*.jsonl) through the engine.
-diagram prints the job statechart, generated from the machine.
-inspect serves the live inspector with simulated demo jobs, or a recorded run (--load).`;
-
-export class UsageError {
-  constructor(readonly message: string) {}
+/** A usage error and the command whose help it points to (null: the general usage). */
+export interface CommandUsageError {
+  readonly error: UsageError;
+  readonly command: 'copy' | 'domblklist' | 'demo' | null;
 }
 
-function positiveNumber(name: string, value: string | undefined): Result<number | null, UsageError> {
-  if (value === undefined) return ok(null);
-  if (!/^\d+(\.\d+)?$/.test(value))
-    return err(new UsageError(`--${name} expects a non-negative number, got '${value}'`));
-  return ok(Number(value));
+const COPY_OPTIONS: Readonly<Record<string, OptionSpec>> = {
+  domain: { type: 'string' },
+  bandwidth: { type: 'string', numeric: true },
+  shallow: { type: 'boolean' },
+  'reuse-external': { type: 'boolean' },
+  raw: { type: 'boolean', alias: { target: 'format', value: 'raw' } },
+  format: { type: 'string' },
+  blockdev: { type: 'boolean' },
+  wait: { type: 'boolean' },
+  verbose: { type: 'boolean' },
+  timeout: { type: 'string', numeric: true },
+  pivot: { type: 'boolean' },
+  finish: { type: 'boolean' },
+  async: { type: 'boolean' },
+  granularity: { type: 'string', numeric: true },
+  'buf-size': { type: 'string', numeric: true },
+  bytes: { type: 'boolean' },
+  'transient-job': { type: 'boolean' },
+  'synchronous-writes': { type: 'boolean' },
+  'dry-run': { type: 'boolean' },
+  json: { type: 'boolean' },
+  hypervisor: { type: 'string' },
+  'on-target-error': { type: 'string' },
+  inspect: { type: 'boolean' },
+  'inspect-keep': { type: 'boolean' },
+};
+
+const POLICIES: readonly IoErrorPolicyName[] = ['report', 'stop', 'ignore', 'enospc'];
+
+/** virsh's limit for a MiB/s bandwidth that goes into the new API's bytes/s parameter. */
+const NEW_API_MIB_LIMIT = ULLONG_MAX >> 20n;
+
+/** True when virsh would call virDomainBlockCopy rather than virDomainBlockRebase. */
+export function usesBlockCopyApi(cmd: CopyCommand): boolean {
+  return (
+    cmd.granularity !== 0 ||
+    cmd.bufSize !== 0 ||
+    (cmd.format !== null && cmd.format !== 'raw') ||
+    cmd.transientJob ||
+    cmd.synchronousWrites
+  );
 }
 
-export function parseCommand(argv: readonly string[]): Result<Command, UsageError> {
+function exclusive(a: string, b: string): UsageError {
+  return new UsageError(`Options --${a} and --${b} are mutually exclusive`);
+}
+
+export function parseCopy(argv: readonly string[]): Result<CopyCommand | HelpCommand, UsageError> {
+  const read = readOptions('copy', argv, COPY_OPTIONS, ['disk', 'dest']);
+  if (read.isErr()) return err(read.error);
+  const { booleans, strings, positionals, help } = read.value;
+  if (help) return ok({ command: 'help', topic: 'copy' });
+  const flag = (name: string) => booleans.has(name);
+  const [disk, destination] = positionals as [string, string];
+  const bytes = flag('bytes');
+
+  // Values first, in cmdBlockcopy's order, then the combinations.
+  const bandwidthText = strings.get('bandwidth');
+  const bandwidth = bandwidthText === undefined ? ok(0n) : bandwidthOption(bandwidthText, bytes);
+  if (bandwidth.isErr()) return err(bandwidth.error);
+  const granularityText = strings.get('granularity');
+  const granularity = granularityText === undefined ? ok(0n) : unsignedOption('granularity', granularityText, UINT_MAX);
+  if (granularity.isErr()) return err(granularity.error);
+  const bufSizeText = strings.get('buf-size');
+  const bufSize = bufSizeText === undefined ? ok(0n) : unsignedOption('buf-size', bufSizeText, ULLONG_MAX);
+  if (bufSize.isErr()) return err(bufSize.error);
+  const timeoutText = strings.get('timeout');
+  const timeout = timeoutText === undefined ? ok(null) : timeoutOption(timeoutText);
+  if (timeout.isErr()) return err(timeout.error);
+
+  const pivot = flag('pivot');
+  const finish = flag('finish');
+  if (pivot && finish) return err(exclusive('pivot', 'finish'));
+  const wait = flag('wait') || pivot || finish || timeout.value !== null;
+  if (!wait && flag('verbose')) {
+    return err(new UsageError('--verbose requires at least one of --timeout, --wait, --pivot, or --finish'));
+  }
+  if (!wait && flag('async')) {
+    return err(new UsageError('--async requires at least one of --timeout, --wait, --pivot, or --finish'));
+  }
+  const policy = strings.get('on-target-error') ?? 'report';
+  if (!(POLICIES as readonly string[]).includes(policy)) {
+    return err(new UsageError(`--on-target-error expects report, stop, ignore or enospc, got '${policy}'`));
+  }
+  if (flag('inspect-keep') && !flag('inspect')) return err(new UsageError('--inspect-keep requires --inspect'));
+
+  const cmd: CopyCommand = {
+    command: 'copy',
+    disk,
+    destination,
+    domain: strings.get('domain'),
+    shallow: flag('shallow'),
+    reuseExternal: flag('reuse-external'),
+    format: strings.get('format') ?? null,
+    blockdev: flag('blockdev'),
+    bytes,
+    bandwidth: Number(bandwidth.value),
+    granularity: Number(granularity.value),
+    bufSize: Number(bufSize.value),
+    transientJob: flag('transient-job'),
+    synchronousWrites: flag('synchronous-writes'),
+    wait,
+    end: pivot ? 'pivot' : finish ? 'finish' : null,
+    async: flag('async'),
+    verbose: flag('verbose'),
+    timeout: timeout.value,
+    dryRun: flag('dry-run'),
+    json: flag('json'),
+    hypervisor: strings.get('hypervisor'),
+    onTargetError: policy as IoErrorPolicyName,
+    inspect: flag('inspect'),
+    inspectKeep: flag('inspect-keep'),
+  };
+  // cmdBlockcopy: a MiB/s bandwidth must still fit once turned into the new API's bytes/s.
+  if (usesBlockCopyApi(cmd) && !bytes && bandwidth.value > NEW_API_MIB_LIMIT) {
+    return err(new UsageError(`bandwidth must be less than ${NEW_API_MIB_LIMIT}`));
+  }
+  return ok(cmd);
+}
+
+function parseDomblklist(argv: readonly string[]): Result<DomblklistCommand | HelpCommand, UsageError> {
+  const read = readOptions(
+    'domblklist',
+    argv,
+    { domain: { type: 'string' }, json: { type: 'boolean' }, hypervisor: { type: 'string' } },
+    [],
+  );
+  if (read.isErr()) return err(read.error);
+  const { booleans, strings, help } = read.value;
+  if (help) return ok({ command: 'help', topic: 'domblklist' });
+  return ok({
+    command: 'domblklist',
+    domain: strings.get('domain'),
+    json: booleans.has('json'),
+    hypervisor: strings.get('hypervisor'),
+  });
+}
+
+function parseDemo(argv: readonly string[]): Result<DemoCommand | HelpCommand, UsageError> {
+  const read = readOptions('demo', argv, { json: { type: 'boolean' }, hypervisor: { type: 'string' } }, []);
+  if (read.isErr()) return err(read.error);
+  const { booleans, strings, help } = read.value;
+  if (help) return ok({ command: 'help', topic: 'demo' });
+  return ok({ command: 'demo', json: booleans.has('json'), hypervisor: strings.get('hypervisor') });
+}
+
+const TOPICS = ['copy', 'domblklist', 'demo'] as const;
+
+export function parseCommand(argv: readonly string[]): Result<Command, CommandUsageError> {
   const [command, ...rest] = argv;
-  if (command === undefined || command === 'help' || command === '--help' || command === '-h')
-    return ok({ command: 'help' });
-  if (command === '--version') return ok({ command: 'version' });
-  try {
-    if (command === 'demo') {
-      const { values } = parseArgs({
-        args: rest,
-        options: { json: { type: 'boolean', default: false }, hypervisor: { type: 'string' } },
-        strict: true,
-        allowPositionals: false,
-      });
-      return ok({ command: 'demo', json: values.json, hypervisor: values.hypervisor });
+  const usage = (error: UsageError, about: CommandUsageError['command']) => err({ error, command: about });
+  switch (command) {
+    case undefined:
+    case '--help':
+    case '-h':
+      return ok({ command: 'help', topic: null });
+    case 'help': {
+      const topic = rest[0];
+      if (topic === undefined) return ok({ command: 'help', topic: null });
+      const known = TOPICS.find((t) => t === topic);
+      return known ? ok({ command: 'help', topic: known }) : usage(new UsageError(`unknown command: '${topic}'`), null);
     }
-    if (command === 'diagram' || command === 'inspect' || command === 'replay') return ok({ command, argv: rest });
-    if (command !== 'copy') return err(new UsageError(`unknown command '${command}'`));
-    const { values, positionals } = parseArgs({
-      args: rest,
-      options: {
-        domain: { type: 'string' },
-        shallow: { type: 'boolean', default: false },
-        'reuse-external': { type: 'boolean', default: false },
-        raw: { type: 'boolean', default: false },
-        bandwidth: { type: 'string' },
-        wait: { type: 'boolean', default: false },
-        pivot: { type: 'boolean', default: false },
-        finish: { type: 'boolean', default: false },
-        async: { type: 'boolean', default: false },
-        verbose: { type: 'boolean', default: false },
-        timeout: { type: 'string' },
-        'dry-run': { type: 'boolean', default: false },
-        json: { type: 'boolean', default: false },
-        hypervisor: { type: 'string', default: 'sim' },
-        'on-target-error': { type: 'string', default: 'report' },
-        inspect: { type: 'boolean', default: false },
-      },
-      strict: true,
-      allowPositionals: true,
-    });
-    if (positionals.length !== 2) return err(new UsageError('copy expects DISK and DEST'));
-    const [disk, destination] = positionals as [string, string];
-    if (values.pivot && values.finish) return err(new UsageError('--pivot and --finish are mutually exclusive'));
-    const bandwidth = positiveNumber('bandwidth', values.bandwidth);
-    if (bandwidth.isErr()) return err(bandwidth.error);
-    if (bandwidth.value !== null && !Number.isInteger(bandwidth.value)) {
-      return err(new UsageError('--bandwidth expects a whole number of MiB/s'));
-    }
-    const timeout = positiveNumber('timeout', values.timeout);
-    if (timeout.isErr()) return err(timeout.error);
-    if (timeout.value === 0) return err(new UsageError('--timeout expects a positive number of seconds'));
-    const end = values.pivot ? 'pivot' : values.finish ? 'finish' : null;
-    const waits = values.wait || end !== null || timeout.value !== null;
-    if ((values.async || values.verbose) && !waits) {
-      return err(new UsageError('--async and --verbose need one of --wait, --timeout, --pivot or --finish'));
-    }
-    const policy = values['on-target-error'];
-    if (policy !== 'report' && policy !== 'stop' && policy !== 'ignore' && policy !== 'enospc') {
-      return err(new UsageError(`--on-target-error expects report, stop, ignore or enospc, got '${policy}'`));
-    }
-    return ok({
-      command: 'copy',
-      disk,
-      destination,
-      domain: values.domain,
-      shallow: values.shallow,
-      reuseExternal: values['reuse-external'],
-      raw: values.raw,
-      bandwidth: bandwidth.value ?? 0,
-      wait: waits,
-      end,
-      async: values.async,
-      verbose: values.verbose,
-      timeout: timeout.value,
-      dryRun: values['dry-run'],
-      json: values.json,
-      hypervisor: values.hypervisor,
-      onTargetError: policy,
-      inspect: values.inspect,
-    });
-  } catch (e) {
-    // parseArgs reports unknown options and missing values by throwing.
-    return err(new UsageError(e instanceof Error ? e.message : String(e)));
+    case '--version':
+    case 'version':
+      return ok({ command: 'version' });
+    case 'copy':
+      return parseCopy(rest).mapErr((error) => ({ error, command: 'copy' as const }));
+    case 'domblklist':
+      return parseDomblklist(rest).mapErr((error) => ({ error, command: 'domblklist' as const }));
+    case 'demo':
+      return parseDemo(rest).mapErr((error) => ({ error, command: 'demo' as const }));
+    case 'diagram':
+    case 'inspect':
+    case 'replay':
+      return ok({ command, argv: rest });
+    default:
+      return usage(new UsageError(`unknown command: '${command}'`), null);
   }
 }

@@ -1,27 +1,49 @@
 /**
  * `blockcopy copy`: one copy job from the command line, like virsh blockcopy (start, wait for
  * the mirroring phase, then pivot or finish, with a progress bar and a --timeout that aborts).
- * Returns the report that --json prints and the exit code; IO is the caller's.
+ * A one-shot process owns its job: it stays until the job is dismissed and the engine's nodes
+ * and files are cleaned up, even with --async or after Ctrl-C; where it does leave a running job
+ * (no --wait, or --wait alone) it says so. Returns the report that --json prints and the exit
+ * code; IO is the caller's.
  */
 import type { InspectionEvent } from 'xstate';
+import type { Subscription } from 'rxjs';
 import type { HypervisorPort } from '../core/hypervisor-port.js';
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
 import { createEngine } from '../engine/engine.js';
 import type { BlockCopyEngine, BlockCopyJob } from '../engine/engine.js';
 import type { BlockCopyError } from '../core/errors.js';
-import { AbortFlags, RebaseFlags } from '../core/flags.js';
+import { AbortFlags } from '../core/flags.js';
 import type { JobResult } from '../engine/job-runner.js';
 import type { CopyPlan } from '../core/plan.js';
 import type { CopyCommand } from './args.js';
+import { copyCall, planCopy, startCopy } from './copy-call.js';
+import { defaultDomain } from './hypervisor.js';
+import type { InterruptSignal, Interrupts } from './interrupts.js';
+import { CLEANING_UP } from './interrupts.js';
 import { formatBytes, progressLine } from './progress.js';
 
+export type CopyStatus = 'completed' | 'canceled' | 'failed' | 'ready' | 'running' | 'planned';
+
+/** A libvirt-style error as --json prints it. */
+export interface ReportError {
+  readonly code: string;
+  readonly number: number;
+  readonly message: string;
+}
+
 export interface CopyReport {
-  readonly status: 'completed' | 'canceled' | 'failed' | 'ready' | 'running' | 'planned';
+  /** The job's outcome, or where it is: always the state `states` ends in. */
+  readonly status: CopyStatus;
   readonly pivoted: boolean;
   readonly destinationConsistent: boolean;
-  readonly error: null | { readonly code: string; readonly number: number; readonly message: string };
+  readonly error: ReportError | null;
   readonly states: readonly string[];
+  /** The hypervisor the copy ran on: "sim" (the simulator) or "qmp:SOCKET". */
+  readonly hypervisor: string;
+  /** What the run leaves running on the hypervisor, and why; null when it leaves nothing. */
+  readonly left: null | { readonly jobId: string; readonly destination: string; readonly reason: string };
   readonly plan?: CopyPlan;
 }
 
@@ -40,18 +62,36 @@ export interface CopyRun {
   readonly exitCode: number;
 }
 
-function errorJson(error: BlockCopyError | null): CopyReport['error'] {
+function errorJson(error: BlockCopyError | null): ReportError | null {
   return error ? { code: error.code, number: error.number, message: error.message } : null;
 }
 
-function fromResult(result: JobResult): CopyReport {
+/** libvirt's VIR_ERR_OPERATION_TIMEOUT (68), for a --timeout abort. */
+function timeoutError(disk: string, seconds: number): ReportError {
   return {
-    status: result.outcome,
-    pivoted: result.pivoted,
-    destinationConsistent: result.destinationConsistent,
-    error: errorJson(result.error),
-    states: result.states,
+    code: 'VIR_ERR_OPERATION_TIMEOUT',
+    number: 68,
+    message: `Timed out during operation: block copy of disk '${disk}' did not finish within --timeout ${seconds} s and was aborted`,
   };
+}
+
+/** libvirt's VIR_ERR_OPERATION_ABORTED (78), for Ctrl-C or SIGTERM. */
+function interruptError(disk: string, signal: InterruptSignal): ReportError {
+  return {
+    code: 'VIR_ERR_OPERATION_ABORTED',
+    number: 78,
+    message: `operation aborted: block copy of disk '${disk}' was interrupted by ${signal}`,
+  };
+}
+
+/** Why blockcopy itself aborted the copy. */
+type StopRequest = { readonly why: 'timeout' } | { readonly why: 'signal'; readonly signal: InterruptSignal };
+
+/** The status a list of states stands for: the outcome once ended, else ready or running. */
+export function statusOf(states: readonly string[]): CopyStatus {
+  const last = states[states.length - 1] ?? '';
+  if (last === 'completed' || last === 'canceled' || last === 'failed') return last;
+  return last.startsWith('ready') ? 'ready' : 'running';
 }
 
 export function describePlan(plan: CopyPlan): string {
@@ -70,8 +110,10 @@ export interface CopyDependencies {
     readonly inspect: (event: InspectionEvent) => void;
     attach(engine: BlockCopyEngine): () => void;
   };
-  /** Called once the job has started, e.g. to install a SIGINT handler; returns a disposer. */
-  readonly onStarted?: (abort: () => void) => () => void;
+  /** Ctrl-C and SIGTERM (main traps them for the whole run); none: the run is not interruptible. */
+  readonly interrupts?: Interrupts;
+  /** The engine's job id factory (default: the engine's own), e.g. to know a job's node names. */
+  readonly jobId?: (domain: string, disk: string) => string;
 }
 
 /** An Output whose progress bar is ended before any other line, so lines never share it. */
@@ -106,33 +148,43 @@ function barAware(out: Output): Output {
 export async function runCopy(cmd: CopyCommand, deps: CopyDependencies): Promise<CopyRun> {
   const clock = deps.clock ?? systemClock;
   const out = barAware(deps.out);
+  const hypervisor = deps.hypervisor;
+  const say = (text: string) => {
+    if (!cmd.json) out.line(text);
+  };
   const engine: BlockCopyEngine = createEngine({
-    hypervisor: deps.hypervisor,
+    hypervisor,
     clock,
     pollIntervalMs: deps.pollIntervalMs ?? 200,
     ...(deps.inspector ? { inspect: deps.inspector.inspect } : {}),
+    ...(deps.jobId ? { jobId: deps.jobId } : {}),
   });
   const detachInspector = deps.inspector?.attach(engine);
-  const domain = cmd.domain ?? defaultDomain(deps.hypervisor);
-  const flags =
-    RebaseFlags.COPY |
-    (cmd.shallow ? RebaseFlags.SHALLOW : 0) |
-    (cmd.reuseExternal ? RebaseFlags.REUSE_EXT : 0) |
-    (cmd.raw ? RebaseFlags.COPY_RAW : 0);
-  const options = { onTargetError: cmd.onTargetError };
+  const domain = cmd.domain ?? defaultDomain(hypervisor);
+  const call = copyCall(cmd, domain);
+  const base = { hypervisor: hypervisor.name, left: null };
   const refused = (error: BlockCopyError): CopyRun => {
     if (!cmd.json) out.error(`error: ${error.message}`);
     return {
-      report: { status: 'failed', pivoted: false, destinationConsistent: false, error: errorJson(error), states: [] },
+      report: {
+        status: 'failed',
+        pivoted: false,
+        destinationConsistent: false,
+        error: errorJson(error),
+        states: [],
+        ...base,
+      },
       exitCode: 1,
     };
   };
+  // Subscribed before the job starts, so that an I/O error event is seen before the pause it causes.
+  const pauses = watchPauses(hypervisor, cmd, out);
 
   try {
     if (cmd.dryRun) {
-      const plan = await engine.planRebase(domain, cmd.disk, cmd.destination, cmd.bandwidth, flags, options);
+      const plan = await planCopy(engine, call);
       if (plan.isErr()) return refused(plan.error);
-      if (!cmd.json) out.line(`Plan: ${describePlan(plan.value)}`);
+      say(`Plan: ${describePlan(plan.value)}`);
       return {
         report: {
           status: 'planned',
@@ -140,104 +192,185 @@ export async function runCopy(cmd: CopyCommand, deps: CopyDependencies): Promise
           destinationConsistent: false,
           error: null,
           states: [],
+          ...base,
           plan: plan.value,
         },
         exitCode: 0,
       };
     }
 
-    const started = await engine.blockRebase(domain, cmd.disk, cmd.destination, cmd.bandwidth, flags, options);
-    if (started.isErr()) return refused(started.error);
-    const job = started.value;
-    if (!cmd.json) out.line(`Block Copy started: ${describePlan(job.plan)}`);
-    const running = (status: 'ready' | 'running'): CopyRun => ({
-      report: {
-        status,
-        pivoted: false,
-        destinationConsistent: false,
-        error: null,
-        states: job.states(),
-        plan: job.plan,
-      },
-      exitCode: 0,
+    // A signal while the job starts aborts it as soon as it exists.
+    // Set from callbacks (signal, timer): read through the holder, which TypeScript does not narrow.
+    const stop: { request: StopRequest | null } = { request: null };
+    let abortNow: (() => void) | null = null;
+    // Once the pivot or finish was requested, a signal no longer aborts: that end is under way.
+    let ending = false;
+    const disposeInterrupt = deps.interrupts?.onInterrupt((signal) => {
+      if (ending) {
+        out.error(`blockcopy: ${signal}: the ${cmd.end ?? 'copy'} is already under way; ${CLEANING_UP}`);
+        return;
+      }
+      stop.request ??= { why: 'signal', signal };
+      out.error(`blockcopy: ${signal}: aborting the copy and cleaning up`);
+      abortNow?.();
     });
-    if (!cmd.wait) return running('running');
-
-    const stopWatching = watch(job, cmd, out);
-    let timedOut = false;
-    const abort = () => {
-      void engine.blockJobAbort(domain, cmd.disk, AbortFlags.ASYNC);
-    };
-    const disposeSignal = deps.onStarted?.(abort);
-    const timer =
-      cmd.timeout !== null
-        ? clock.setTimeout(() => {
-            timedOut = true;
-            abort();
-          }, cmd.timeout * 1000)
-        : undefined;
     try {
-      const reached = await Promise.race([
-        waitForReady(job).then(() => 'ready' as const),
-        job.result.then(() => 'ended' as const),
-      ]);
-      if (reached === 'ready' && !timedOut) {
-        if (!cmd.json) out.line('Now in mirroring phase');
-        if (cmd.end === null) return running('ready');
-        const endFlags = (cmd.end === 'pivot' ? AbortFlags.PIVOT : 0) | (cmd.async ? AbortFlags.ASYNC : 0);
-        const ended = await engine.blockJobAbort(domain, cmd.disk, endFlags);
-        if (ended.isErr()) {
-          if (!cmd.json) out.error(`error: ${ended.error.message}`);
-          const result = await raceResult(job);
-          return {
-            report: { ...fromResult(result ?? pendingResult(job)), error: errorJson(ended.error) },
-            exitCode: 1,
-          };
+      if (stop.request?.why === 'signal') return notStarted(cmd, out, base.hypervisor, stop.request.signal);
+      const started = await startCopy(engine, call);
+      if (started.isErr()) return refused(started.error);
+      const job = started.value;
+      pauses.follow(job);
+      say(`Block Copy started: ${describePlan(job.plan)}`);
+      const abort = () => {
+        void engine.blockJobAbort(domain, job.disk, AbortFlags.ASYNC);
+      };
+      if (stop.request !== null) abort();
+
+      if (!cmd.wait && stop.request === null) return leaveRunning(job, out, base.hypervisor, 'running');
+
+      const stopWatching = watch(job, cmd, out);
+      const timer =
+        cmd.timeout !== null
+          ? clock.setTimeout(() => {
+              stop.request ??= { why: 'timeout' };
+              abort();
+            }, cmd.timeout * 1000)
+          : undefined;
+      abortNow = abort;
+      let endError: BlockCopyError | null = null;
+      try {
+        const reached = await Promise.race([
+          waitForReady(job).then(() => 'ready' as const),
+          job.result.then(() => 'ended' as const),
+        ]);
+        // --timeout bounds the wait for the mirroring phase, as in virsh; the end request is not cut short.
+        if (timer !== undefined) clock.clearTimeout(timer);
+        if (reached === 'ready' && stop.request === null) {
+          say('Now in mirroring phase');
+          if (cmd.end === null) return leaveRunning(job, out, base.hypervisor, 'ready');
+          const endFlags = (cmd.end === 'pivot' ? AbortFlags.PIVOT : 0) | (cmd.async ? AbortFlags.ASYNC : 0);
+          ending = true;
+          const ended = await engine.blockJobAbort(domain, job.disk, endFlags);
+          if (ended.isErr()) {
+            endError = ended.error;
+            if (!cmd.json) {
+              out.error(`error: failed to ${cmd.end} job for disk ${cmd.disk}`);
+              out.error(`error: ${ended.error.message}`);
+            }
+            // Refused (e.g. QEMU would not pivot) and the mirror still runs: virsh leaves it to
+            // libvirtd; a one-shot run has no one to leave it to, so it aborts and cleans up.
+            if (!(await settled(job))) abort();
+          }
         }
-        if (cmd.async) return running('running');
+        // With --async too: the job is dismissed and the engine's nodes removed before exit.
+        const result = await job.result;
+        return finalReport(result, cmd, out, base.hypervisor, stop.request, endError);
+      } finally {
+        if (timer !== undefined) clock.clearTimeout(timer);
+        stopWatching();
       }
-      const result = await job.result;
-      const report = fromResult(result);
-      if (!cmd.json) {
-        if (result.outcome === 'completed') out.line('Successfully pivoted');
-        else if (result.outcome === 'canceled' && cmd.end === 'finish' && !timedOut) out.line('Successfully copied');
-        else if (result.outcome === 'canceled') out.line('Copy aborted');
-        else out.error(`error: ${result.error?.message ?? 'block copy failed'}`);
-      }
-      const success =
-        result.outcome === 'completed' || (result.outcome === 'canceled' && cmd.end === 'finish' && !timedOut);
-      return { report, exitCode: success ? 0 : 1 };
     } finally {
-      if (timer !== undefined) clock.clearTimeout(timer);
-      disposeSignal?.();
-      stopWatching();
+      disposeInterrupt?.();
     }
   } finally {
+    pauses.stop();
     detachInspector?.();
     engine.close();
   }
 }
 
-function defaultDomain(hypervisor: HypervisorPort): string {
-  return hypervisor.name === 'sim' ? 'demo' : 'qemu';
-}
-
-function pendingResult(job: BlockCopyJob): JobResult {
+function finalReport(
+  result: JobResult,
+  cmd: CopyCommand,
+  out: Output,
+  hypervisor: string,
+  stopRequest: StopRequest | null,
+  endError: BlockCopyError | null,
+): CopyRun {
+  const finished = result.outcome === 'canceled' && cmd.end === 'finish' && stopRequest === null && endError === null;
+  const success = result.outcome === 'completed' || finished;
+  let error = errorJson(result.error) ?? errorJson(endError);
+  if (result.outcome === 'canceled' && error === null && stopRequest !== null) {
+    error =
+      stopRequest.why === 'timeout'
+        ? timeoutError(cmd.disk, cmd.timeout ?? 0)
+        : interruptError(cmd.disk, stopRequest.signal);
+  }
+  if (!cmd.json) {
+    if (result.outcome === 'completed') out.line('Successfully pivoted');
+    else if (finished) out.line('Successfully copied');
+    else if (result.outcome === 'canceled') out.line('Copy aborted');
+    else out.line('Copy failed');
+    if (!success && error !== null && endError === null) out.error(`error: ${error.message}`);
+  }
   return {
-    outcome: 'failed',
-    pivoted: false,
-    destinationConsistent: false,
-    error: null,
-    jobId: job.jobId,
-    domain: job.domain,
-    disk: job.disk,
-    states: job.states(),
+    report: {
+      status: statusOf(result.states),
+      pivoted: result.pivoted,
+      destinationConsistent: result.destinationConsistent,
+      error: success ? null : error,
+      states: result.states,
+      hypervisor,
+      left: null,
+    },
+    exitCode: success ? 0 : 1,
   };
 }
 
-/** The result if the job has already ended (e.g. right after a refused pivot it has not). */
-async function raceResult(job: BlockCopyJob): Promise<JobResult | null> {
-  return Promise.race([job.result, new Promise<null>((resolve) => setImmediate(() => resolve(null)))]);
+/** Interrupted before the job was started: nothing was started, nothing to clean up. */
+function notStarted(cmd: CopyCommand, out: Output, hypervisor: string, signal: InterruptSignal): CopyRun {
+  const error = interruptError(cmd.disk, signal);
+  if (!cmd.json) {
+    out.line('Copy aborted');
+    out.error(`error: ${error.message}`);
+  }
+  return {
+    report: {
+      status: 'canceled',
+      pivoted: false,
+      destinationConsistent: false,
+      error,
+      states: [],
+      hypervisor,
+      left: null,
+    },
+    exitCode: 1,
+  };
+}
+
+/** Ends the run with the job still going, and says what is left where, and why. */
+function leaveRunning(job: BlockCopyJob, out: Output, hypervisor: string, phase: 'running' | 'ready'): CopyRun {
+  const why =
+    phase === 'ready'
+      ? '--wait without --pivot or --finish stops watching in the mirroring phase'
+      : 'without --wait, --pivot, --finish or --timeout blockcopy only starts the job';
+  const simulated = hypervisor === 'sim';
+  const reason = simulated
+    ? `${why}; the simulated job ends with this process`
+    : `${why}; nothing will pivot, cancel or dismiss QEMU job '${job.jobId}' or detach its target ${job.plan.destination.path} (use --pivot, --finish or --timeout to have blockcopy see the copy through)`;
+  out.error(`blockcopy: left running: ${reason}`);
+  const states = job.states();
+  return {
+    report: {
+      status: statusOf(states),
+      pivoted: false,
+      destinationConsistent: false,
+      error: null,
+      states,
+      hypervisor,
+      left: simulated ? null : { jobId: job.jobId, destination: job.plan.destination.path, reason },
+      plan: job.plan,
+    },
+    exitCode: 0,
+  };
+}
+
+/** True when the job has already ended (e.g. right after a refused pivot it has not). */
+async function settled(job: BlockCopyJob): Promise<boolean> {
+  return Promise.race([
+    job.result.then(() => true),
+    new Promise<boolean>((resolve) => setImmediate(() => resolve(false))),
+  ]);
 }
 
 function waitForReady(job: BlockCopyJob): Promise<void> {
@@ -253,6 +386,58 @@ function waitForReady(job: BlockCopyJob): Promise<void> {
       }
     });
   });
+}
+
+/**
+ * A job the hypervisor paused says so on stderr, in every output mode, with the reason: an I/O
+ * error with --on-target-error stop|enospc (the job waits for a resume), or a pause by another
+ * client. Waiting silently would look like a hang.
+ */
+function watchPauses(hypervisor: HypervisorPort, cmd: CopyCommand, out: Output) {
+  const lastError = new Map<string, { operation: 'read' | 'write'; action: string }>();
+  const subs: Subscription[] = [
+    hypervisor.events$.subscribe((event) => {
+      if (event.kind === 'job-error') lastError.set(event.jobId, { operation: event.operation, action: event.action });
+    }),
+  ];
+  return {
+    follow(job: BlockCopyJob): void {
+      let paused = false;
+      // The reason needs a query: lines go out through one chain, so they keep the states' order.
+      let printing: Promise<void> = Promise.resolve();
+      const print = (line: () => Promise<string> | string) => {
+        printing = printing.then(async () => out.error(await line()));
+      };
+      subs.push(
+        job.stateChanges$.subscribe((state) => {
+          const ioError = lastError.get(job.jobId);
+          const byError =
+            state === 'mirroring.errorPaused' || (state === 'ready.standby' && ioError?.action === 'stop');
+          if (byError || state === 'mirroring.paused' || state === 'ready.standby') {
+            if (paused) return;
+            paused = true;
+            if (!byError) {
+              print(() => 'Block Copy paused by a block-job-pause from another client: the job waits for a resume');
+              return;
+            }
+            print(async () => {
+              const info = await hypervisor.queryJob(job.jobId);
+              const nospace = info.isOk() && info.value?.ioStatus === 'nospace';
+              const what = nospace ? 'no space left on device' : 'I/O error';
+              const where = ioError?.operation === 'read' ? 'reading the source' : 'writing the destination';
+              return `Block Copy paused: ${what} ${where} (--on-target-error ${cmd.onTargetError}); the job waits for a resume, Ctrl-C aborts it`;
+            });
+          } else if (paused && (state === 'mirroring.running' || state === 'ready.synced')) {
+            paused = false;
+            print(() => 'Block Copy resumed');
+          }
+        }),
+      );
+    },
+    stop(): void {
+      for (const s of subs) s.unsubscribe();
+    },
+  };
 }
 
 /** --verbose: a progress bar on a terminal, plain lines otherwise, and every state change. */

@@ -15,6 +15,8 @@ import { MiB } from '../../adapters/sim/index.js';
 import type { CopyCommand, DemoCommand } from './args.js';
 import type { Output } from './copy.js';
 import { runCopy } from './copy.js';
+import { SIMULATOR_NOTICE } from './hypervisor.js';
+import { trapInterrupts } from './interrupts.js';
 
 const DESTINATION = '/var/lib/blockcopy/vda-copy.qcow2';
 
@@ -32,9 +34,9 @@ export async function runDemo(cmd: DemoCommand, out: Output): Promise<number> {
     return 2;
   }
   if (choice === 'qemu' || (choice === undefined && haveQemu)) return runQemuDemo(cmd, out);
-  if (choice === undefined && !cmd.json) {
-    out.line(`(${QEMU_TOOLS.join(', ')} not found on PATH: using the simulated hypervisor)\n`);
-  }
+  // Said on stderr in every output mode (the --json report also carries "hypervisor": "sim").
+  if (choice === undefined) out.error(`blockcopy demo: ${QEMU_TOOLS.join(', ')} not found on PATH`);
+  out.error(SIMULATOR_NOTICE);
   return runSimulatedDemo(cmd, out);
 }
 
@@ -117,20 +119,16 @@ export async function runQemuDemo(cmd: DemoCommand, out: Output, options: QemuDe
   const say = (text: string) => {
     if (!cmd.json) out.line(text);
   };
-  let interrupted = false;
-  let abortCopy: (() => void) | null = null;
-  const onSigint = () => {
-    interrupted = true;
-    abortCopy?.();
-  };
-  if (options.handleSigint !== false) process.on('SIGINT', onSigint);
+  // Ctrl-C or SIGTERM aborts the copy and cleans up (the lab too); tests may handle signals themselves.
+  const interrupts = options.handleSigint !== false ? trapInterrupts(out) : undefined;
+  const interrupted = () => interrupts !== undefined && interrupts.caught !== null;
   let lab: QemuLab | null = null;
   let hv: QemuHypervisor | null = null;
   let writer: GuestWriter | null = null;
   try {
     say(`blockcopy demo on real QEMU: a temporary qemu-storage-daemon with a ${size / MiB} MiB chain`);
     lab = await QemuLab.start({ size, detached: true, ...(options.parentDir ? { parentDir: options.parentDir } : {}) });
-    if (interrupted) throw new Error('interrupted');
+    if (interrupted()) throw new Error('interrupted');
     const destination = join(lab.dir, 'vda-copy.qcow2');
     say(`chain ${lab.paths.base} <- snap1.qcow2 <- snap2.qcow2 (distinct data per layer)`);
     say(`disk 'vda' = NBD export ${lab.nbdUri}; copy to ${destination} at ${bandwidth} MiB/s`);
@@ -143,13 +141,7 @@ export async function runQemuDemo(cmd: DemoCommand, out: Output, options: QemuDe
     const run = await runCopy(copy, {
       hypervisor: quiescingPort(hv, writer),
       out,
-      onStarted: (abort) => {
-        abortCopy = abort;
-        if (interrupted) abort();
-        return () => {
-          abortCopy = null;
-        };
-      },
+      ...(interrupts ? { interrupts } : {}),
     });
     await writer.stop();
     if (writer.failure !== null) throw writer.failure;
@@ -183,8 +175,8 @@ export async function runQemuDemo(cmd: DemoCommand, out: Output, options: QemuDe
       );
     } else {
       out.line(`\nstates: ${run.report.states.join(' → ')}`);
-      if (interrupted) {
-        out.line('interrupted (Ctrl-C): the copy was aborted; nothing to verify');
+      if (interrupted()) {
+        out.line('interrupted: the copy was aborted; nothing to verify');
         return 130;
       }
       out.line(`the guest wrote ${writer.count} blocks of 1 MiB during the copy`);
@@ -205,12 +197,12 @@ export async function runQemuDemo(cmd: DemoCommand, out: Output, options: QemuDe
           : 'NOT verified (see above)',
       );
     }
-    return verified ? 0 : interrupted ? 130 : 1;
+    return verified ? 0 : interrupted() ? 130 : 1;
   } catch (e) {
-    out.error(`error: ${interrupted ? 'interrupted' : e instanceof Error ? e.message : String(e)}`);
-    return interrupted ? 130 : 1;
+    out.error(`error: ${interrupted() ? 'interrupted' : e instanceof Error ? e.message : String(e)}`);
+    return interrupted() ? 130 : 1;
   } finally {
-    if (options.handleSigint !== false) process.removeListener('SIGINT', onSigint);
+    interrupts?.dispose();
     await writer?.stop().catch(() => undefined);
     await hv?.close().catch(() => undefined);
     await lab?.dispose().catch(() => undefined);
@@ -245,7 +237,13 @@ function demoCopy(
     ...target,
     shallow: false,
     reuseExternal: false,
-    raw: false,
+    format: null,
+    blockdev: false,
+    bytes: false,
+    granularity: 0,
+    bufSize: 0,
+    transientJob: false,
+    synchronousWrites: false,
     wait: true,
     end: 'pivot',
     async: false,
@@ -255,6 +253,7 @@ function demoCopy(
     json: cmd.json,
     onTargetError: 'report',
     inspect: false,
+    inspectKeep: false,
   };
 }
 
@@ -268,8 +267,9 @@ async function runSimulatedDemo(cmd: DemoCommand, out: Output): Promise<number> 
     out.line(`domain 'demo', disk 'vda' on base.qcow2 <- snap1.qcow2 <- snap2.qcow2, copy to ${DESTINATION}`);
     out.line('the guest writes 24 MiB/s during the copy\n');
   }
+  const interrupts = trapInterrupts(out);
   try {
-    const run = await runCopy(copy, { hypervisor: sim, out });
+    const run = await runCopy(copy, { hypervisor: sim, out, interrupts });
     sim.setGuestWriteRate('demo', 'vda', 0);
     const active = await sim.activeImage('demo', 'vda');
     const onCopy = active.isOk() && active.value === DESTINATION;
@@ -285,6 +285,7 @@ async function runSimulatedDemo(cmd: DemoCommand, out: Output): Promise<number> 
     }
     return run.exitCode === 0 && onCopy ? 0 : 1;
   } finally {
+    interrupts.dispose();
     await sim.close();
   }
 }

@@ -1,6 +1,9 @@
 /**
- * Opens the hypervisor a command names: `sim` (the in-process simulator, the default) or
- * `qmp:SOCKET` (a QEMU monitor socket: domain 'qemu', DISK = an export id or a root node name).
+ * Which hypervisor a command talks to, and opening it. The choice is explicit, as virsh's
+ * connection URI is: --hypervisor, else the BLOCKCOPY_HYPERVISOR environment variable (like
+ * LIBVIRT_DEFAULT_URI); nothing means a usage error, never a silent simulator. `sim` is the
+ * in-process simulator (domain 'demo', disk 'vda'); `qmp:SOCKET` a QEMU monitor socket (domain
+ * 'qemu').
  */
 import type { Result } from 'neverthrow';
 import { err, ok } from 'neverthrow';
@@ -9,6 +12,54 @@ import { SimulatedHypervisor } from '../../adapters/sim/index.js';
 import { connectQemu } from '../../adapters/qmp/qemu-adapter.js';
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
+import { UsageError } from './virsh-options.js';
+
+export const HYPERVISOR_ENV = 'BLOCKCOPY_HYPERVISOR';
+
+/** A hypervisor named on the command line or in the environment. */
+export type HypervisorSpec = { readonly kind: 'sim' } | { readonly kind: 'qmp'; readonly socket: string };
+
+/** Everything the choice may come from; later sources (e.g. a --connect URI) are added here. */
+export interface HypervisorSources {
+  /** --hypervisor as typed. */
+  readonly option: string | undefined;
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+export function parseHypervisorSpec(text: string, from: string): Result<HypervisorSpec, UsageError> {
+  if (text === 'sim') return ok({ kind: 'sim' });
+  if (text.startsWith('qmp:')) {
+    const socket = text.slice('qmp:'.length);
+    if (socket === '') return err(new UsageError(`${from} qmp: needs a socket path, e.g. qmp:/run/qsd/qmp.sock`));
+    return ok({ kind: 'qmp', socket });
+  }
+  return err(new UsageError(`unknown hypervisor '${text}' in ${from}: use sim or qmp:SOCKET`));
+}
+
+/** The hypervisor `command` runs on: the first source that names one; none is a usage error. */
+export function selectHypervisor(command: string, sources: HypervisorSources): Result<HypervisorSpec, UsageError> {
+  if (sources.option !== undefined) return parseHypervisorSpec(sources.option, '--hypervisor');
+  const fromEnv = sources.env[HYPERVISOR_ENV];
+  if (fromEnv !== undefined && fromEnv !== '') return parseHypervisorSpec(fromEnv, HYPERVISOR_ENV);
+  return err(
+    new UsageError(
+      `${command} needs a hypervisor: --hypervisor sim|qmp:SOCKET or the ${HYPERVISOR_ENV} environment variable`,
+    ),
+  );
+}
+
+export function describeSpec(spec: HypervisorSpec): string {
+  return spec.kind === 'sim' ? 'sim' : `qmp:${spec.socket}`;
+}
+
+/** The domain a command means when --domain is not given: the hypervisor's only one. */
+export function defaultDomain(hypervisor: HypervisorPort): string {
+  return hypervisor.name === 'sim' ? 'demo' : 'qemu';
+}
+
+/** What a command on the simulator prints on stderr, whatever the output mode. */
+export const SIMULATOR_NOTICE =
+  'blockcopy: hypervisor sim is the in-process simulator: nothing is read or written on this host';
 
 export interface OpenOptions {
   readonly clock?: Clock;
@@ -16,8 +67,12 @@ export interface OpenOptions {
   readonly copyRate?: number;
 }
 
-export async function openHypervisor(spec: string, options: OpenOptions = {}): Promise<Result<HypervisorPort, string>> {
-  if (spec === 'sim') {
+/** Opens the hypervisor; an error here (e.g. no QEMU on the socket) is an operation failure. */
+export async function openHypervisor(
+  spec: HypervisorSpec,
+  options: OpenOptions = {},
+): Promise<Result<HypervisorPort, string>> {
+  if (spec.kind === 'sim') {
     return ok(
       new SimulatedHypervisor({
         clock: options.clock ?? systemClock,
@@ -25,17 +80,12 @@ export async function openHypervisor(spec: string, options: OpenOptions = {}): P
       }),
     );
   }
-  if (spec.startsWith('qmp:')) {
-    const socket = spec.slice('qmp:'.length);
-    if (socket === '') return err('--hypervisor qmp: needs a socket path, e.g. qmp:/run/qsd/qmp.sock');
-    const opened = await connectQemu({
-      socket,
-      domain: 'qemu',
-      ...(options.clock ? { clock: options.clock } : {}),
-      // A CLI run survives a short monitor hiccup; a dead QEMU fails the job.
-      reconnect: { attempts: 5, delayMs: 200 },
-    });
-    return opened.isOk() ? ok(opened.value) : err(`cannot open ${spec}: ${opened.error.desc}`);
-  }
-  return err(`unknown hypervisor '${spec}': use sim or qmp:SOCKET`);
+  const opened = await connectQemu({
+    socket: spec.socket,
+    domain: 'qemu',
+    ...(options.clock ? { clock: options.clock } : {}),
+    // A CLI run survives a short monitor hiccup; a dead QEMU fails the job.
+    reconnect: { attempts: 5, delayMs: 200 },
+  });
+  return opened.isOk() ? ok(opened.value) : err(`cannot connect to qmp:${spec.socket}: ${opened.error.desc}`);
 }

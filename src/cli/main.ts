@@ -1,10 +1,17 @@
 /**
  * The `blockcopy` command. Parses the arguments, runs the command and sets the exit code:
- * 0 success, 1 a refused or failed job, 2 a usage error. Each command's modules are imported
- * when it runs, so `--help` and `--version` start without loading the engine, RxJS or Graphviz.
+ * 0 success, 1 the operation failed (refused, failed, timed out, interrupted, or the hypervisor
+ * could not be reached), 2 a usage error (one line, then where the help is). Each command's modules
+ * are imported when it runs, so `--help` and `--version` start without loading the engine, RxJS
+ * or Graphviz.
  */
-import { USAGE, parseCommand } from './args.js';
+import { parseCommand } from './args.js';
+import type { CopyCommand, DomblklistCommand } from './args.js';
 import type { CopyReport, Output } from './copy.js';
+import { helpText, seeHelp } from './help.js';
+import type { HypervisorSources, HypervisorSpec } from './hypervisor.js';
+import type { Interrupts, SignalSource } from './interrupts.js';
+import { trapInterrupts } from './interrupts.js';
 
 export const processOutput: Output = {
   line: (text) => process.stdout.write(`${text}\n`),
@@ -13,26 +20,29 @@ export const processOutput: Output = {
   tty: process.stdout.isTTY,
 };
 
-function printJson(out: Output, report: CopyReport): void {
-  out.line(JSON.stringify(report));
+/** What main reads from its process; tests pass their own. */
+export interface MainEnvironment {
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly signals: SignalSource;
 }
 
-/** After a copy with --inspect, the page stays up to be looked at until Ctrl-C. */
-function servedUntilInterrupted(out: Output, url: string): Promise<void> {
-  out.error(`the copy has ended; the inspector keeps serving ${url} until Ctrl-C`);
-  return new Promise((resolve) => process.once('SIGINT', () => resolve()));
-}
+const processEnvironment: MainEnvironment = { env: process.env, signals: process };
 
-export async function main(argv: readonly string[], out: Output = processOutput): Promise<number> {
+export async function main(
+  argv: readonly string[],
+  out: Output = processOutput,
+  environment: MainEnvironment = processEnvironment,
+): Promise<number> {
   const parsed = parseCommand(argv);
   if (parsed.isErr()) {
-    out.error(`error: ${parsed.error.message}\n\n${USAGE}`);
+    out.error(`error: ${parsed.error.error.message}`);
+    out.error(seeHelp(parsed.error.command));
     return 2;
   }
   const cmd = parsed.value;
   switch (cmd.command) {
     case 'help':
-      out.line(USAGE);
+      out.line(helpText(cmd.topic));
       return 0;
     case 'version':
       out.line((await import('./version.js')).packageVersion());
@@ -45,33 +55,102 @@ export async function main(argv: readonly string[], out: Output = processOutput)
       return (await import('./inspect.js')).runInspectCommand(cmd.argv, out);
     case 'replay':
       return (await import('./replay.js')).runReplayCommand(cmd.argv, out);
-    case 'copy': {
-      const [{ runCopy }, { openHypervisor }] = await Promise.all([import('./copy.js'), import('./hypervisor.js')]);
-      const hypervisor = await openHypervisor(cmd.hypervisor);
-      if (hypervisor.isErr()) {
-        out.error(`error: ${hypervisor.error}`);
+    case 'copy':
+    case 'domblklist': {
+      const { SIMULATOR_NOTICE, selectHypervisor } = await import('./hypervisor.js');
+      const spec = selectHypervisor(cmd.command, hypervisorSources(cmd, environment));
+      if (spec.isErr()) {
+        out.error(`error: ${spec.error.message}`);
+        out.error(seeHelp(cmd.command));
         return 2;
       }
-      const inspector = cmd.inspect ? await (await import('./inspect.js')).startInspector() : undefined;
-      if (inspector) out.error(`inspector: ${inspector.url}`);
+      if (cmd.command === 'domblklist') {
+        if (spec.value.kind === 'sim') out.error(SIMULATOR_NOTICE);
+        return runDomblklistCommand(cmd, spec.value, out);
+      }
+      // Trapped from here on: a Ctrl-C while connecting or creating the destination still cleans up.
+      const interrupts = trapInterrupts(out, environment.signals);
       try {
-        const run = await runCopy(cmd, {
-          hypervisor: hypervisor.value,
-          out,
-          ...(inspector ? { inspector } : {}),
-          onStarted: (abort) => {
-            // Ctrl-C aborts the copy, as virsh does.
-            process.once('SIGINT', abort);
-            return () => process.removeListener('SIGINT', abort);
-          },
-        });
-        if (cmd.json) printJson(out, run.report);
-        if (inspector) await servedUntilInterrupted(out, inspector.url);
-        return run.exitCode;
+        if (spec.value.kind === 'sim') out.error(SIMULATOR_NOTICE);
+        return await runCopyCommand(cmd, spec.value, out, interrupts);
       } finally {
-        await inspector?.close();
-        await hypervisor.value.close();
+        interrupts.dispose();
       }
     }
+  }
+}
+
+function hypervisorSources(cmd: CopyCommand | DomblklistCommand, environment: MainEnvironment): HypervisorSources {
+  return { option: cmd.hypervisor, env: environment.env };
+}
+
+/** The report of a copy that never reached the engine: the hypervisor could not be opened. */
+function unreachable(
+  spec: HypervisorSpec,
+  message: string,
+  describeSpec: (spec: HypervisorSpec) => string,
+): CopyReport {
+  return {
+    status: 'failed',
+    pivoted: false,
+    destinationConsistent: false,
+    error: { code: 'VIR_ERR_OPERATION_FAILED', number: 9, message: `operation failed: ${message}` },
+    states: [],
+    hypervisor: describeSpec(spec),
+    left: null,
+  };
+}
+
+async function runCopyCommand(
+  cmd: CopyCommand,
+  spec: HypervisorSpec,
+  out: Output,
+  interrupts: Interrupts,
+): Promise<number> {
+  const [{ describeSpec, openHypervisor }, { runCopy }] = await Promise.all([
+    import('./hypervisor.js'),
+    import('./copy.js'),
+  ]);
+  const hypervisor = await openHypervisor(spec);
+  if (hypervisor.isErr()) {
+    if (cmd.json) out.line(JSON.stringify(unreachable(spec, hypervisor.error, describeSpec)));
+    else out.error(`error: ${hypervisor.error}`);
+    return 1;
+  }
+  const inspector = cmd.inspect ? await (await import('./inspect.js')).startInspector() : undefined;
+  if (inspector) out.error(`inspector: ${inspector.url}`);
+  try {
+    const run = await runCopy(cmd, {
+      hypervisor: hypervisor.value,
+      out,
+      interrupts,
+      ...(inspector ? { inspector } : {}),
+    });
+    if (cmd.json) out.line(JSON.stringify(run.report));
+    if (inspector && cmd.inspectKeep && interrupts.caught === null) {
+      out.error(`the copy has ended; the inspector keeps serving ${inspector.url} until Ctrl-C`);
+      await interrupts.interrupted;
+    }
+    return run.exitCode;
+  } finally {
+    await inspector?.close();
+    await hypervisor.value.close();
+  }
+}
+
+async function runDomblklistCommand(cmd: DomblklistCommand, spec: HypervisorSpec, out: Output): Promise<number> {
+  const [{ openHypervisor }, { runDomblklist }] = await Promise.all([
+    import('./hypervisor.js'),
+    import('./domblklist.js'),
+  ]);
+  const hypervisor = await openHypervisor(spec);
+  if (hypervisor.isErr()) {
+    out.error(`error: ${hypervisor.error}`);
+    return 1;
+  }
+  try {
+    return await runDomblklist(cmd, { hypervisor: hypervisor.value, out });
+  } finally {
+    await hypervisor.value.close();
   }
 }

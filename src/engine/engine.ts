@@ -116,6 +116,8 @@ export interface BlockCopyEngine {
   ): ResultAsync<BlockCopyJob, BlockCopyError>;
   /** Validates a rebase request and reports the plan, touching nothing (dry run). */
   planRebase(...args: RebaseCall): ResultAsync<CopyPlan, BlockCopyError>;
+  /** The same for a virDomainBlockCopy request (blockCopy's arguments). */
+  planBlockCopy(...args: Parameters<BlockCopyEngine['blockCopy']>): ResultAsync<CopyPlan, BlockCopyError>;
   /** virDomainBlockJobAbort: ASYNC returns once the hypervisor accepted; PIVOT switches to the copy. */
   blockJobAbort(domain: string, disk: string, flags: number, options?: AbortOptions): ResultAsync<void, BlockCopyError>;
   /** virDomainGetBlockJobInfo: null when the disk has no job (libvirt returns 0). */
@@ -128,6 +130,8 @@ export interface BlockCopyEngine {
   blockJobResume(domain: string, disk: string): ResultAsync<void, BlockCopyError>;
   /** Asks before save, snapshot, detach or define: refused with VIR_ERR_BLOCK_COPY_ACTIVE while a copy is active. */
   checkDomainOperation(domain: string, operation: DomainOperation, disk?: string): ResultAsync<void, BlockCopyError>;
+  /** The domain's disks by every name that refers to each, with any block job (virsh domblklist). */
+  listDisks(domain: string): ResultAsync<readonly DiskNames[], BlockCopyError>;
   job(domain: string, disk: string): BlockCopyJob | undefined;
   jobs(): readonly BlockCopyJob[];
   readonly events$: Observable<BlockJobEvent>;
@@ -424,6 +428,15 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
 
   const engine: BlockCopyEngine = {
     planRebase: (...args) => rebaseRequest(...args).asyncAndThen(plan),
+    planBlockCopy: (domain, disk, destination, params, flags, copyOptions) =>
+      validateCopy({
+        domain,
+        disk,
+        destination,
+        params,
+        flags,
+        ...(copyOptions ? { options: copyOptions } : {}),
+      }).asyncAndThen(plan),
     blockRebase: (...args) => rebaseRequest(...args).asyncAndThen(startJob),
     blockCopy(domain, disk, destination, params, flags, copyOptions) {
       return validateCopy({
@@ -436,6 +449,12 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
       }).asyncAndThen(startJob);
     },
     blockJobAbort: abort,
+    listDisks(domain) {
+      return hypervisor
+        .listDisks(domain)
+        .mapErr((e) => fromHypervisorError(e))
+        .andThen((disks) => (disks === null ? errAsync(errors.noDomain(domain)) : okAsync(disks)));
+    },
     getBlockJobInfo(domain, disk, flags) {
       const checked = translateJobInfo(null, flags);
       if (checked.isErr()) return errAsync(checked.error);

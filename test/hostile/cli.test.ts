@@ -51,8 +51,8 @@ describe('CLI arguments under hostile input', () => {
       fc.property(fc.oneof(fc.constantFrom('copy', 'demo', 'help', 'diagram'), hostileString), argv, (cmd, rest) => {
         const r = parseCommand([cmd, ...rest]);
         if (r.isErr()) {
-          expect(r.error).toBeInstanceOf(UsageError);
-          expect(typeof r.error.message).toBe('string');
+          expect(r.error.error).toBeInstanceOf(UsageError);
+          expect(typeof r.error.error.message).toBe('string');
         }
       }),
       { numRuns: 5_000 },
@@ -75,7 +75,15 @@ describe('CLI arguments under hostile input', () => {
             tty: false,
           };
           // --dry-run keeps real-time waits out; the hypervisor is always the in-memory one.
-          const args = ['copy', 'vda', dest, '--dry-run', ...rest.filter((a) => !a.startsWith('--hypervisor'))];
+          const args = [
+            'copy',
+            'vda',
+            dest,
+            '--dry-run',
+            '--hypervisor',
+            'sim',
+            ...rest.filter((a) => !a.startsWith('--hypervisor')),
+          ];
           const code = await main(args, out);
           codes.set(code, (codes.get(code) ?? 0) + 1);
           expect([0, 1, 2]).toContain(code);
