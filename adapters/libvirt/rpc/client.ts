@@ -229,7 +229,8 @@ export class LibvirtClient {
               message: `access denied on ${this.socketPath} (${e.code}): ${ACCESS_DENIED_FIX}`,
             }),
           );
-        else resolve(err({ kind: 'connection', proc: 0, message: `cannot connect to ${this.socketPath}: ${e.message}` }));
+        else
+          resolve(err({ kind: 'connection', proc: 0, message: `cannot connect to ${this.socketPath}: ${e.message}` }));
       });
     });
   }
@@ -274,7 +275,11 @@ export class LibvirtClient {
           message: `libvirtd refused polkit authentication (${describeError(polkit.error)}): ${ACCESS_DENIED_FIX}`,
         });
     }
-    const ka = await this.call(Proc.CONNECT_SUPPORTS_FEATURE, args.supportsFeature(Feature.PROGRAM_KEEPALIVE), rets.int);
+    const ka = await this.call(
+      Proc.CONNECT_SUPPORTS_FEATURE,
+      args.supportsFeature(Feature.PROGRAM_KEEPALIVE),
+      rets.int,
+    );
     if (ka.isErr()) return err(ka.error);
     this.keepaliveOn = ka.value === 1;
     const open = await this.call(Proc.CONNECT_OPEN, args.connectOpen(this.uri), rets.void);
@@ -288,7 +293,11 @@ export class LibvirtClient {
       );
       if (cb.isErr()) return err(cb.error);
       if (cb.value !== 1)
-        return err({ kind: 'protocol', proc: Proc.CONNECT_SUPPORTS_FEATURE, message: 'libvirtd lacks event callbacks' });
+        return err({
+          kind: 'protocol',
+          proc: Proc.CONNECT_SUPPORTS_FEATURE,
+          message: 'libvirtd lacks event callbacks',
+        });
       for (const id of this.eventIds) {
         const reg = await this.call(
           Proc.CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY,
@@ -384,7 +393,10 @@ export class LibvirtClient {
       return; // a PONG only proves liveness, which lastReceived already recorded
     }
     if (h.prog !== REMOTE_PROGRAM) {
-      this.lifecycleSubject.next({ kind: 'protocol-error', message: `packet of unknown program 0x${h.prog.toString(16)}` });
+      this.lifecycleSubject.next({
+        kind: 'protocol-error',
+        message: `packet of unknown program 0x${h.prog.toString(16)}`,
+      });
       return;
     }
     if (h.type === PacketType.MESSAGE) {
