@@ -98,6 +98,22 @@ interface TrackedJob {
 
 type Res<T> = Promise<Result<T, HypervisorError>>;
 
+/** A block job as libvirt reports it (GetBlockJobInfo in bytes + the live `<mirror>`). */
+export interface LibvirtBlockJob {
+  readonly disk: string;
+  /** virDomainBlockJobType: 2 = COPY. */
+  readonly type: number;
+  readonly bandwidth: number;
+  readonly cur: number;
+  readonly end: number;
+  readonly source: string | null;
+  readonly destination: string | null;
+  /** libvirt's own word: `<mirror ready='yes'>`. */
+  readonly ready: boolean;
+  /** The job id this adapter knows it by, if it tracks it. */
+  readonly jobId: string | null;
+}
+
 /** Connects to libvirtd and returns a ready adapter. */
 export function connectLibvirt(
   options: LibvirtHypervisorOptions = {},
@@ -453,6 +469,81 @@ export class LibvirtHypervisor implements HypervisorPort {
       if (dom.isErr()) return err(dom.error);
       if (dom.value === null) return ok(null);
       return this.liveXml(dom.value);
+    });
+  }
+
+  /**
+   * Every block job libvirt has on the domain's disks, started by anyone (virsh, Nova, oVirt,
+   * blockcopy): job info plus the live XML's `<mirror>`.
+   */
+  listBlockJobs(domain: string): ResultAsync<readonly LibvirtBlockJob[] | null, HypervisorError> {
+    return wrap('listBlockJobs', async () => {
+      const dom = await this.lookup(domain);
+      if (dom.isErr()) return err(dom.error);
+      if (dom.value === null) return ok(null);
+      const xml = await this.liveXml(dom.value);
+      if (xml.isErr()) return err(xml.error);
+      const out: LibvirtBlockJob[] = [];
+      for (const d of xml.value.disks) {
+        const info = await this.call(
+          Proc.DOMAIN_GET_BLOCK_JOB_INFO,
+          args.diskFlags(dom.value, d.target, LibvirtFlags.BANDWIDTH_BYTES),
+          rets.blockJobInfo,
+        );
+        if (info.isErr()) return err(info.error);
+        if (!info.value.found) continue;
+        out.push({
+          disk: d.target,
+          type: info.value.type,
+          bandwidth: Number(info.value.bandwidth),
+          cur: Number(info.value.cur),
+          end: Number(info.value.end),
+          source: d.chain[0]?.path ?? null,
+          destination: d.mirror?.path ?? null,
+          ready: d.mirror?.ready === 'yes',
+          jobId: [...this.jobs.values()].find((j) => j.domain === domain && j.disk === d.target)?.jobId ?? null,
+        });
+      }
+      return ok(out);
+    });
+  }
+
+  /**
+   * Takes over a copy job libvirt already runs on the disk (started by virsh, or by an engine
+   * process before a restart), under `jobId`: queryJob, completeJob, cancelJob and setJobSpeed
+   * then work on it, and its events are reported. Fails unless the disk has a copy job.
+   */
+  adoptJob(jobId: string, domain: string, disk: string): ResultAsync<LibvirtBlockJob, HypervisorError> {
+    return wrap('adoptJob', async () => {
+      const jobs = await this.listBlockJobs(domain);
+      if (jobs.isErr()) return err(jobs.error);
+      if (jobs.value === null) return err(invalid('adoptJob', `no domain with matching name '${domain}'`));
+      const dom = await this.lookup(domain);
+      if (dom.isErr() || dom.value === null) return err(invalid('adoptJob', `domain '${domain}' vanished`));
+      const xml = await this.liveXml(dom.value);
+      if (xml.isErr()) return err(xml.error);
+      const target = findDisk(xml.value, disk)?.target ?? disk;
+      const job = jobs.value.find((j) => j.disk === target);
+      if (!job || job.type !== LibvirtFlags.JOB_TYPE_COPY || job.destination === null)
+        return err(invalid('adoptJob', `disk ${target} does not have an active block copy job`));
+      const tracked = this.track(
+        {
+          jobId,
+          domain,
+          disk: target,
+          destination: { path: job.destination, format: 'qcow2' },
+          destinationBacking: null,
+          sync: 'full',
+          speed: job.bandwidth,
+          onTargetError: 'report',
+          onSourceError: 'report',
+          copyMode: 'background',
+        },
+        dom.value,
+        target,
+      );
+      tracked.lastSpeed = job.bandwidth;
+      return ok({ ...job, jobId });
     });
   }
 

@@ -119,6 +119,8 @@ export class LibvirtClient {
   private lastReceived = 0;
   /** Handshake calls are allowed before the state is `connected`. */
   private handshaking = false;
+  /** Keepalive traffic so far (PINGs from the daemon, our PONGs and PINGs). */
+  readonly keepaliveStats = { pingsReceived: 0, pongsSent: 0, pingsSent: 0 };
 
   private constructor(options: LibvirtClientOptions) {
     this.socketPath = options.socket;
@@ -389,7 +391,11 @@ export class LibvirtClient {
     const h = packet.header;
     // Type first: events are MESSAGEs with serial 1, which may equal a pending call's serial.
     if (h.prog === KEEPALIVE_PROGRAM) {
-      if (h.type === PacketType.MESSAGE && h.proc === KeepaliveProc.PING) this.writeKeepalive(KeepaliveProc.PONG);
+      if (h.type === PacketType.MESSAGE && h.proc === KeepaliveProc.PING) {
+        this.keepaliveStats.pingsReceived++;
+        this.writeKeepalive(KeepaliveProc.PONG);
+        this.keepaliveStats.pongsSent++;
+      }
       return; // a PONG only proves liveness, which lastReceived already recorded
     }
     if (h.prog !== REMOTE_PROGRAM) {
@@ -480,7 +486,10 @@ export class LibvirtClient {
         this.dropped(sock, `keepalive: no answer from libvirtd in ${silent} ms`);
         return;
       }
-      if (silent >= this.keepaliveIntervalMs) this.writeKeepalive(KeepaliveProc.PING);
+      if (silent >= this.keepaliveIntervalMs) {
+        this.writeKeepalive(KeepaliveProc.PING);
+        this.keepaliveStats.pingsSent++;
+      }
       this.keepaliveTimer = this.clock.setTimeout(tick, this.keepaliveIntervalMs);
     };
     this.keepaliveTimer = this.clock.setTimeout(tick, this.keepaliveIntervalMs);
