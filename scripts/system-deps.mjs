@@ -1,5 +1,5 @@
-// Before `npm test`: the real-QEMU and browser tests need Debian's qemu-utils,
-// qemu-system-common and chromium. Installs what is missing with apt-get when run as root
+// Before `npm test`: the real-QEMU, libvirt and browser tests need Debian's qemu-utils,
+// qemu-system-common, libvirt-daemon-system, libvirt-clients and chromium. Installs what is missing with apt-get when run as root
 // (a fresh Debian machine, CI); otherwise says what to install and fails.
 import { spawnSync } from 'node:child_process';
 
@@ -8,6 +8,9 @@ const needs = [
   { program: 'qemu-img', pkg: 'qemu-utils' },
   { program: 'qemu-io', pkg: 'qemu-utils' },
   { program: 'chromium', pkg: 'chromium' },
+  // The libvirt tests start libvirtd themselves (test/libvirt/daemon.ts) and drive virsh.
+  { program: 'libvirtd', pkg: 'libvirt-daemon-system' },
+  { program: 'virsh', pkg: 'libvirt-clients' },
 ];
 const has = (program) => spawnSync('sh', ['-c', `command -v ${program}`], { stdio: 'ignore' }).status === 0;
 const missing = [...new Set(needs.filter((n) => !has(n.program)).map((n) => n.pkg))];

@@ -53,7 +53,7 @@ export const USAGE = `usage:
   blockcopy copy DISK DEST [--domain NAME] [--shallow] [--reuse-external] [--raw]
                  [--bandwidth MIB] [--wait] [--pivot | --finish] [--async] [--verbose]
                  [--timeout S] [--dry-run] [--json] [--on-target-error report|stop|ignore|enospc]
-                 [--hypervisor sim|qmp:SOCKET] [--inspect]
+                 [--hypervisor sim|qmp:SOCKET | --connect URI] [--inspect]
   blockcopy demo [--json] [--hypervisor sim|qemu]
   blockcopy replay TRACE.jsonl [--json]
   blockcopy diagram [--format mermaid|dot|svg] [--output FILE]
@@ -64,6 +64,8 @@ copy   starts a block copy of DISK into the absolute path DEST, as virsh blockco
        --wait waits for the mirroring phase; --pivot switches the disk to the copy and --finish
        leaves a consistent copy behind (both wait); --timeout S aborts after S seconds.
        Without --hypervisor the in-process simulator is used (domain 'demo', disk 'vda').
+       --connect URI drives libvirtd as virsh does (qemu:///system, or
+       qemu+unix:///system?socket=PATH); it needs --domain NAME.
        --inspect serves the live inspector on 127.0.0.1 while the copy runs.
 demo   runs a whole copy with progress and pivot: on real QEMU when qemu-storage-daemon and
        qemu-img are installed, otherwise on the simulator.
@@ -114,7 +116,8 @@ export function parseCommand(argv: readonly string[]): Result<Command, UsageErro
         timeout: { type: 'string' },
         'dry-run': { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
-        hypervisor: { type: 'string', default: 'sim' },
+        hypervisor: { type: 'string' },
+        connect: { type: 'string' },
         'on-target-error': { type: 'string', default: 'report' },
         inspect: { type: 'boolean', default: false },
       },
@@ -137,6 +140,10 @@ export function parseCommand(argv: readonly string[]): Result<Command, UsageErro
     if ((values.async || values.verbose) && !waits) {
       return err(new UsageError('--async and --verbose need one of --wait, --timeout, --pivot or --finish'));
     }
+    if (values.connect !== undefined && values.hypervisor !== undefined)
+      return err(new UsageError('--connect and --hypervisor are mutually exclusive'));
+    if (values.connect !== undefined && values.domain === undefined)
+      return err(new UsageError('--connect needs --domain NAME'));
     const policy = values['on-target-error'];
     if (policy !== 'report' && policy !== 'stop' && policy !== 'ignore' && policy !== 'enospc') {
       return err(new UsageError(`--on-target-error expects report, stop, ignore or enospc, got '${policy}'`));
@@ -157,7 +164,7 @@ export function parseCommand(argv: readonly string[]): Result<Command, UsageErro
       timeout: timeout.value,
       dryRun: values['dry-run'],
       json: values.json,
-      hypervisor: values.hypervisor,
+      hypervisor: values.connect !== undefined ? `libvirt:${values.connect}` : (values.hypervisor ?? 'sim'),
       onTargetError: policy,
       inspect: values.inspect,
     });

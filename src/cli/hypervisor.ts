@@ -1,12 +1,14 @@
 /**
  * Opens the hypervisor a command names: `sim` (the in-process simulator, the default) or
- * `qmp:SOCKET` (a QEMU monitor socket: domain 'qemu', DISK = an export id or a root node name).
+ * `qmp:SOCKET` (a QEMU monitor socket: domain 'qemu', DISK = an export id or a root node name), or
+ * `libvirt:URI` (from --connect URI: libvirtd, DISK = a target such as vda or its source path).
  */
 import type { Result } from 'neverthrow';
 import { err, ok } from 'neverthrow';
 import type { HypervisorPort } from '../core/hypervisor-port.js';
 import { SimulatedHypervisor } from '../../adapters/sim/index.js';
 import { connectQemu } from '../../adapters/qmp/qemu-adapter.js';
+import { connectLibvirt } from '../../adapters/libvirt/adapter.js';
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
 
@@ -37,5 +39,16 @@ export async function openHypervisor(spec: string, options: OpenOptions = {}): P
     });
     return opened.isOk() ? ok(opened.value) : err(`cannot open ${spec}: ${opened.error.desc}`);
   }
-  return err(`unknown hypervisor '${spec}': use sim or qmp:SOCKET`);
+  if (spec.startsWith('libvirt:')) {
+    // --connect URI: libvirtd, as virsh -c URI.
+    const uri = spec.slice('libvirt:'.length);
+    const opened = await connectLibvirt({
+      uri,
+      ...(options.clock ? { clock: options.clock } : {}),
+      // A CLI run rides out a libvirtd restart of up to about a minute.
+      reconnect: { attempts: 60, initialDelayMs: 100, maxDelayMs: 1000 },
+    });
+    return opened.isOk() ? ok(opened.value) : err(`cannot connect to ${uri}: ${opened.error.desc}`);
+  }
+  return err(`unknown hypervisor '${spec}': use sim, qmp:SOCKET or --connect URI`);
 }

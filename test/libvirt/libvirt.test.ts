@@ -19,6 +19,8 @@ import { args, Proc, rets } from '../../adapters/libvirt/rpc/protocol.js';
 import { AbortFlags, RebaseFlags } from '../../src/core/flags.js';
 import type { HypervisorEvent } from '../../src/core/hypervisor-port.js';
 import { createEngine, type BlockCopyEngine, type BlockCopyJob } from '../../src/engine/engine.js';
+import { main } from '../../src/cli/main.js';
+import { captureOutput } from '../cli/capture.js';
 import { whenReady, whenState } from '../qemu-engine/helpers.js';
 import { ensureLibvirtd, killLibvirtd, startLibvirtd, stopStarted, SOCKET } from './daemon.js';
 import { CHAIN_SIZE, LibvirtLab, MiB, run, virsh, type Guest } from './lab.js';
@@ -369,6 +371,43 @@ describe('interoperation with virsh', () => {
     expect(existsSync(dest)).toBe(true);
     await verifyPivot(guest, dest, 'qcow2');
     await lab.destroy(guest);
+  });
+});
+
+describe('the CLI on libvirt', () => {
+  it('blockcopy copy --connect qemu+unix:///system?socket=… --domain NAME --pivot: pivoted, data intact', async () => {
+    const guest = await lab.guest('cli');
+    const dest = join(guest.dir, 'cli.qcow2');
+    const out = captureOutput();
+    const code = await main(
+      [
+        'copy',
+        'vda',
+        dest,
+        '--shallow',
+        '--connect',
+        `qemu+unix:///system?socket=${SOCKET}`,
+        '--domain',
+        guest.name,
+        '--pivot',
+        '--json',
+      ],
+      out,
+    );
+    expect(out.errors).toEqual([]);
+    expect(code).toBe(0);
+    expect(JSON.parse(out.lines[out.lines.length - 1]!)).toMatchObject({ status: 'completed', pivoted: true });
+    await verifyPivot(guest, dest, 'qcow2');
+    await lab.destroy(guest);
+  });
+
+  it('an unknown domain is libvirt-style NO_DOMAIN, nothing created', async () => {
+    const out = captureOutput();
+    const dest = join(lab.root, 'never.qcow2');
+    const code = await main(['copy', 'vda', dest, '--connect', 'qemu:///system', '--domain', 'no-such-guest'], out);
+    expect(code).toBe(1);
+    expect(out.errors.join('\n')).toMatch(/Domain not found: no domain with matching name 'no-such-guest'/);
+    expect(existsSync(dest)).toBe(false);
   });
 });
 
