@@ -1,6 +1,7 @@
 // Before `npm test`: the real-QEMU, libvirt and browser tests need Debian's qemu-utils,
-// qemu-system-common, libvirt-daemon-system, libvirt-clients and chromium. Installs what is missing with apt-get when run as root
-// (a fresh Debian machine, CI); otherwise says what to install and fails.
+// qemu-system-common, libvirt-daemon-system, libvirt-clients and chromium. Installs what is
+// missing with apt-get when run as root (a fresh Debian machine, CI); otherwise says what to
+// install and fails.
 import { spawnSync } from 'node:child_process';
 
 const needs = [
