@@ -22,8 +22,8 @@ import { createEngine, type BlockCopyEngine, type BlockCopyJob } from '../../src
 import { main } from '../../src/cli/main.js';
 import { captureOutput } from '../cli/capture.js';
 import { whenReady, whenState } from '../qemu-engine/helpers.js';
-import { ensureLibvirtd, killLibvirtd, startLibvirtd, stopStarted, SOCKET } from './daemon.js';
-import { CHAIN_SIZE, LibvirtLab, MiB, run, virsh, type Guest } from './lab.js';
+import { ensureLibvirtd, killLibvirtd, startLibvirtd, stopStarted, SOCKET } from '../../adapters/libvirt/lab-daemon.js';
+import { CHAIN_SIZE, LibvirtLab, MiB, run, virsh, type Guest } from '../../adapters/libvirt/lab.js';
 
 const { COPY, SHALLOW, REUSE_EXT, COPY_RAW } = RebaseFlags;
 const KEEPALIVE_IDLE_MS = 40_000;

@@ -1,7 +1,7 @@
 /**
- * Starts libvirtd (and virtlogd) the way libvirt-rpc.md §2 does it without systemd, only when
- * they are not already running, and stops only what it started, by pid. Also kills and restarts
- * libvirtd for the restart-recovery tests.
+ * For tests and benchmarks: starts libvirtd (and virtlogd) as libvirt-rpc.md §2 does without
+ * systemd, only when they are not already running, and stops only what it started, by pid.
+ * Also kills and restarts libvirtd for the restart-recovery tests.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';

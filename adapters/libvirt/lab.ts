@@ -1,15 +1,15 @@
 /**
- * Real libvirt guests for the tests: transient, paused <domain type='qemu'> TCG domains (no OS)
- * on a base <- snap1 <- snap2 qcow2 chain with distinct data per layer, in a world-executable
- * directory (libvirt runs QEMU as libvirt-qemu, libvirt-rpc.md §2). Everything created is
- * destroyed and removed by cleanup().
+ * Real libvirt guests for the tests and the benchmark: transient, paused <domain type='qemu'>
+ * TCG domains (no OS) on a base <- snap1 <- snap2 qcow2 chain with distinct data per layer, in
+ * a world-executable directory (libvirt runs QEMU as libvirt-qemu, libvirt-rpc.md §2).
+ * Everything created is destroyed and removed by cleanup().
  */
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connectLibvirt, type LibvirtHypervisor } from '../../adapters/libvirt/adapter.js';
-import { args, Proc, rets, type DomainRef } from '../../adapters/libvirt/rpc/protocol.js';
+import { connectLibvirt, type LibvirtHypervisor } from './adapter.js';
+import { args, Proc, rets, type DomainRef } from './rpc/protocol.js';
 
 export const MiB = 1024 * 1024;
 export const CHAIN_SIZE = 32 * MiB;
@@ -97,7 +97,11 @@ export class LibvirtLab {
 
   /** A transient, paused TCG guest whose vda is the chain's snap2. */
   async guest(name: string): Promise<Guest> {
-    const chain = await this.chain(name);
+    return this.guestOn(name, await this.chain(name));
+  }
+
+  /** A transient, paused TCG guest on an existing chain (top = snap2). */
+  async guestOn(name: string, chain: Guest['paths'] & { dir: string }): Promise<Guest> {
     const domName = `bc-${name}-${process.pid}`;
     const xml = `<domain type='qemu'><name>${domName}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>
 <os><type arch='x86_64' machine='pc'>hvm</type></os>
