@@ -28,6 +28,8 @@ export interface DomainDisk {
   readonly target: string;
   readonly device: string;
   readonly type: string;
+  /** libvirt's device alias (QEMU's qdev id), e.g. "virtio-disk0"; null when offline. */
+  readonly alias: string | null;
   /** Active image, top first, then its backing chain. */
   readonly chain: readonly ChainElement[];
   readonly mirror: MirrorState | null;
@@ -96,6 +98,7 @@ export function parseDomainXml(xml: string): Result<DomainXml, string> {
       target,
       device: attr(d, 'device') ?? 'disk',
       type: attr(d, 'type') ?? 'file',
+      alias: attr(child(d, 'alias'), 'name'),
       chain,
       mirror: m
         ? {

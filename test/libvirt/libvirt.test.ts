@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectLibvirt, type LibvirtHypervisor } from '../../adapters/libvirt/adapter.js';
 import { LibvirtClient } from '../../adapters/libvirt/rpc/client.js';
 import { args, Proc, rets } from '../../adapters/libvirt/rpc/protocol.js';
+import { resolveDisk } from '../../src/core/disk-identity.js';
 import { AbortFlags, RebaseFlags } from '../../src/core/flags.js';
 import type { HypervisorEvent } from '../../src/core/hypervisor-port.js';
 import { createEngine, type BlockCopyEngine, type BlockCopyJob } from '../../src/engine/engine.js';
@@ -309,7 +310,21 @@ describe('interoperation with virsh', () => {
   it('a copy started by virsh blockcopy is visible, adopted and pivoted by blockcopy', async () => {
     const guest = await lab.guest('virsh-started');
     const dest = join(guest.dir, 'virsh.qcow2');
+    const before = (await lab.hv.listDisks(guest.name))._unsafeUnwrap()!;
+    expect(before).toHaveLength(1);
+    expect(before[0]).toMatchObject({
+      domain: guest.name,
+      disk: 'vda',
+      device: 'vda',
+      source: guest.paths.snap2,
+      job: null,
+    });
+    expect(before[0]!.chain.map((c) => c.path)).toEqual([guest.paths.snap2, guest.paths.snap1, guest.paths.base]);
+    expect(resolveDisk(before, guest.paths.snap2)._unsafeUnwrap().disk).toBe('vda');
+    expect((await lab.hv.listDisks('no-such-guest'))._unsafeUnwrap()).toBeNull();
     expect((await virsh('blockcopy', guest.name, 'vda', dest, '--shallow')).code).toBe(0);
+    const during = (await lab.hv.listDisks(guest.name))._unsafeUnwrap()!;
+    expect(during[0]!.job).toMatchObject({ jobId: `libvirt:${guest.name}/vda`, type: 'mirror' });
     const listed = await jobInfo(guest);
     expect(listed).toHaveLength(1);
     expect(listed[0]).toMatchObject({
