@@ -168,6 +168,20 @@ describe('blockRebase flag combinations on libvirt (the seed list)', () => {
     expect(await jobInfo(guest)).toEqual([]);
   });
 
+  it('COPY|REUSE_EXT|SHALLOW into a qcow2 backed by base (not snap1): refused before libvirt, which would accept it', async () => {
+    const guest = g('refused');
+    const dest = join(guest.dir, 'wrong-backing.qcow2');
+    expect(
+      (await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', guest.paths.base, '-F', 'qcow2', dest])).code,
+    ).toBe(0);
+    const before = await run('sha256sum', [dest]);
+    const r = (await engine.blockRebase(guest.name, 'vda', dest, 0, COPY | REUSE_EXT | SHALLOW))._unsafeUnwrapErr();
+    expect(r).toMatchObject({ code: 'VIR_ERR_CONFIG_UNSUPPORTED', number: 67 });
+    expect(r.message).toContain(`must have ${guest.paths.snap1} (qcow2) as its backing image`);
+    expect(await jobInfo(guest)).toEqual([]);
+    expect((await run('sha256sum', [dest])).stdout).toBe(before.stdout);
+  });
+
   it.each([
     ['SHALLOW', SHALLOW],
     ['REUSE_EXT', REUSE_EXT],
