@@ -16,14 +16,11 @@
  *   (pauseJob/resumeJob fail with a typed error).
  * Errors libvirt sends pass through unchanged (kind 'libvirt', code, domain, message).
  */
-import { execFile } from 'node:child_process';
-import { promises as fs, realpathSync, type Stats } from 'node:fs';
-import { dirname, resolve as resolvePath } from 'node:path';
+import { promises as fs } from 'node:fs';
 import { err, ok, ResultAsync, type Result } from 'neverthrow';
 import { Subject, type Observable, type Subscription } from 'rxjs';
 import type { Clock } from '../../src/core/clock.js';
 import type {
-  BackingRef,
   CreateDestinationSpec,
   DestinationProbe,
   DiskInfo,
@@ -33,11 +30,11 @@ import type {
   HypervisorEvent,
   HypervisorJobInfo,
   HypervisorPort,
-  ImageInfo,
   JobStatus,
   MirrorSpec,
 } from '../../src/core/hypervisor-port.js';
 import { chainInfo, destinationXml, findDisk, parseDomainXml, type DomainDisk, type DomainXml } from './domain-xml.js';
+import { LocalImages, parseJson, samePath } from './images.js';
 import { describeError, LibvirtClient, type LibvirtReconnectOptions, type LibvirtRpcError } from './rpc/client.js';
 import {
   args,
@@ -143,8 +140,7 @@ export class LibvirtHypervisor implements HypervisorPort {
   private readonly reserved = new Map<string, CreateDestinationSpec>();
   /** Destinations libvirt created for this adapter (createDestination stays idempotent). */
   private readonly createdByLibvirt = new Set<string>();
-  private readonly qemuImg: string;
-  private readonly toolTimeoutMs: number;
+  private readonly images: LocalImages;
   private readonly graceMs: number;
   private readonly clock: Clock | undefined;
 
@@ -153,8 +149,7 @@ export class LibvirtHypervisor implements HypervisorPort {
     options: LibvirtHypervisorOptions,
   ) {
     this.name = `libvirt:${options.uri ?? 'qemu:///system'}`;
-    this.qemuImg = options.qemuImg ?? 'qemu-img';
-    this.toolTimeoutMs = options.toolTimeoutMs ?? 120_000;
+    this.images = new LocalImages(options.qemuImg ?? 'qemu-img', options.toolTimeoutMs ?? 120_000);
     this.graceMs = options.endEventGraceMs ?? 2000;
     this.clock = options.clock;
     this.subscriptions.push(
@@ -272,12 +267,12 @@ export class LibvirtHypervisor implements HypervisorPort {
   // ------------------------------------------------------------------ destination files
 
   probeDestination(path: string): ResultAsync<DestinationProbe, HypervisorError> {
-    return wrap('probeDestination', () => this.probe(path));
+    return wrap('probeDestination', () => this.images.probe(path));
   }
 
   createDestination(spec: CreateDestinationSpec): ResultAsync<void, HypervisorError> {
     return wrap('createDestination', async () => {
-      const p = await this.probe(spec.path);
+      const p = await this.images.probe(spec.path);
       if (p.isErr()) return err(p.error);
       if (p.value.exists) {
         if (this.createdByLibvirt.has(spec.path)) return ok(undefined);
@@ -713,7 +708,7 @@ export class LibvirtHypervisor implements HypervisorPort {
   private async chainSizes(d: DomainDisk): Res<number[]> {
     const top = d.chain[0];
     if (top === undefined) return ok([]);
-    const r = await this.tool('qemu-img info', ['info', '-U', '--backing-chain', '--output=json', top.path]);
+    const r = await this.images.tool('qemu-img info', ['info', '-U', '--backing-chain', '--output=json', top.path]);
     if (r.isErr()) return err(r.error);
     const infos = parseJson(r.value);
     if (!Array.isArray(infos)) return err(ioError('qemu-img info', `unreadable output for '${top.path}'`));
@@ -724,62 +719,6 @@ export class LibvirtHypervisor implements HypervisorPort {
       sizes.push(size);
     }
     return ok(sizes);
-  }
-
-  private async probe(path: string): Res<DestinationProbe> {
-    let st: Stats;
-    try {
-      st = await fs.stat(path);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return ok({ exists: false });
-      return err(ioError('stat', e));
-    }
-    const kind = st.isFile() ? 'file' : st.isBlockDevice() ? 'block' : 'other';
-    if (kind === 'other') return ok({ exists: true, kind, size: st.size, image: null, empty: false });
-    const info = await this.imageInfo(path);
-    let empty = kind === 'file' && st.size === 0;
-    if (!empty && info !== null) {
-      const map = await this.tool('qemu-img map', ['map', '-U', '-f', info.format, '--output=json', path]);
-      const extents = map.isOk() ? (parseJson(map.value) as MapExtent[] | undefined) : undefined;
-      if (Array.isArray(extents)) {
-        // Only the image's own clusters count: a fresh overlay reads its backing's data.
-        const own = extents.filter((x) => x.data === true && x.depth === 0);
-        empty = own.length === 0 || (info.format === 'raw' && (await rawExtentsAreZero(path, own)));
-      }
-    }
-    return ok({ exists: true, kind, size: st.size, image: info, empty });
-  }
-
-  private async imageInfo(path: string): Promise<ImageInfo | null> {
-    const r = await this.tool('qemu-img info', ['info', '-U', '--output=json', path]);
-    if (r.isErr()) return null;
-    const j = parseJson(r.value) as Record<string, unknown> | undefined;
-    const format = j?.['format'];
-    const size = j?.['virtual-size'];
-    if ((format !== 'qcow2' && format !== 'raw') || typeof size !== 'number') return null;
-    let backing: BackingRef | null = null;
-    const bname = j?.['full-backing-filename'] ?? j?.['backing-filename'];
-    if (typeof bname === 'string') {
-      const bpath = resolvePath(dirname(path), bname);
-      const bformat = j?.['backing-filename-format'] ?? (await this.imageInfo(bpath))?.format;
-      if (bformat !== 'qcow2' && bformat !== 'raw') return null;
-      backing = { path: bpath, format: bformat };
-    }
-    return { path, format, virtualSize: size, backing };
-  }
-
-  private tool(command: string, argv: readonly string[]): Res<string> {
-    return new Promise((resolve) => {
-      execFile(
-        this.qemuImg,
-        argv,
-        { timeout: this.toolTimeoutMs, maxBuffer: 64 * 1024 * 1024 },
-        (e, stdout, stderr) => {
-          if (e) resolve(err({ kind: 'io', command, desc: (String(stderr).trim() || e.message).slice(0, 2000) }));
-          else resolve(ok(String(stdout)));
-        },
-      );
-    });
   }
 }
 
@@ -836,46 +775,6 @@ export function toHypervisorError(e: LibvirtRpcError, command: string): Hypervis
       return { kind: 'connection', command, desc: e.message };
     case 'protocol':
       return { kind: 'connection', command, desc: `libvirt protocol error: ${e.message}` };
-  }
-}
-
-interface MapExtent {
-  readonly start: number;
-  readonly length: number;
-  readonly depth?: number;
-  readonly data?: boolean;
-}
-
-async function rawExtentsAreZero(path: string, extents: readonly MapExtent[]): Promise<boolean> {
-  const total = extents.reduce((n, x) => n + x.length, 0);
-  if (total > 1024 * 1024) return false;
-  const fh = await fs.open(path, 'r');
-  try {
-    for (const x of extents) {
-      const buf = Buffer.alloc(x.length);
-      const { bytesRead } = await fh.read(buf, 0, x.length, x.start);
-      if (buf.subarray(0, bytesRead).some((b) => b !== 0)) return false;
-    }
-    return true;
-  } finally {
-    await fh.close();
-  }
-}
-
-function samePath(a: string, b: string): boolean {
-  if (resolvePath(a) === resolvePath(b)) return true;
-  try {
-    return realpathSync(a) === realpathSync(b);
-  } catch {
-    return false;
-  }
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
   }
 }
 

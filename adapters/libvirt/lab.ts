@@ -71,6 +71,8 @@ export class LibvirtLab {
   static async open(): Promise<LibvirtLab> {
     const hv = await connectLibvirt({
       uri: 'qemu:///system',
+      // A loaded 2-core machine can take long to start a guest: generous, never a sync point.
+      callTimeoutMs: 180_000,
       reconnect: { attempts: 200, initialDelayMs: 50, maxDelayMs: 500 },
     });
     if (hv.isErr()) throw new Error(`cannot connect to libvirtd: ${hv.error.desc}`);
