@@ -139,6 +139,11 @@ export class LibvirtLab {
     await Promise.all(
       this.guests.splice(0).map((g) => this.hv.client.call(Proc.DOMAIN_DESTROY, args.domain(g.dom), rets.void)),
     );
+    // A start whose reply timed out may still have created its guest: destroy ours by name.
+    const all = await this.hv.client.call(Proc.CONNECT_LIST_ALL_DOMAINS, args.listAllDomains(0), rets.listAllDomains);
+    const ours = new RegExp(`^bc-.*-${process.pid}$`);
+    for (const d of all.isOk() ? all.value : [])
+      if (ours.test(d.name)) await this.hv.client.call(Proc.DOMAIN_DESTROY, args.domain(d), rets.void);
     await this.hv.close();
     rmSync(this.root, { recursive: true, force: true });
   }
