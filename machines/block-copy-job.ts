@@ -118,6 +118,7 @@ export const blockCopyJobMachine = setup({
       planCopy(context.request, (event as unknown as { output: CopyFacts }).output).isOk(),
     concludedWithError: ({ event }) => event.type === 'HV.CONCLUDED' && event.error !== null,
     concludedCancelled: ({ event }) => event.type === 'HV.CONCLUDED' && event.cancelled,
+    concludedNotCancelled: ({ event }) => event.type === 'HV.CONCLUDED' && !event.cancelled && event.error === null,
     pausedByIoError: ({ event }) => event.type === 'HV.PAUSED' && event.reason === 'io-error',
     pausedByUser: ({ event }) => event.type === 'HV.PAUSED' && event.reason === 'user',
     pauseIsInternal: ({ event }) => event.type === 'HV.PAUSED' && event.reason === 'internal',
@@ -321,6 +322,9 @@ export const blockCopyJobMachine = setup({
         PIVOT: { target: 'pivoting', actions: assign({ endRequest: 'pivot' as const }) },
         'HV.CONCLUDED': [
           { guard: 'concludedWithError', target: 'finishing', actions: 'failWithHypervisorError' },
+          // Completed without our pivot: another client (virsh blockjob --pivot) may have
+          // pivoted. Only the disk's active image can tell; never assumed.
+          { guard: 'concludedNotCancelled', target: 'confirmingPivot' },
           { target: 'finishing', actions: 'failEndedUnrequested' },
         ],
         'HV.VANISHED': { target: 'finishing', actions: 'failVanished' },
@@ -376,6 +380,18 @@ export const blockCopyJobMachine = setup({
             guard: 'pivotConfirmed',
             target: 'finishing',
             actions: assign({ outcome: 'completed' as const, pivoted: true, destinationConsistent: true }),
+          },
+          {
+            guard: ({ context }) => context.endRequest === null,
+            target: 'finishing',
+            actions: assign({
+              outcome: 'failed' as const,
+              error: ({ context }) =>
+                blockCopyError(
+                  'VIR_ERR_OPERATION_FAILED',
+                  `block job '${context.request.disk}' ended outside blockcopy without a pivot`,
+                ),
+            }),
           },
           {
             target: 'finishing',

@@ -1,6 +1,7 @@
-// Before `npm test`: the real-QEMU and browser tests need Debian's qemu-utils,
-// qemu-system-common, qemu-system-x86 and chromium. Installs what is missing with apt-get when run as root
-// (a fresh Debian machine, CI); otherwise says what to install and fails.
+// Before `npm test`: the real-QEMU, libvirt and browser tests need Debian's qemu-utils,
+// qemu-system-common, qemu-system-x86, libvirt-daemon-system, libvirt-clients and chromium. Installs what is
+// missing with apt-get when run as root (a fresh Debian machine, CI); otherwise says what to
+// install and fails.
 import { spawnSync } from 'node:child_process';
 
 const needs = [
@@ -10,6 +11,9 @@ const needs = [
   // The real-VM tests (test/qemu-vm) and `npm run bench:qemu -- --vm` run TCG virtual machines.
   { program: 'qemu-system-x86_64', pkg: 'qemu-system-x86' },
   { program: 'chromium', pkg: 'chromium' },
+  // The libvirt tests start libvirtd themselves (test/libvirt/daemon.ts) and drive virsh.
+  { program: 'libvirtd', pkg: 'libvirt-daemon-system' },
+  { program: 'virsh', pkg: 'libvirt-clients' },
 ];
 const has = (program) => spawnSync('sh', ['-c', `command -v ${program}`], { stdio: 'ignore' }).status === 0;
 const missing = [...new Set(needs.filter((n) => !has(n.program)).map((n) => n.pkg))];

@@ -53,6 +53,8 @@ export interface CopyCommand {
   readonly json: boolean;
   /** --hypervisor as typed; BLOCKCOPY_HYPERVISOR is applied later (hypervisor.ts). */
   readonly hypervisor: string | undefined;
+  /** --connect URI: libvirtd, as virsh -c (needs --domain). */
+  readonly connect: string | undefined;
   readonly onTargetError: IoErrorPolicyName;
   /** Serve the live inspector while the copy runs. */
   readonly inspect: boolean;
@@ -65,6 +67,7 @@ export interface DomblklistCommand {
   readonly domain: string | undefined;
   readonly json: boolean;
   readonly hypervisor: string | undefined;
+  readonly connect: string | undefined;
 }
 
 export interface DemoCommand {
@@ -119,6 +122,7 @@ const COPY_OPTIONS: Readonly<Record<string, OptionSpec>> = {
   'dry-run': { type: 'boolean' },
   json: { type: 'boolean' },
   hypervisor: { type: 'string' },
+  connect: { type: 'string' },
   'on-target-error': { type: 'string' },
   inspect: { type: 'boolean' },
   'inspect-keep': { type: 'boolean' },
@@ -182,6 +186,8 @@ export function parseCopy(argv: readonly string[]): Result<CopyCommand | HelpCom
     return err(new UsageError(`--on-target-error expects report, stop, ignore or enospc, got '${policy}'`));
   }
   if (flag('inspect-keep') && !flag('inspect')) return err(new UsageError('--inspect-keep requires --inspect'));
+  const connect = connectOption(strings);
+  if (connect.isErr()) return err(connect.error);
 
   const cmd: CopyCommand = {
     command: 'copy',
@@ -206,6 +212,7 @@ export function parseCopy(argv: readonly string[]): Result<CopyCommand | HelpCom
     dryRun: flag('dry-run'),
     json: flag('json'),
     hypervisor: strings.get('hypervisor'),
+    connect: connect.value,
     onTargetError: policy as IoErrorPolicyName,
     inspect: flag('inspect'),
     inspectKeep: flag('inspect-keep'),
@@ -217,21 +224,38 @@ export function parseCopy(argv: readonly string[]): Result<CopyCommand | HelpCom
   return ok(cmd);
 }
 
+/** --connect URI (libvirt, as virsh -c): excludes --hypervisor and needs --domain. */
+function connectOption(strings: ReadonlyMap<string, string>): Result<string | undefined, UsageError> {
+  const connect = strings.get('connect');
+  if (connect === undefined) return ok(undefined);
+  if (strings.has('hypervisor')) return err(new UsageError('--connect and --hypervisor are mutually exclusive'));
+  if (!strings.has('domain')) return err(new UsageError('--connect needs --domain NAME'));
+  return ok(connect);
+}
+
 function parseDomblklist(argv: readonly string[]): Result<DomblklistCommand | HelpCommand, UsageError> {
   const read = readOptions(
     'domblklist',
     argv,
-    { domain: { type: 'string' }, json: { type: 'boolean' }, hypervisor: { type: 'string' } },
+    {
+      domain: { type: 'string' },
+      json: { type: 'boolean' },
+      hypervisor: { type: 'string' },
+      connect: { type: 'string' },
+    },
     [],
   );
   if (read.isErr()) return err(read.error);
   const { booleans, strings, help } = read.value;
   if (help) return ok({ command: 'help', topic: 'domblklist' });
+  const connect = connectOption(strings);
+  if (connect.isErr()) return err(connect.error);
   return ok({
     command: 'domblklist',
     domain: strings.get('domain'),
     json: booleans.has('json'),
     hypervisor: strings.get('hypervisor'),
+    connect: connect.value,
   });
 }
 

@@ -251,6 +251,7 @@ function demoCopy(
     timeout: null,
     dryRun: false,
     json: cmd.json,
+    connect: undefined,
     onTargetError: 'report',
     inspect: false,
     inspectKeep: false,

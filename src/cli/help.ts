@@ -5,8 +5,8 @@
 import type { HelpCommand } from './args.js';
 
 export const USAGE = `usage:
-  blockcopy copy DISK DEST --hypervisor sim|qmp:SOCKET [options]   (blockcopy copy --help)
-  blockcopy domblklist [--domain NAME] [--json] --hypervisor sim|qmp:SOCKET
+  blockcopy copy DISK DEST --hypervisor sim|qmp:SOCKET | --connect URI --domain NAME [options]
+  blockcopy domblklist [--domain NAME] [--json] --hypervisor sim|qmp:SOCKET | --connect URI
   blockcopy demo [--json] [--hypervisor sim|qemu]
   blockcopy replay TRACE.jsonl [--json]
   blockcopy diagram [--format mermaid|dot|svg] [--output FILE]
@@ -23,9 +23,10 @@ inspect    serves the live inspector with simulated demo jobs, or a recorded run
 
 The hypervisor is --hypervisor, else the BLOCKCOPY_HYPERVISOR environment variable (like
 LIBVIRT_DEFAULT_URI): sim is the in-process simulator (it copies nothing on this host),
-qmp:SOCKET a QEMU monitor socket. Exit codes: 0 success, 1 the operation failed, 2 usage.`;
+qmp:SOCKET a QEMU monitor socket. --connect URI drives libvirtd as virsh -c does
+(qemu:///system, or qemu+unix:///system?socket=PATH), with --domain NAME. Exit codes: 0 success, 1 the operation failed, 2 usage.`;
 
-export const COPY_HELP = `usage: blockcopy copy DISK DEST [--domain NAME] --hypervisor sim|qmp:SOCKET [options]
+export const COPY_HELP = `usage: blockcopy copy DISK DEST [--domain NAME] --hypervisor sim|qmp:SOCKET | --connect URI [options]
 
 Copies DISK's image chain into DEST (an absolute path) while the guest runs, as virsh
 blockcopy does, then waits, pivots or finishes as asked. DISK is any name of the disk: the
@@ -33,6 +34,7 @@ device id (vda), the drive id, the root node name, the export id or the active i
 (blockcopy domblklist lists them).
 
   --hypervisor SPEC     sim | qmp:SOCKET (default: BLOCKCOPY_HYPERVISOR)
+  --connect URI         libvirtd: qemu:///system or qemu+unix:///system?socket=PATH (needs --domain)
   --domain NAME         the domain (default: the hypervisor's only one: demo on sim, qemu on QMP)
   --shallow             copy only the top image; DEST gets the source's backing chain
   --reuse-external      DEST exists already (an empty image, or the backing chain's copy)
@@ -63,7 +65,7 @@ a second one does not interrupt the clean-up.
 Without --wait, --pivot, --finish or --timeout the job is started and left running.
 Exit codes: 0 success, 1 the copy was refused, failed, timed out or was interrupted, 2 usage.`;
 
-export const DOMBLKLIST_HELP = `usage: blockcopy domblklist [--domain NAME] [--json] --hypervisor sim|qmp:SOCKET
+export const DOMBLKLIST_HELP = `usage: blockcopy domblklist [--domain NAME] [--json] --hypervisor sim|qmp:SOCKET | --connect URI
 
 Lists the domain's disks, as virsh domblklist does, with every name that refers to each (device
 id, drive id, root node name, export id), its active image and backing chain, and any block job

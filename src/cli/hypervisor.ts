@@ -3,13 +3,15 @@
  * connection URI is: --hypervisor, else the BLOCKCOPY_HYPERVISOR environment variable (like
  * LIBVIRT_DEFAULT_URI); nothing means a usage error, never a silent simulator. `sim` is the
  * in-process simulator (domain 'demo', disk 'vda'); `qmp:SOCKET` a QEMU monitor socket (domain
- * 'qemu').
+ * 'qemu'); --connect URI drives libvirtd as virsh -c does (DISK = a target such as vda or its
+ * source path).
  */
 import type { Result } from 'neverthrow';
 import { err, ok } from 'neverthrow';
 import type { HypervisorPort } from '../core/hypervisor-port.js';
 import { SimulatedHypervisor } from '../../adapters/sim/index.js';
 import { connectQemu } from '../../adapters/qmp/qemu-adapter.js';
+import { connectLibvirt } from '../../adapters/libvirt/adapter.js';
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
 import { UsageError } from './virsh-options.js';
@@ -17,12 +19,17 @@ import { UsageError } from './virsh-options.js';
 export const HYPERVISOR_ENV = 'BLOCKCOPY_HYPERVISOR';
 
 /** A hypervisor named on the command line or in the environment. */
-export type HypervisorSpec = { readonly kind: 'sim' } | { readonly kind: 'qmp'; readonly socket: string };
+export type HypervisorSpec =
+  | { readonly kind: 'sim' }
+  | { readonly kind: 'qmp'; readonly socket: string }
+  | { readonly kind: 'libvirt'; readonly uri: string };
 
 /** Everything the choice may come from; later sources (e.g. a --connect URI) are added here. */
 export interface HypervisorSources {
   /** --hypervisor as typed. */
   readonly option: string | undefined;
+  /** --connect URI (libvirt). */
+  readonly connect?: string | undefined;
   readonly env: Readonly<Record<string, string | undefined>>;
 }
 
@@ -38,18 +45,19 @@ export function parseHypervisorSpec(text: string, from: string): Result<Hypervis
 
 /** The hypervisor `command` runs on: the first source that names one; none is a usage error. */
 export function selectHypervisor(command: string, sources: HypervisorSources): Result<HypervisorSpec, UsageError> {
+  if (sources.connect !== undefined) return ok({ kind: 'libvirt', uri: sources.connect });
   if (sources.option !== undefined) return parseHypervisorSpec(sources.option, '--hypervisor');
   const fromEnv = sources.env[HYPERVISOR_ENV];
   if (fromEnv !== undefined && fromEnv !== '') return parseHypervisorSpec(fromEnv, HYPERVISOR_ENV);
   return err(
     new UsageError(
-      `${command} needs a hypervisor: --hypervisor sim|qmp:SOCKET or the ${HYPERVISOR_ENV} environment variable`,
+      `${command} needs a hypervisor: --hypervisor sim|qmp:SOCKET, --connect URI or the ${HYPERVISOR_ENV} environment variable`,
     ),
   );
 }
 
 export function describeSpec(spec: HypervisorSpec): string {
-  return spec.kind === 'sim' ? 'sim' : `qmp:${spec.socket}`;
+  return spec.kind === 'sim' ? 'sim' : spec.kind === 'qmp' ? `qmp:${spec.socket}` : spec.uri;
 }
 
 /** The domain a command means when --domain is not given: the hypervisor's only one. */
@@ -79,6 +87,15 @@ export async function openHypervisor(
         ...(options.copyRate !== undefined ? { copyRate: options.copyRate } : {}),
       }),
     );
+  }
+  if (spec.kind === 'libvirt') {
+    const opened = await connectLibvirt({
+      uri: spec.uri,
+      ...(options.clock ? { clock: options.clock } : {}),
+      // A CLI run rides out a libvirtd restart of up to about a minute.
+      reconnect: { attempts: 60, initialDelayMs: 100, maxDelayMs: 1000 },
+    });
+    return opened.isOk() ? ok(opened.value) : err(`cannot connect to ${spec.uri}: ${opened.error.desc}`);
   }
   const opened = await connectQemu({
     socket: spec.socket,

@@ -81,7 +81,7 @@ export async function main(
 }
 
 function hypervisorSources(cmd: CopyCommand | DomblklistCommand, environment: MainEnvironment): HypervisorSources {
-  return { option: cmd.hypervisor, env: environment.env };
+  return { option: cmd.hypervisor, connect: cmd.connect, env: environment.env };
 }
 
 /** The report of a copy that never reached the engine: the hypervisor could not be opened. */

@@ -19,6 +19,18 @@ export const ErrorNumber = {
   VIR_ERR_OVERFLOW: 82,
   VIR_ERR_BLOCK_COPY_ACTIVE: 83,
   VIR_ERR_OPERATION_UNSUPPORTED: 84,
+  // Further codes a libvirt daemon may answer with (passed through by the libvirt adapter).
+  VIR_ERR_INVALID_DOMAIN: 7,
+  VIR_ERR_XML_ERROR: 27,
+  VIR_ERR_DOM_EXIST: 28,
+  VIR_ERR_RPC: 39,
+  VIR_ERR_AUTH_FAILED: 45,
+  VIR_ERR_OPERATION_TIMEOUT: 68,
+  VIR_ERR_OPERATION_ABORTED: 78,
+  VIR_ERR_RESOURCE_BUSY: 87,
+  VIR_ERR_ACCESS_DENIED: 88,
+  VIR_ERR_XML_INVALID_SCHEMA: 92,
+  VIR_ERR_AUTH_UNAVAILABLE: 94,
 } as const;
 
 export type ErrorCode = keyof typeof ErrorNumber;
@@ -38,6 +50,17 @@ const templates: Record<ErrorCode, string> = {
   VIR_ERR_OVERFLOW: 'numerical overflow',
   VIR_ERR_BLOCK_COPY_ACTIVE: 'block copy still active',
   VIR_ERR_OPERATION_UNSUPPORTED: 'Operation not supported',
+  VIR_ERR_INVALID_DOMAIN: 'invalid domain pointer in',
+  VIR_ERR_XML_ERROR: 'XML description is invalid or not well formed',
+  VIR_ERR_DOM_EXIST: 'operation failed',
+  VIR_ERR_RPC: 'RPC error',
+  VIR_ERR_AUTH_FAILED: 'authentication failed',
+  VIR_ERR_OPERATION_TIMEOUT: 'Timed out during operation',
+  VIR_ERR_OPERATION_ABORTED: 'operation aborted',
+  VIR_ERR_RESOURCE_BUSY: 'resource busy',
+  VIR_ERR_ACCESS_DENIED: 'access denied',
+  VIR_ERR_XML_INVALID_SCHEMA: 'XML document failed to validate against schema',
+  VIR_ERR_AUTH_UNAVAILABLE: 'authentication unavailable',
 };
 
 /** A refusal or failure, as plain serializable data (it may be stored in machine context). */
@@ -52,6 +75,21 @@ export interface BlockCopyError {
 
 export function blockCopyError(code: ErrorCode, detail: string): BlockCopyError {
   return { code, number: ErrorNumber[code], message: `${templates[code]}: ${detail}`, detail };
+}
+
+/**
+ * An error a libvirt daemon sent, unchanged: its number and its full message. Numbers outside
+ * the table keep their message and are reported as VIR_ERR_INTERNAL_ERROR with the number named.
+ */
+export function libvirtError(number: number, message: string): BlockCopyError {
+  const entry = (Object.entries(ErrorNumber) as [ErrorCode, number][]).find(([, n]) => n === number);
+  if (!entry) {
+    const e = blockCopyError('VIR_ERR_INTERNAL_ERROR', `${message} (libvirt error ${number})`);
+    return e;
+  }
+  const [code] = entry;
+  const prefix = `${templates[code]}: `;
+  return { code, number, message, detail: message.startsWith(prefix) ? message.slice(prefix.length) : message };
 }
 
 /** Named constructors for the catalogue, in the wording of today's libvirt. */

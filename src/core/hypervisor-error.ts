@@ -5,13 +5,18 @@
  */
 import type { HypervisorError } from './hypervisor-port.js';
 import type { BlockCopyError } from './errors.js';
-import { blockCopyError, errors } from './errors.js';
+import { blockCopyError, errors, libvirtError } from './errors.js';
 
 export function fromHypervisorError(error: HypervisorError, jobId?: string): BlockCopyError {
   switch (error.kind) {
     case 'qmp':
       if (error.errorClass === 'DeviceNotActive') return errors.noActiveQemuJob(jobId ?? error.command);
       return errors.hypervisorCommand(error.command, error.desc);
+    case 'libvirt':
+      // libvirt's own refusal: its code and message reach the caller unchanged.
+      return error.libvirt
+        ? libvirtError(error.libvirt.code, error.libvirt.message)
+        : errors.hypervisorCommand(error.command, error.desc);
     case 'io':
       return blockCopyError('VIR_ERR_SYSTEM_ERROR', `${error.command}: ${error.desc}`);
     case 'invalid':

@@ -194,11 +194,13 @@ export type HypervisorEvent =
 
 export interface HypervisorError {
   /** qmp: QEMU answered with an error; connection: no answer; io: a local file operation failed. */
-  readonly kind: 'qmp' | 'connection' | 'timeout' | 'io' | 'invalid';
+  readonly kind: 'qmp' | 'connection' | 'timeout' | 'io' | 'invalid' | 'libvirt';
   /** QMP error class (GenericError, DeviceNotActive, …) when kind is qmp. */
   readonly errorClass?: string;
   readonly command: string;
   readonly desc: string;
+  /** kind libvirt: the daemon's own virError (code, domain, message), passed through unchanged. */
+  readonly libvirt?: { readonly code: number; readonly domain: number; readonly message: string };
 }
 
 export interface HypervisorPort {

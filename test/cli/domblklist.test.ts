@@ -85,7 +85,7 @@ describe('blockcopy domblklist (simulator)', () => {
       code: 2,
       lines: [],
       errors: [
-        'error: domblklist needs a hypervisor: --hypervisor sim|qmp:SOCKET or the BLOCKCOPY_HYPERVISOR environment variable',
+        'error: domblklist needs a hypervisor: --hypervisor sim|qmp:SOCKET, --connect URI or the BLOCKCOPY_HYPERVISOR environment variable',
         'see blockcopy domblklist --help',
       ],
     });

@@ -78,7 +78,7 @@ describe('the hypervisor is explicit', () => {
       code: 2,
       lines: [],
       errors: [
-        'error: copy needs a hypervisor: --hypervisor sim|qmp:SOCKET or the BLOCKCOPY_HYPERVISOR environment variable',
+        'error: copy needs a hypervisor: --hypervisor sim|qmp:SOCKET, --connect URI or the BLOCKCOPY_HYPERVISOR environment variable',
         'see blockcopy copy --help',
       ],
     });

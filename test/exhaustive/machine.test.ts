@@ -127,7 +127,9 @@ function allowedTargets(from: Top, event: { type: string }, actor: string | null
       if (t === 'HV.READY') return ['ready'];
       return ends ? ['finishing'] : ['mirroring'];
     case 'ready':
-      // Ready is sticky: nothing takes the job back to mirroring.
+      // Ready is sticky: nothing takes the job back to mirroring. A completion nobody here
+      // asked for may be another client's pivot (virsh blockjob --pivot): it is confirmed.
+      if (t === 'HV.CONCLUDED') return ['finishing', 'confirmingPivot'];
       return ends ? ['finishing'] : ['ready'];
     case 'pivoting':
       if (t === 'HV.CONCLUDED') return ['finishing', 'confirmingPivot'];
@@ -259,8 +261,9 @@ describe('exhaustive check of the job machine', () => {
           expect(nctx.outcome, what).toBe(landed ? 'completed' : 'failed');
           expect(nctx.pivoted, what).toBe(landed);
         }
+        // COMPLETED only with a confirmed pivot: ours, or another client's (no end request here).
         if (to === 'completed' && from !== 'completed') {
-          expect(nctx.pivoted && nctx.endRequest === 'pivot', what).toBe(true);
+          expect(nctx.pivoted && (nctx.endRequest === 'pivot' || nctx.endRequest === null), what).toBe(true);
         }
         if (to === 'canceled' && from !== 'canceled') expect(['abort', 'abort-force'], what).toContain(nctx.endRequest);
         if (ctx.readySeen) expect(nctx.readySeen, what).toBe(true);

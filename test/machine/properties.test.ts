@@ -88,10 +88,10 @@ describe('job machine properties', () => {
             if (actor.getSnapshot().context.pivoted) expect(f.removeDestination).toBeNull();
           }
           expect(calls.finish.length).toBeLessThanOrEqual(1);
-          // 4. COMPLETED only after a pivot the graph confirmed.
+          // 4. COMPLETED only after a pivot the graph confirmed (ours, or another client's: a
+          // completion nobody here requested is confirmed the same way).
           const out = actor.getSnapshot().output;
           if (out?.outcome === 'completed') {
-            expect(calls.complete.length).toBeGreaterThan(0);
             expect(calls.confirm.length).toBeGreaterThan(0);
             expect(io.pivotLands).toBe(true);
           }

@@ -1,0 +1,119 @@
+/**
+ * The local file work around a libvirt copy: probing a destination (stat, `qemu-img info` and
+ * `map`, all with -U because QEMU may hold the image open) and reading image sizes. libvirt
+ * creates and labels the files itself; nothing here writes.
+ */
+import { execFile } from 'node:child_process';
+import { promises as fs, realpathSync, type Stats } from 'node:fs';
+import { dirname, resolve as resolvePath } from 'node:path';
+import { err, ok, type Result } from 'neverthrow';
+import type { BackingRef, DestinationProbe, HypervisorError, ImageInfo } from '../../src/core/hypervisor-port.js';
+
+type Res<T> = Promise<Result<T, HypervisorError>>;
+
+export class LocalImages {
+  constructor(
+    private readonly qemuImg: string,
+    private readonly toolTimeoutMs: number,
+  ) {}
+
+  async probe(path: string): Res<DestinationProbe> {
+    let st: Stats;
+    try {
+      st = await fs.stat(path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return ok({ exists: false });
+      return err(ioError('stat', e));
+    }
+    const kind = st.isFile() ? 'file' : st.isBlockDevice() ? 'block' : 'other';
+    if (kind === 'other') return ok({ exists: true, kind, size: st.size, image: null, empty: false });
+    const info = await this.imageInfo(path);
+    let empty = kind === 'file' && st.size === 0;
+    if (!empty && info !== null) {
+      const map = await this.tool('qemu-img map', ['map', '-U', '-f', info.format, '--output=json', path]);
+      const extents = map.isOk() ? (parseJson(map.value) as MapExtent[] | undefined) : undefined;
+      if (Array.isArray(extents)) {
+        // Only the image's own clusters count: a fresh overlay reads its backing's data.
+        const own = extents.filter((x) => x.data === true && x.depth === 0);
+        empty = own.length === 0 || (info.format === 'raw' && (await rawExtentsAreZero(path, own)));
+      }
+    }
+    return ok({ exists: true, kind, size: st.size, image: info, empty });
+  }
+
+  async imageInfo(path: string): Promise<ImageInfo | null> {
+    const r = await this.tool('qemu-img info', ['info', '-U', '--output=json', path]);
+    if (r.isErr()) return null;
+    const j = parseJson(r.value) as Record<string, unknown> | undefined;
+    const format = j?.['format'];
+    const size = j?.['virtual-size'];
+    if ((format !== 'qcow2' && format !== 'raw') || typeof size !== 'number') return null;
+    let backing: BackingRef | null = null;
+    const bname = j?.['full-backing-filename'] ?? j?.['backing-filename'];
+    if (typeof bname === 'string') {
+      const bpath = resolvePath(dirname(path), bname);
+      const bformat = j?.['backing-filename-format'] ?? (await this.imageInfo(bpath))?.format;
+      if (bformat !== 'qcow2' && bformat !== 'raw') return null;
+      backing = { path: bpath, format: bformat };
+    }
+    return { path, format, virtualSize: size, backing };
+  }
+
+  tool(command: string, argv: readonly string[]): Res<string> {
+    return new Promise((resolve) => {
+      execFile(
+        this.qemuImg,
+        argv,
+        { timeout: this.toolTimeoutMs, maxBuffer: 64 * 1024 * 1024 },
+        (e, stdout, stderr) => {
+          if (e) resolve(err({ kind: 'io', command, desc: (String(stderr).trim() || e.message).slice(0, 2000) }));
+          else resolve(ok(String(stdout)));
+        },
+      );
+    });
+  }
+}
+
+interface MapExtent {
+  readonly start: number;
+  readonly length: number;
+  readonly depth?: number;
+  readonly data?: boolean;
+}
+
+async function rawExtentsAreZero(path: string, extents: readonly MapExtent[]): Promise<boolean> {
+  const total = extents.reduce((n, x) => n + x.length, 0);
+  if (total > 1024 * 1024) return false;
+  const fh = await fs.open(path, 'r');
+  try {
+    for (const x of extents) {
+      const buf = Buffer.alloc(x.length);
+      const { bytesRead } = await fh.read(buf, 0, x.length, x.start);
+      if (buf.subarray(0, bytesRead).some((b) => b !== 0)) return false;
+    }
+    return true;
+  } finally {
+    await fh.close();
+  }
+}
+
+export function samePath(a: string, b: string): boolean {
+  if (resolvePath(a) === resolvePath(b)) return true;
+  try {
+    return realpathSync(a) === realpathSync(b);
+  } catch {
+    return false;
+  }
+}
+
+export function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function ioError(command: string, e: unknown): HypervisorError {
+  return { kind: 'io', command, desc: e instanceof Error ? e.message : String(e) };
+}
