@@ -1,7 +1,7 @@
 /**
  * Every recorded QEMU 7.2 session replayed through the engine (src/replay): the outcome, the
  * state path, and the user requests the engine (or QEMU) refused. A trace added to
- * ../shared/traces/qemu-7.2/ without an entry here fails the coverage test.
+ * test/fixtures/traces/qemu-7.2/ without an entry here fails the coverage test.
  *
  * Per trace, what the replay shows and why:
  * - a, b, bench*, c, h3, i1–i3: a mirror, READY, block-job-complete → pivot confirmed: completed.
@@ -142,7 +142,7 @@ const TRACES = readdirSync(TRACE_DIR)
   .sort();
 
 describe('replay of the recorded QEMU 7.2 sessions', () => {
-  it('covers every trace in ../shared/traces/qemu-7.2/ (and only those)', () => {
+  it('covers every trace in test/fixtures/traces/qemu-7.2/ (and only those)', () => {
     expect(TRACES.length).toBeGreaterThan(0);
     expect(TRACES).toEqual(Object.keys(EXPECTED).sort());
   });
