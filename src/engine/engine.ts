@@ -283,6 +283,9 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     if (found.isErr()) return errAsync(found.error);
     const runner = found.value;
     const { async, pivot } = parsed.value;
+    // A paused job's pivot waits for a resume (QEMU acts on complete only once it runs): refuse
+    // it now, even before the chart has seen the pause (issue 11).
+    if (pivot && runner.isPaused() && runner.snapshot.matches('ready')) return errAsync(errors.jobPaused(disk));
     const requestType = pivot ? 'PIVOT' : 'ABORT';
     const later = runner.nextRefusal(requestType);
     const refused = runner.request(pivot ? { type: 'PIVOT' } : { type: 'ABORT', force: abortOptions.force ?? false });
@@ -362,6 +365,8 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
       const found = runnerFor(domain, disk);
       if (found.isErr()) return errAsync(found.error);
       const runner = found.value;
+      // Pausing a job being ended would hold its pivot or cancel until a resume.
+      if (runner.isEnding()) return errAsync(errors.stillBeingEnded(disk));
       runner.setUserPause(true);
       return hypervisor.pauseJob(runner.jobId).mapErr((e) => {
         runner.setUserPause(false);

@@ -43,6 +43,9 @@ export type JobActor = Actor<typeof blockCopyJobMachine>;
 /** Polled in these states: the hypervisor job exists and its end is not yet settled. */
 const POLLED = ['mirroring', 'ready', 'pivoting', 'aborting'] as const;
 
+/** States in which an accepted pivot or abort is being carried out. */
+const ENDING = ['pivoting', 'confirmingPivot', 'aborting', 'finishing'] as const;
+
 /** Dotted path of the active leaf state, e.g. "mirroring.errorPaused". */
 export function stateName(value: unknown): string {
   if (typeof value === 'string') return value;
@@ -257,6 +260,17 @@ export class JobRunner {
       cancel = () => sub.unsubscribe();
     });
     return { promise, cancel };
+  }
+
+  /** Paused by the user or stopped by an I/O error, as far as the engine knows right now. */
+  isPaused(): boolean {
+    return this.pause.userPauseRequested || this.pause.stoppedOnError;
+  }
+
+  /** A pivot or abort was accepted and the job is on its way out. */
+  isEnding(): boolean {
+    const snapshot = this.actor.getSnapshot();
+    return ENDING.some((s) => snapshot.matches(s));
   }
 
   setUserPause(paused: boolean): void {
