@@ -128,7 +128,6 @@ export const blockCopyJobMachine = setup({
   },
   actions: {
     refusePivotNotReady: emit(({ context }) => refusal('PIVOT', errors.notReadyForPivot(context.request.disk))),
-    refusePivotPaused: emit(({ context }) => refusal('PIVOT', errors.jobPaused(context.request.disk))),
     refuseStillEnding: emit(({ context, event }) =>
       refusal(event.type === 'PIVOT' ? 'PIVOT' : 'ABORT', errors.stillBeingEnded(context.request.disk)),
     ),
@@ -314,9 +313,6 @@ export const blockCopyJobMachine = setup({
             'HV.READY': { target: 'synced' },
             // QEMU refuses a soft cancel of a paused job ("is currently paused").
             ABORT: { target: '#blockCopyJob.aborting', actions: 'requestForceAbort' },
-            // QEMU takes block-job-complete in standby but acts on it only after a resume: a
-            // synchronous pivot would wait for a resume nobody sends (issue 11).
-            PIVOT: { actions: 'refusePivotPaused' },
           },
         },
       },

@@ -284,7 +284,8 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     const runner = found.value;
     const { async, pivot } = parsed.value;
     // A paused job's pivot waits for a resume (QEMU acts on complete only once it runs): refuse
-    // it now, even before the chart has seen the pause (issue 11).
+    // it, even before the chart has seen the pause (issue 11). The engine's own record of the
+    // pause decides, not the chart's standby, which a lost resume event could leave behind.
     if (pivot && runner.isPaused() && runner.snapshot.matches('ready')) return errAsync(errors.jobPaused(disk));
     const requestType = pivot ? 'PIVOT' : 'ABORT';
     const later = runner.nextRefusal(requestType);

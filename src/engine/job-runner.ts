@@ -292,7 +292,11 @@ export class JobRunner {
     if (result.isErr() || !this.polled()) return;
     const info = result.value;
     if (info) this.noteProgress(info);
-    if (info && info.status === 'running') this.pause.stoppedOnError = false;
+    // A running job is not stopped on an error; a paused one with a bad io-status is (its
+    // BLOCK_JOB_ERROR may have been lost).
+    if (info && (info.status === 'running' || info.status === 'ready')) this.pause.stoppedOnError = false;
+    if (info && (info.status === 'paused' || info.status === 'standby') && info.ioStatus !== 'ok')
+      this.pause.stoppedOnError = true;
     const inReady = this.actor.getSnapshot().matches('ready');
     for (const observation of observeJobInfo(info, this.pause, inReady)) this.observe(observation);
   }

@@ -82,18 +82,10 @@ function actorEvents(): { name: string; event: { type: string; output?: unknown;
 }
 
 /** Allowed targets per (state, event) from the spec; anything not listed must leave the top state as it is. */
-function allowedTargets(
-  from: Top,
-  event: { type: string },
-  actor: string | null,
-  ctx: Ctx,
-  paused: boolean,
-): Top[] | 'refuse' {
+function allowedTargets(from: Top, event: { type: string }, actor: string | null, ctx: Ctx): Top[] | 'refuse' {
   if (FINAL.includes(from)) return [from];
   const t = event.type;
   if (t === 'PIVOT' || t === 'ABORT') {
-    // A paused (standby) job's pivot would wait for a resume: refused (issue 11).
-    if (from === 'ready' && t === 'PIVOT' && paused) return 'refuse';
     if (from === 'ready') return [t === 'PIVOT' ? 'pivoting' : 'aborting'];
     if (from === 'mirroring' && t === 'ABORT') return ['aborting'];
     return 'refuse';
@@ -151,7 +143,6 @@ function allowedTargets(
 
 /** The refusal libvirt gives for a pivot or abort in this state. */
 function expectedRefusal(from: Top, type: string): string {
-  if (from === 'ready') return 'VIR_ERR_OPERATION_INVALID'; // paused
   if (from === 'validating' || from === 'preparingDestination' || from === 'starting') return 'VIR_ERR_INVALID_ARG';
   if (from === 'mirroring' && type === 'PIVOT') return 'VIR_ERR_BLOCK_COPY_ACTIVE';
   return 'VIR_ERR_OPERATION_INVALID';
@@ -226,7 +217,7 @@ describe('exhaustive check of the job machine', () => {
         const to = topOf(next);
         const nctx = next.context as Ctx;
         const what = `${keyOf(snap)} --${event.type}${name ? `(${name})` : ''}--> ${String(JSON.stringify(next.value))}`;
-        const allowed = allowedTargets(from, event, name, ctx, JSON.stringify(snap.value) === '{"ready":"standby"}');
+        const allowed = allowedTargets(from, event, name, ctx);
         const emitted = (actions as Action[])
           .filter((a) => a.type === 'xstate.emit')
           .map(
