@@ -368,9 +368,11 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
       const runner = found.value;
       // Pausing a job being ended would hold its pivot or cancel until a resume.
       if (runner.isEnding()) return errAsync(errors.stillBeingEnded(disk));
+      // A second pause refused as "already paused" must not forget the first (issue 11 races).
+      const alreadyPaused = runner.isPaused();
       runner.setUserPause(true);
       return hypervisor.pauseJob(runner.jobId).mapErr((e) => {
-        runner.setUserPause(false);
+        if (!alreadyPaused) runner.setUserPause(false);
         return fromHypervisorError(e, runner.jobId);
       });
     },

@@ -65,3 +65,20 @@ describe('regression: pivot of a paused copy (seed 414142502, path "566")', () =
     expect((await s.await(pivot)).isOk()).toBe(true);
   });
 });
+
+describe('regression: a refused second pause forgot the first (scheduled model run)', () => {
+  it('pause, pause (refused: already paused) → the pivot is still refused as paused', async () => {
+    const s = new System([{ path: DEST, backing: '/img/d1/vdb/snap1.qcow2' }]);
+    (await s.await(s.engine.blockRebase('d1', 'vdb', DEST, 0, FLAGS)))._unsafeUnwrap();
+    await s.clock.advance(500);
+    s.holding = true; // the engine has not seen the standby yet
+    const first = s.engine.blockJobPause('d1', 'vdb');
+    const second = await s.engine.blockJobPause('d1', 'vdb');
+    expect(second._unsafeUnwrapErr().code).toBe('VIR_ERR_INTERNAL_ERROR');
+    expect((await first).isOk()).toBe(true);
+    const pivot = await s.engine.blockJobAbort('d1', 'vdb', AbortFlags.PIVOT | AbortFlags.ASYNC);
+    expect(pivot._unsafeUnwrapErr().code).toBe('VIR_ERR_OPERATION_INVALID');
+    expect(s.rec.completes).toEqual([]);
+    s.releaseHeld();
+  });
+});
