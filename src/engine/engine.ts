@@ -10,7 +10,8 @@ import type { Observable } from 'rxjs';
 import type { Subscription } from 'rxjs';
 import { Subject, share } from 'rxjs';
 import type { InspectionEvent } from 'xstate';
-import type { HypervisorEvent, HypervisorPort } from '../core/hypervisor-port.js';
+import type { DiskNames, HypervisorEvent, HypervisorPort } from '../core/hypervisor-port.js';
+import { resolveDisk } from '../core/disk-identity.js';
 import type { Clock } from '../core/clock.js';
 import { interval$, systemClock } from '../core/clock.js';
 import type { BlockCopyError } from '../core/errors.js';
@@ -39,7 +40,10 @@ export interface EngineOptions {
   readonly pollIntervalMs?: number;
   /** XState inspection observer, installed on every job actor. */
   readonly inspect?: (event: InspectionEvent) => void;
-  /** Job id factory (default: "copy-<disk>-<random>"). Ids must be unique on the hypervisor. */
+  /**
+   * Job id factory (default: "copy-<disk>-<random>", the canonical disk name with characters QEMU
+   * refuses in ids replaced). Ids must be unique on the hypervisor and valid QEMU ids.
+   */
   readonly jobId?: (domain: string, disk: string) => string;
 }
 
@@ -141,6 +145,12 @@ function randomSuffix(): string {
     .padStart(8, '0');
 }
 
+/** A QEMU id must start with a letter and hold only letters, digits, '-', '.', '_'. */
+function qemuIdPart(name: string): string {
+  const safe = name.replace(/[^A-Za-z0-9._-]/g, '_');
+  return safe === '' ? 'disk' : safe;
+}
+
 function statusOf(result: JobResult): BlockJobStatusName {
   return result.outcome === 'completed' ? 'COMPLETED' : result.outcome === 'canceled' ? 'CANCELED' : 'FAILED';
 }
@@ -169,7 +179,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   const hypervisor = options.hypervisor;
   const clock = options.clock ?? systemClock;
   const pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_MS;
-  const makeJobId = options.jobId ?? ((_domain: string, disk: string) => `copy-${disk}-${randomSuffix()}`);
+  const makeJobId = options.jobId ?? ((_domain: string, disk: string) => `copy-${qemuIdPart(disk)}-${randomSuffix()}`);
   // One poll timer for the whole engine, running only while some job listens.
   const machine = provideJobMachine(hypervisor);
   const pollTicks$ = interval$(clock, pollIntervalMs).pipe(share());
@@ -188,6 +198,48 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   const runners = new Map<string, JobRunner>();
   const handles = new Map<JobRunner, BlockCopyJob>();
   const key = (domain: string, disk: string) => `${domain}\u0000${disk}`;
+  /** Every name each job's disk answered to when the job started: any spelling finds the job. */
+  const diskNames = new Map<JobRunner, DiskNames>();
+
+  /** The engine's job on the disk `typed` names, by its canonical name or any other name. */
+  function heldBy(domain: string, typed: string): JobRunner | undefined {
+    const direct = runners.get(key(domain, typed));
+    if (direct) return direct;
+    const mine = [...diskNames].filter(([r]) => r.domain === domain && runners.get(key(domain, r.disk)) === r);
+    const hit = resolveDisk(
+      mine.map(([, n]) => n),
+      typed,
+    );
+    return hit.isOk() ? mine.find(([, n]) => n === hit.value)?.[0] : undefined;
+  }
+
+  /**
+   * The engine's job on the disk, whatever the spelling; else not found, or no active job. As
+   * libvirt (which looks in its own definition), a hypervisor that cannot be asked does not
+   * turn "no active job" into a hypervisor error.
+   */
+  function locate(domain: string, typed: string): ResultAsync<JobRunner, BlockCopyError> {
+    return find(domain, typed).andThen((f) => (f.runner ? ok(f.runner) : err(errors.noActiveJob(f.disk))));
+  }
+
+  /** The disk's canonical name and the engine's job on it, if any. */
+  function find(
+    domain: string,
+    typed: string,
+  ): ResultAsync<{ readonly disk: string; readonly runner: JobRunner | undefined }, BlockCopyError> {
+    const held = heldBy(domain, typed);
+    if (held) return okAsync({ disk: held.disk, runner: held });
+    return new ResultAsync(
+      (async () => {
+        const listed = await hypervisor.listDisks(domain);
+        if (listed.isErr()) return ok({ disk: typed, runner: undefined });
+        if (listed.value === null) return err(errors.noDomain(domain));
+        const d = resolveDisk(listed.value, typed);
+        if (d.isErr()) return err(d.error);
+        return ok({ disk: d.value.disk, runner: runners.get(key(domain, d.value.disk)) });
+      })(),
+    );
+  }
 
   function handleOf(runner: JobRunner): BlockCopyJob {
     let handle = handles.get(runner);
@@ -211,9 +263,38 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     return handle;
   }
 
+  /** Runs `fn` on the disk's job: at once (the chart decides synchronously) when the engine holds it. */
+  function withRunner<T>(
+    domain: string,
+    typed: string,
+    fn: (runner: JobRunner) => ResultAsync<T, BlockCopyError>,
+  ): ResultAsync<T, BlockCopyError> {
+    const held = heldBy(domain, typed);
+    return held ? fn(held) : locate(domain, typed).andThen(fn);
+  }
+
+  /**
+   * Resolves the typed disk to its canonical identity, then reserves it synchronously: two
+   * requests under two spellings of one disk cannot both start. A name that resolves to nothing
+   * still goes through the job, whose planner refuses it with the names that would work.
+   */
   function startJob(request: CopyRequest): ResultAsync<BlockCopyJob, BlockCopyError> {
+    const early = heldBy(request.domain, request.disk);
+    if (early) return errAsync(errors.diskInCopyJob(early.disk));
+    const resolved: Promise<Result<DiskNames | null, BlockCopyError>> = (async () => {
+      const listed = await hypervisor.listDisks(request.domain);
+      const found = listed.isOk() && listed.value !== null ? resolveDisk(listed.value, request.disk) : null;
+      return ok(found?.isOk() ? found.value : null);
+    })();
+    return new ResultAsync(resolved).andThen((names) =>
+      launch(names ? { ...request, disk: names.disk } : request, names),
+    );
+  }
+
+  function launch(request: CopyRequest, names: DiskNames | null): ResultAsync<BlockCopyJob, BlockCopyError> {
     const k = key(request.domain, request.disk);
-    if (runners.has(k)) return errAsync(errors.diskInCopyJob(request.disk));
+    const held = heldBy(request.domain, request.disk);
+    if (held) return errAsync(errors.diskInCopyJob(held.disk));
     let made: unknown;
     try {
       made = makeJobId(request.domain, request.disk);
@@ -240,6 +321,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
       machine,
     });
     runners.set(k, runner);
+    if (names) diskNames.set(runner, names);
     let readyAnnounced = false;
     runner.stateChanges$.subscribe((state) => {
       jobStates$.next({ jobId: runner.jobId, domain: runner.domain, disk: runner.disk, state });
@@ -259,6 +341,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     });
     void runner.result.then((result) => {
       if (runners.get(k) === runner) runners.delete(k);
+      diskNames.delete(runner);
       jobEvents.delete(jobId);
       handles.delete(runner);
       // libvirt emits no event for a job that never started.
@@ -290,11 +373,6 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     return wrapPromise(started);
   }
 
-  function runnerFor(domain: string, disk: string): Result<JobRunner, BlockCopyError> {
-    const runner = runners.get(key(domain, disk));
-    return runner ? ok(runner) : err(errors.noActiveJob(disk));
-  }
-
   function abort(
     domain: string,
     disk: string,
@@ -303,10 +381,17 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   ): ResultAsync<void, BlockCopyError> {
     const parsed = validateAbort(flags);
     if (parsed.isErr()) return errAsync(parsed.error);
-    const found = runnerFor(domain, disk);
-    if (found.isErr()) return errAsync(found.error);
-    const runner = found.value;
     const { async, pivot } = parsed.value;
+    return withRunner(domain, disk, (runner) => abortJob(runner, async, pivot, abortOptions));
+  }
+
+  function abortJob(
+    runner: JobRunner,
+    async: boolean,
+    pivot: boolean,
+    abortOptions: AbortOptions,
+  ): ResultAsync<void, BlockCopyError> {
+    const disk = runner.disk;
     // A paused job's pivot waits for a resume (QEMU acts on complete only once it runs): refuse
     // it, even before the chart has seen the pause (issue 11). The engine's own record of the
     // pause decides, not the chart's standby, which a lost resume event could leave behind.
@@ -348,9 +433,21 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
 
   /** The read-only half of a job: the facts and the planner, without starting anything. */
   function plan(request: CopyRequest): ResultAsync<CopyPlan, BlockCopyError> {
-    return gatherFacts(hypervisor, request, runners.has(key(request.domain, request.disk)))
+    return gatherFacts(hypervisor, request, (disk) => runners.has(key(request.domain, disk)))
       .mapErr((e) => fromHypervisorError(e))
       .andThen((facts) => planCopy(request, facts));
+  }
+
+  function jobInfo(
+    runner: JobRunner,
+    flags: number,
+    notStarted: BlockJobInfo | null,
+  ): ResultAsync<BlockJobInfo | null, BlockCopyError> {
+    if (!runner.snapshot.context.started) return okAsync(notStarted);
+    return hypervisor
+      .queryJob(runner.jobId)
+      .mapErr((e) => fromHypervisorError(e, runner.jobId))
+      .andThen((info) => translateJobInfo(info, flags));
   }
 
   const engine: BlockCopyEngine = {
@@ -368,46 +465,41 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     },
     blockJobAbort: abort,
     getBlockJobInfo(domain, disk, flags) {
-      const runner = runners.get(key(domain, disk));
       const checked = translateJobInfo(null, flags);
       if (checked.isErr()) return errAsync(checked.error);
-      if (!runner) return okAsync(null);
-      if (!runner.snapshot.context.started) return okAsync(checked.value);
-      return hypervisor
-        .queryJob(runner.jobId)
-        .mapErr((e) => fromHypervisorError(e, runner.jobId))
-        .andThen((info) => translateJobInfo(info, flags));
+      const runner = heldBy(domain, disk);
+      // No job of ours: libvirt answers 0 for a disk without a job, an error for no such disk.
+      if (!runner)
+        return find(domain, disk).andThen((f) => (f.runner ? jobInfo(f.runner, flags, checked.value) : okAsync(null)));
+      return jobInfo(runner, flags, checked.value);
     },
     blockJobSetSpeed(domain, disk, bandwidth, flags) {
       const speed = validateSetSpeed(bandwidth, flags);
       if (speed.isErr()) return errAsync(speed.error);
-      const found = runnerFor(domain, disk);
-      if (found.isErr()) return errAsync(found.error);
-      const runner = found.value;
-      return hypervisor.setJobSpeed(runner.jobId, speed.value).mapErr((e) => fromHypervisorError(e, runner.jobId));
+      return withRunner(domain, disk, (runner) =>
+        hypervisor.setJobSpeed(runner.jobId, speed.value).mapErr((e) => fromHypervisorError(e, runner.jobId)),
+      );
     },
     blockJobPause(domain, disk) {
-      const found = runnerFor(domain, disk);
-      if (found.isErr()) return errAsync(found.error);
-      const runner = found.value;
-      // Pausing a job being ended would hold its pivot or cancel until a resume.
-      if (runner.isEnding()) return errAsync(errors.stillBeingEnded(disk));
-      // A second pause refused as "already paused" must not forget the first (issue 11 races).
-      const alreadyPaused = runner.isPaused();
-      runner.setUserPause(true);
-      return hypervisor.pauseJob(runner.jobId).mapErr((e) => {
-        if (!alreadyPaused) runner.setUserPause(false);
-        return fromHypervisorError(e, runner.jobId);
+      return withRunner(domain, disk, (runner) => {
+        // Pausing a job being ended would hold its pivot or cancel until a resume.
+        if (runner.isEnding()) return errAsync(errors.stillBeingEnded(runner.disk));
+        // A second pause refused as "already paused" must not forget the first (issue 11 races).
+        const alreadyPaused = runner.isPaused();
+        runner.setUserPause(true);
+        return hypervisor.pauseJob(runner.jobId).mapErr((e) => {
+          if (!alreadyPaused) runner.setUserPause(false);
+          return fromHypervisorError(e, runner.jobId);
+        });
       });
     },
     blockJobResume(domain, disk) {
-      const found = runnerFor(domain, disk);
-      if (found.isErr()) return errAsync(found.error);
-      const runner = found.value;
-      return hypervisor
-        .resumeJob(runner.jobId)
-        .map(() => runner.setUserPause(false))
-        .mapErr((e) => fromHypervisorError(e, runner.jobId));
+      return withRunner(domain, disk, (runner) =>
+        hypervisor
+          .resumeJob(runner.jobId)
+          .map(() => runner.setUserPause(false))
+          .mapErr((e) => fromHypervisorError(e, runner.jobId)),
+      );
     },
     checkDomainOperation(domain, operation, disk) {
       const active = [...runners.values()].filter((r) => r.domain === domain);
@@ -419,9 +511,13 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
             : okAsync(undefined);
         case 'detach':
           if (disk === undefined) return errAsync(errors.diskNull('virDomainDetachDeviceFlags'));
-          return active.some((r) => r.disk === disk)
-            ? errAsync(errors.domainOperationRefused(`disk '${disk}' is in an active block copy job`))
-            : okAsync(undefined);
+          {
+            // Any spelling of the disk finds its job.
+            const held = heldBy(domain, disk);
+            return held
+              ? errAsync(errors.domainOperationRefused(`disk '${held.disk}' is in an active block copy job`))
+              : okAsync(undefined);
+          }
         case 'define':
           if (active.length === 0) return okAsync(undefined);
           // Only the definition of a transient domain with a copy running is refused (seed).
@@ -438,7 +534,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
       }
     },
     job(domain, disk) {
-      const runner = runners.get(key(domain, disk));
+      const runner = heldBy(domain, disk);
       return runner && runner.snapshot.context.started ? handleOf(runner) : undefined;
     },
     jobs() {
@@ -449,6 +545,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     close() {
       for (const runner of runners.values()) runner.actor.stop();
       runners.clear();
+      diskNames.clear();
       jobEvents.clear();
       hypervisorSubscription?.unsubscribe();
       hypervisorSubscription = null;

@@ -77,6 +77,10 @@ const failedIo: Expected = {
 
 const NOT_READY = { code: 'VIR_ERR_BLOCK_COPY_ACTIVE', contains: "block job 'snap2' not ready for pivot yet" };
 const PAUSED = { code: 'VIR_ERR_OPERATION_INVALID', contains: "block job on disk 'snap2' is paused" };
+const UNKNOWN_DISK = (disk: string) => ({
+  code: 'VIR_ERR_INVALID_ARG',
+  contains: `disk '${disk}' not found in domain`,
+});
 const NO_JOB = (disk: string) => ({
   code: 'VIR_ERR_INVALID_ARG',
   contains: `disk ${disk} does not have an active block job`,
@@ -113,8 +117,8 @@ const EXPECTED: Record<string, Expected> = {
     refused: [
       { request: 'pivot', command: 'block-job-complete', id: 'c14', ...NOT_READY },
       { request: 'pivot', command: 'job-complete', id: 'c15', ...NOT_READY },
-      { request: 'pivot', command: 'block-job-complete', id: 'c16', ...NO_JOB('no-such-job') },
-      { request: 'pivot', command: 'job-complete', id: 'c17', ...NO_JOB('no-such-job') },
+      { request: 'pivot', command: 'block-job-complete', id: 'c16', ...UNKNOWN_DISK('no-such-job') },
+      { request: 'pivot', command: 'job-complete', id: 'c17', ...UNKNOWN_DISK('no-such-job') },
       { request: 'pivot', command: 'block-job-complete', id: 'c34', ...NOT_READY },
       { request: 'pivot', command: 'block-job-complete', id: 'c40', ...PAUSED },
       { request: 'pivot', command: 'block-job-complete', id: 'c43', ...PAUSED },
