@@ -14,6 +14,8 @@ export default tseslint.config(
       // Type-checked by the packaging test against the installed tarball; here its 'blockcopy'
       // would resolve to a dist/ that a fresh clone has not built.
       'test/package/consumer/use-api.ts',
+      '.stryker-tmp/**',
+      'reports/**',
     ],
   },
   js.configs.recommended,

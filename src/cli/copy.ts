@@ -221,8 +221,14 @@ export async function runCopy(cmd: CopyCommand, deps: CopyDependencies): Promise
       const job = started.value;
       pauses.follow(job);
       say(`Block Copy started: ${describePlan(job.plan)}`);
+      // The abort's answer is used: a refusal other than "already being ended" (a pivot or abort
+      // in flight, whose end is then awaited) means the job will not end by our hand.
+      let refuseAbort: (error: BlockCopyError) => void = () => {};
+      const abortRefused = new Promise<BlockCopyError>((resolve) => (refuseAbort = resolve));
       const abort = () => {
-        void engine.blockJobAbort(domain, job.disk, AbortFlags.ASYNC);
+        void engine.blockJobAbort(domain, job.disk, AbortFlags.ASYNC).then((r) => {
+          if (r.isErr() && r.error.code !== 'VIR_ERR_OPERATION_INVALID') refuseAbort(r.error);
+        });
       };
       if (stop.request !== null) abort();
 
@@ -263,8 +269,9 @@ export async function runCopy(cmd: CopyCommand, deps: CopyDependencies): Promise
           }
         }
         // With --async too: the job is dismissed and the engine's nodes removed before exit.
-        const result = await job.result;
-        return finalReport(result, cmd, out, base.hypervisor, stop.request, endError);
+        const ended = await Promise.race([job.result, abortRefused]);
+        if (!('outcome' in ended)) return abortRefusedReport(job, ended, cmd, out, base.hypervisor);
+        return finalReport(ended, cmd, out, base.hypervisor, stop.request, endError);
       } finally {
         if (timer !== undefined) clock.clearTimeout(timer);
         stopWatching();
@@ -339,6 +346,32 @@ function notStarted(cmd: CopyCommand, out: Output, hypervisor: string, signal: I
 }
 
 /** Ends the run with the job still going, and says what is left where, and why. */
+/** The abort was refused: the job goes on, and the report says so instead of waiting forever. */
+function abortRefusedReport(
+  job: BlockCopyJob,
+  error: BlockCopyError,
+  cmd: CopyCommand,
+  out: Output,
+  hypervisor: string,
+): CopyRun {
+  if (!cmd.json) out.error(`error: ${error.message}`);
+  out.error(`blockcopy: left running: the abort was refused; job '${job.jobId}' on disk ${cmd.disk} goes on`);
+  const states = job.states();
+  return {
+    report: {
+      status: statusOf(states),
+      pivoted: false,
+      destinationConsistent: false,
+      error: errorJson(error),
+      states,
+      plan: job.plan,
+      hypervisor,
+      left: { jobId: job.jobId, destination: job.plan.destination.path, reason: 'the abort was refused' },
+    },
+    exitCode: 1,
+  };
+}
+
 function leaveRunning(job: BlockCopyJob, out: Output, hypervisor: string, phase: 'running' | 'ready'): CopyRun {
   const why =
     phase === 'ready'

@@ -20,6 +20,7 @@ import type { BlockJobStatusName } from '../core/flags.js';
 import { fromHypervisorError } from '../core/hypervisor-error.js';
 import type { JobProgress, JobResult } from './job-runner.js';
 import { JobRunner, gatherFacts, provideJobMachine } from './job-runner.js';
+import { checkEngineOptions, checkJobId, refusingEngine } from './options.js';
 import type { CopyPlan, CopyRequest } from '../core/plan.js';
 import type { BlockJobInfo, CopyOptions } from '../core/validate.js';
 import {
@@ -166,7 +167,19 @@ function wrapPromise<T>(promise: Promise<Result<T, BlockCopyError>>): ResultAsyn
   );
 }
 
+/** createEngine, with bad options reported up front instead of by every call. */
+export function tryCreateEngine(options: EngineOptions): Result<BlockCopyEngine, BlockCopyError> {
+  return checkEngineOptions(options).map(() => createEngine(options));
+}
+
+/**
+ * The engine. Bad options (a poll interval that is not a positive number of ms, a missing port,
+ * a clock or job id factory of the wrong shape) give an engine whose every call returns that
+ * VIR_ERR_INVALID_ARG: nothing throws, nothing polls.
+ */
 export function createEngine(options: EngineOptions): BlockCopyEngine {
+  const checked = checkEngineOptions(options);
+  if (checked.isErr()) return refusingEngine<BlockCopyEngine>(checked.error);
   const hypervisor = options.hypervisor;
   const clock = options.clock ?? systemClock;
   const pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_MS;
@@ -286,7 +299,18 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     const k = key(request.domain, request.disk);
     const held = heldBy(request.domain, request.disk);
     if (held) return errAsync(errors.diskInCopyJob(held.disk));
-    const jobId = makeJobId(request.domain, request.disk);
+    let made: unknown;
+    try {
+      made = makeJobId(request.domain, request.disk);
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      return errAsync(blockCopyError('VIR_ERR_INVALID_ARG', `job id factory failed: ${why}`));
+    }
+    const checkedId = checkJobId(made);
+    if (checkedId.isErr()) return errAsync(checkedId.error);
+    const jobId = checkedId.value;
+    if (jobEvents.has(jobId))
+      return errAsync(blockCopyError('VIR_ERR_INVALID_ARG', `job id '${jobId}' is already in use`));
     const routed = new Subject<HypervisorEvent>();
     jobEvents.set(jobId, routed);
     routeEvents();
@@ -372,6 +396,10 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     abortOptions: AbortOptions,
   ): ResultAsync<void, BlockCopyError> {
     const disk = runner.disk;
+    // A paused job's pivot waits for a resume (QEMU acts on complete only once it runs): refuse
+    // it, even before the chart has seen the pause (issue 11). The engine's own record of the
+    // pause decides, not the chart's standby, which a lost resume event could leave behind.
+    if (pivot && runner.isPaused() && runner.snapshot.matches('ready')) return errAsync(errors.jobPaused(disk));
     const requestType = pivot ? 'PIVOT' : 'ABORT';
     const later = runner.nextRefusal(requestType);
     const refused = runner.request(pivot ? { type: 'PIVOT' } : { type: 'ABORT', force: abortOptions.force ?? false });
@@ -473,9 +501,13 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     },
     blockJobPause(domain, disk) {
       return withRunner(domain, disk, (runner) => {
+        // Pausing a job being ended would hold its pivot or cancel until a resume.
+        if (runner.isEnding()) return errAsync(errors.stillBeingEnded(runner.disk));
+        // A second pause refused as "already paused" must not forget the first (issue 11 races).
+        const alreadyPaused = runner.isPaused();
         runner.setUserPause(true);
         return hypervisor.pauseJob(runner.jobId).mapErr((e) => {
-          runner.setUserPause(false);
+          if (!alreadyPaused) runner.setUserPause(false);
           return fromHypervisorError(e, runner.jobId);
         });
       });

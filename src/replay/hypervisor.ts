@@ -215,9 +215,12 @@ export class ReplayHypervisor implements HypervisorPort {
   }
 
   private reply(id: unknown, reply: Reply): void {
-    if (typeof id !== 'string' || this.skipped.has(id)) return;
+    if (typeof id !== 'string') return;
     const command = this.commands.get(id);
+    // QEMU's state follows the recording, even where the engine refused the request that sent
+    // the command (a pivot QEMU accepted did happen): learn from it, but answer nobody.
     if (command && reply.isOk()) this.learn(command, reply.value);
+    if (this.skipped.has(id)) return;
     const resolve = this.waiting.get(id);
     if (resolve) {
       this.waiting.delete(id);
