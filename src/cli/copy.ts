@@ -17,7 +17,7 @@ import type { CopyCommand } from './args.js';
 import { formatBytes, progressLine } from './progress.js';
 
 export interface CopyReport {
-  readonly status: 'completed' | 'canceled' | 'failed' | 'ready' | 'running' | 'planned';
+  readonly status: 'completed' | 'canceled' | 'failed' | 'ready' | 'running' | 'planned' | 'detached';
   readonly pivoted: boolean;
   readonly destinationConsistent: boolean;
   readonly error: null | { readonly code: string; readonly number: number; readonly message: string };
