@@ -292,8 +292,8 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     };
   }
 
-  /** Registers a runner (new or restored), its journal, its events and its end. */
-  function launch(runner: JobRunner, record: JobRecord | null, endIntent: EndIntent): void {
+  /** Registers a runner (new or restored), its journal, its events and its end; the caller starts it. */
+  function register(runner: JobRunner, record: JobRecord | null, endIntent: EndIntent): JobJournal | null {
     const k = key(runner.domain, runner.disk);
     runners.set(k, runner);
     byId.set(runner.jobId, runner);
@@ -316,7 +316,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
             error: null,
           });
         // Recorded before it goes out: never announced twice, restarts included.
-        if (journal) void journal.checkpoint().then(announce);
+        if (journal) void journal.checkpoint().then((failed) => failed === null && announce());
         else announce();
       }
       // A recovered job whose caller is gone: do what the caller said it would at ready.
@@ -356,8 +356,16 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
         });
       }
     });
-    if (journal) void journal.checkpoint();
-    runner.start();
+    return journal;
+  }
+
+  /** Undoes register() for a job that never started (its first record could not be written). */
+  function unregister(runner: JobRunner): void {
+    const k = key(runner.domain, runner.disk);
+    if (runners.get(k) === runner) runners.delete(k);
+    byId.delete(runner.jobId);
+    journals.delete(runner.jobId);
+    jobEvents.delete(runner.jobId);
   }
 
   function newRunner(jobId: string, request: CopyRequest, restore?: RestoreInput): JobRunner {
@@ -386,6 +394,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     const jobId = makeJobId(request.domain, request.disk);
     const endIntent = controls.endIntent ?? null;
     const runner = newRunner(jobId, request);
+    const journal = register(runner, store ? newRecord(jobId, request, endIntent) : null, endIntent);
     const started = new Promise<Result<BlockCopyJob, BlockCopyError>>((resolve) => {
       const sub = runner.actor.subscribe((snapshot) => {
         if (snapshot.context.started) {
@@ -409,14 +418,12 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
           if (snap.matches('validating')) {
             runner.detach();
             if (runners.get(k) === runner) runners.delete(k);
-            void journals
-              .get(jobId)
-              ?.checkpoint({
-                outcome: 'canceled',
-                pivoted: false,
-                destinationConsistent: false,
-                error: aborted(request.disk),
-              });
+            void journals.get(jobId)?.checkpoint({
+              outcome: 'canceled',
+              pivoted: false,
+              destinationConsistent: false,
+              error: aborted(request.disk),
+            });
             resolve(err(aborted(request.disk)));
             return;
           }
@@ -433,8 +440,18 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
         { once: true },
       );
     });
-    launch(runner, store ? newRecord(jobId, request, endIntent) : null, endIntent);
-    return wrapPromise(started);
+    // The job's first record is durable before anything happens for it.
+    const inserted = journal ? journal.checkpoint() : Promise.resolve(null);
+    return wrapPromise(
+      inserted.then((failed) => {
+        if (failed) {
+          unregister(runner);
+          return err(storeFailure(failed));
+        }
+        if (!closed) runner.start();
+        return started;
+      }),
+    );
   }
 
   function runnerFor(domain: string, disk: string): Result<JobRunner, BlockCopyError> {
@@ -604,7 +621,8 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
         resume: (record) => {
           const runner = newRunner(record.jobId, record.request!, { snapshot: record.snapshot, side: record.side });
           recovered.add(runner);
-          launch(runner, record, record.endIntent);
+          register(runner, record, record.endIntent);
+          runner.start();
           return handleOf(runner);
         },
       }).mapErr(storeFailure);
