@@ -52,7 +52,7 @@ function hooked(sim: SimulatedHypervisor, after: (method: string) => void): Hype
             return v;
           });
     },
-  }) as HypervisorPort;
+  });
 }
 
 async function runWithKill(kill: Kill, intent: Intent) {
