@@ -23,6 +23,7 @@ import type {
   CreateDestinationSpec,
   DestinationProbe,
   DiskInfo,
+  DiskNames,
   DomainInfo,
   HypervisorError,
   HypervisorEvent,
@@ -33,6 +34,7 @@ import type {
   MirrorSpec,
 } from '../../src/core/hypervisor-port.js';
 import { isJobStatus } from '../../src/core/hypervisor-port.js';
+import { resolveDisk as resolveDiskName } from '../../src/core/disk-identity.js';
 import { QmpClient, type QmpEvent, type QmpLifecycleEvent, type QmpReconnectOptions } from './client.js';
 
 export interface QemuHypervisorOptions {
@@ -114,6 +116,16 @@ interface BlockExport {
   readonly 'shutting-down': boolean;
 }
 
+/** One block backend of query-block (a guest device's drive, or a legacy -drive). */
+interface QueryBlockEntry {
+  /** The BlockBackend name: the legacy -drive id, '' for a -blockdev disk's anonymous backend. */
+  readonly device: string;
+  /** The device's qdev id, or its QOM path ("/machine/peripheral/vda/virtio-backend"). */
+  readonly qdev?: string;
+  /** The root node the backend reads (implicit filters hidden); absent for an empty drive. */
+  readonly inserted?: { readonly 'node-name': string; readonly file: string };
+}
+
 interface QueryJob {
   readonly id: string;
   readonly status: JobStatus;
@@ -124,6 +136,7 @@ interface QueryJob {
 
 interface QueryBlockJob {
   readonly device: string;
+  readonly type?: string;
   readonly status: JobStatus;
   readonly len: number;
   readonly offset: number;
@@ -256,6 +269,48 @@ class BlockGraph {
     return this.parents(name).some((p) => p.node.type !== 'block-job');
   }
 
+  /** The node and every node below it (backing, file, … children), by name. */
+  below(name: string): Set<string> {
+    const out = new Set<string>();
+    const todo = [name];
+    while (todo.length > 0) {
+      const cur = todo.pop()!;
+      if (out.has(cur)) continue;
+      out.add(cur);
+      const g = this.graphByName.get(cur);
+      if (!g) continue;
+      for (const e of this.edges) {
+        const c = e.parent === g.id ? this.graphById.get(e.child) : undefined;
+        if (c?.type === 'block-driver' && c.name) todo.push(c.name);
+      }
+    }
+    return out;
+  }
+
+  /** Filter nodes stacked above `name` (a running mirror's mirror_top, …). */
+  filtersAbove(name: string): string[] {
+    const out: string[] = [];
+    let cur = name;
+    for (let i = 0; i < 64; i++) {
+      const up = this.parents(cur).find((p) => p.node.type === 'block-driver' && this.isFilter(p.node.name));
+      if (!up) break;
+      cur = up.node.name;
+      out.push(cur);
+    }
+    return out;
+  }
+
+  /** Block jobs (by id) that hold one of these nodes. */
+  jobsOn(nodes: ReadonlySet<string>): string[] {
+    const ids = new Set<string>();
+    for (const e of this.edges) {
+      const p = this.graphById.get(e.parent);
+      const c = this.graphById.get(e.child);
+      if (p?.type === 'block-job' && c?.type === 'block-driver' && nodes.has(c.name)) ids.add(p.name);
+    }
+    return [...ids];
+  }
+
   /** Root block-driver nodes (no parents at all), by name. */
   roots(): string[] {
     return this.gnodes
@@ -266,11 +321,25 @@ class BlockGraph {
   }
 }
 
-interface ResolvedDisk {
-  /** What the consumer points at: the export's node (possibly the mirror_top filter). */
-  readonly head: string;
+/** What the guest reads the disk through: a device's block backend or an NBD export. */
+type Consumer =
+  | { readonly kind: 'backend'; readonly drive: string; readonly qdev: string }
+  | { readonly kind: 'export'; readonly id: string }
+  | { readonly kind: 'node' };
+
+/** A disk as listDisks reports it, plus what the adapter needs to act on it. */
+interface VmDisk extends DiskNames {
   /** The disk's top format node (filters skipped): the blockdev-mirror `device`. */
   readonly top: string;
+  readonly consumer: Consumer;
+}
+
+/** The qdev id in a query-block `qdev` ("/machine/peripheral/vda/virtio-backend" → vda). */
+export function qdevId(qdev: string | undefined): string | null {
+  if (qdev === undefined || qdev === '') return null;
+  if (!qdev.startsWith('/')) return qdev;
+  const m = /^\/machine\/peripheral\/([^/]+)/.exec(qdev);
+  return m ? m[1]! : null;
 }
 
 type Res<T> = Promise<Result<T, HypervisorError>>;
@@ -284,8 +353,10 @@ export class QemuHypervisor implements HypervisorPort {
   private readonly qemuImg: string;
   private readonly toolTimeoutMs: number;
   private readonly qemuCwd: string | undefined;
-  /** disk (a node name) → the export that was reading it when first resolved; survives the pivot. */
-  private readonly diskExport = new Map<string, string>();
+  /** A disk's names → the consumer the guest read it through when first used; survives the pivot. */
+  private readonly consumers = new Map<string, Consumer>();
+  /** Destination node (format) → its file, for the destinations this adapter attached. */
+  private readonly targetPaths = new Map<string, string>();
 
   constructor(
     readonly client: QmpClient,
@@ -313,56 +384,59 @@ export class QemuHypervisor implements HypervisorPort {
   getDomain(domain: string): ResultAsync<DomainInfo | null, HypervisorError> {
     return wrap('getDomain', async () => {
       if (domain !== this.domain) return ok(null);
-      const g = await this.graph();
-      if (g.isErr()) return err(g.error);
-      const exports = g.value.exports.filter((e) => !e['shutting-down']).map((e) => e.id);
+      const v = await this.view();
+      if (v.isErr()) return err(v.error);
       return ok({
         name: this.domain,
         running: true,
         persistent: false,
-        disks: (exports.length > 0 ? exports : g.value.roots()).sort(),
+        disks: v.value.disks.map((d) => d.disk).sort(),
       });
+    });
+  }
+
+  listDisks(domain: string): ResultAsync<readonly DiskNames[] | null, HypervisorError> {
+    return wrap('listDisks', async () => {
+      if (domain !== this.domain) return ok(null);
+      const v = await this.view();
+      if (v.isErr()) return err(v.error);
+      return ok(v.value.disks.map(publicNames));
     });
   }
 
   describeDisk(domain: string, disk: string): ResultAsync<DiskInfo | null, HypervisorError> {
     return wrap('describeDisk', async () => {
       if (domain !== this.domain) return ok(null);
-      const g = await this.graph();
-      if (g.isErr()) return err(g.error);
-      const d = this.resolveDisk(g.value, disk);
+      const v = await this.view();
+      if (v.isErr()) return err(v.error);
+      const d = findDisk(v.value.disks, disk);
       if (!d) return ok(null);
-      const chain: ImageInfo[] = [];
-      let cur: string | undefined = d.top;
-      const seen = new Set<string>();
-      while (cur !== undefined && !seen.has(cur)) {
-        seen.add(cur);
-        const info = imageOf(g.value, cur);
-        if (info.isErr()) return err(info.error);
-        const next = g.value.skipFilters(g.value.child(cur, 'backing'));
-        let backing: BackingRef | null = null;
-        if (next !== undefined) {
-          const b = imageOf(g.value, next);
-          if (b.isErr()) return err(b.error);
-          backing = { path: b.value.path, format: b.value.format };
-        }
-        chain.push({ ...info.value, backing });
-        cur = next;
-      }
-      return ok({ domain, disk, chain });
+      const chain = chainOf(v.value.g, d.top);
+      if (chain.isErr()) return err(chain.error);
+      return ok({ domain, disk: d.disk, chain: chain.value });
     });
   }
 
+  /**
+   * The image the guest reads now, asked of the consumer the disk was first seen through (its
+   * device's backend, or its export): one QMP round trip (query-block, or query-block-exports)
+   * when the node it reads is a destination this adapter attached.
+   */
   activeImage(domain: string, disk: string): ResultAsync<string, HypervisorError> {
     return wrap('activeImage', async () => {
       if (domain !== this.domain) return err(invalid('activeImage', `no domain '${domain}'`));
-      const g = await this.graph();
-      if (g.isErr()) return err(g.error);
-      const d = this.resolveDisk(g.value, disk);
+      const consumer = this.consumers.get(disk);
+      if (consumer && consumer.kind !== 'node') {
+        const node = await this.consumerNode(consumer);
+        if (node.isErr()) return err(node.error);
+        const known = node.value === undefined ? undefined : this.targetPaths.get(node.value);
+        if (known !== undefined) return ok(known);
+      }
+      const v = await this.view();
+      if (v.isErr()) return err(v.error);
+      const d = findDisk(v.value.disks, disk, consumer);
       if (!d) return err(invalid('activeImage', `disk '${disk}' not found`));
-      const file = g.value.protocolFile(d.top);
-      if (file === undefined) return err(invalid('activeImage', `no file under node '${d.top}'`));
-      return ok(file);
+      return ok(d.source);
     });
   }
 
@@ -455,11 +529,12 @@ export class QemuHypervisor implements HypervisorPort {
       if (jobs.isErr()) return err(jobs.error);
       if (jobs.value.some((j) => j.id === spec.jobId)) return ok(undefined);
 
-      const gr = await this.graph();
-      if (gr.isErr()) return err(gr.error);
-      const g = gr.value;
-      const d = this.resolveDisk(g, spec.disk);
+      const vr = await this.view();
+      if (vr.isErr()) return err(vr.error);
+      const g = vr.value.g;
+      const d = findDisk(vr.value.disks, spec.disk);
       if (!d) return err(invalid(cmd, `disk '${spec.disk}' not found`));
+      this.remember(d);
 
       // §0.14 (b2): for sync=top the target must get the source's backing *node*; with
       // backing:null QEMU accepts the job and the guest reads zeros after the pivot.
@@ -482,6 +557,7 @@ export class QemuHypervisor implements HypervisorPort {
       }
 
       const names = targetNodeNames(spec.jobId);
+      this.targetPaths.set(names.format, spec.destination.path);
       const added: string[] = [];
       const existing = g.node(names.format);
       if (existing) {
@@ -659,24 +735,41 @@ export class QemuHypervisor implements HypervisorPort {
     return ok(new BlockGraph(nodes.value, graph.value.nodes, graph.value.edges, exports.value, this.qemuCwd));
   }
 
-  private resolveDisk(g: BlockGraph, disk: string): ResolvedDisk | null {
-    const exp = g.exports.find((e) => e.id === disk);
-    if (exp) return this.viaExport(g, exp);
-    if (!g.node(disk)) return null;
-    const known = this.diskExport.get(disk);
-    const remembered = known === undefined ? undefined : g.exports.find((e) => e.id === known);
-    if (remembered) return this.viaExport(g, remembered);
-    const reading = g.exports.find((e) => g.skipFilters(e['node-name']) === disk);
-    if (reading) {
-      this.diskExport.set(disk, reading.id);
-      return this.viaExport(g, reading);
-    }
-    return { head: disk, top: disk };
+  /** Every disk, with every name and its job, from one batch of queries sent together. */
+  private async view(): Res<{ readonly g: BlockGraph; readonly disks: readonly VmDisk[] }> {
+    const [g, blocks, blockJobs] = await Promise.all([
+      this.graph(),
+      this.qmp<QueryBlockEntry[]>('query-block'),
+      this.qmp<QueryBlockJob[]>('query-block-jobs'),
+    ]);
+    if (g.isErr()) return err(g.error);
+    if (blocks.isErr()) return err(blocks.error);
+    if (blockJobs.isErr()) return err(blockJobs.error);
+    return ok({ g: g.value, disks: disksOf(this.domain, g.value, blocks.value, blockJobs.value) });
   }
 
-  private viaExport(g: BlockGraph, exp: BlockExport): ResolvedDisk | null {
-    const top = g.skipFilters(exp['node-name']);
-    return top === undefined ? null : { head: exp['node-name'], top };
+  /** Remembers how the guest reads the disk, under each of its names (pivot confirmation). */
+  private remember(d: VmDisk): void {
+    for (const name of [d.disk, d.device, d.drive, d.nodeName, d.exportId, d.source])
+      if (name !== null) this.consumers.set(name, d.consumer);
+  }
+
+  /** The node a consumer reads now, filters skipped (one query). */
+  private async consumerNode(c: Consumer): Res<string | undefined> {
+    if (c.kind === 'backend') {
+      const r = await this.qmp<QueryBlockEntry[]>('query-block');
+      if (r.isErr()) return err(r.error);
+      const b = r.value.find((x) => (c.drive !== '' ? x.device === c.drive : x.qdev === c.qdev));
+      return ok(b?.inserted?.['node-name']);
+    }
+    if (c.kind === 'export') {
+      const r = await this.qmp<BlockExport[]>('query-block-exports');
+      if (r.isErr()) return err(r.error);
+      const node = r.value.find((x) => x.id === c.id)?.['node-name'];
+      // While the mirror runs the export reads the mirror_top filter, never a target node.
+      return ok(node);
+    }
+    return ok(undefined);
   }
 
   private async jobState(jobId: string): Promise<QueryJob | undefined> {
@@ -846,6 +939,131 @@ function mapLifecycle(e: QmpLifecycleEvent): HypervisorEvent | null {
     case 'protocol-error':
       return null;
   }
+}
+
+/**
+ * The disks of one QEMU process: every device's or legacy drive's block backend (query-block),
+ * every export of a storage daemon, and, when there is neither, the root nodes (a bare daemon).
+ */
+function disksOf(
+  domain: string,
+  g: BlockGraph,
+  blocks: readonly QueryBlockEntry[],
+  blockJobs: readonly QueryBlockJob[],
+): VmDisk[] {
+  interface Draft {
+    top: string;
+    device: string | null;
+    drive: string | null;
+    exportId: string | null;
+    consumer: Consumer;
+    file: string | undefined;
+  }
+  const drafts: Draft[] = [];
+  for (const b of blocks) {
+    if (!b.inserted) continue;
+    const top = g.skipFilters(b.inserted['node-name']) ?? b.inserted['node-name'];
+    drafts.push({
+      top,
+      device: qdevId(b.qdev),
+      drive: b.device === '' ? null : b.device,
+      exportId: null,
+      consumer: { kind: 'backend', drive: b.device, qdev: b.qdev ?? '' },
+      file: b.inserted.file,
+    });
+  }
+  for (const e of g.exports) {
+    if (e['shutting-down']) continue;
+    const top = g.skipFilters(e['node-name']);
+    if (top === undefined) continue;
+    const same = drafts.find((d) => d.top === top);
+    if (same) same.exportId ??= e.id;
+    else
+      drafts.push({
+        top,
+        device: null,
+        drive: null,
+        exportId: e.id,
+        consumer: { kind: 'export', id: e.id },
+        file: undefined,
+      });
+  }
+  if (drafts.length === 0)
+    for (const top of g.roots())
+      drafts.push({ top, device: null, drive: null, exportId: null, consumer: { kind: 'node' }, file: undefined });
+
+  return drafts.map((d) => {
+    const chain = chainOf(g, d.top);
+    const nodes = g.below(d.top);
+    for (const f of g.filtersAbove(d.top)) nodes.add(f);
+    const jobId = g.jobsOn(nodes)[0];
+    const bj = jobId === undefined ? undefined : blockJobs.find((j) => j.device === jobId);
+    const plain = d.file !== undefined && !d.file.startsWith('json:') ? g.absolute(d.file) : undefined;
+    return {
+      domain,
+      disk: d.device ?? d.drive ?? d.exportId ?? d.top,
+      device: d.device,
+      drive: d.drive,
+      nodeName: d.top,
+      exportId: d.exportId,
+      source: g.protocolFile(d.top) ?? plain ?? '',
+      chain: chain.unwrapOr([]),
+      job: jobId === undefined ? null : { jobId, type: bj?.type ?? 'unknown', status: bj?.status ?? 'running' },
+      top: d.top,
+      consumer: d.consumer,
+    };
+  });
+}
+
+/** The disk `typed` names; after a pivot a remembered consumer still finds it. */
+function findDisk(disks: readonly VmDisk[], typed: string, consumer?: Consumer): VmDisk | undefined {
+  const hit = resolveDiskName(disks, typed);
+  if (hit.isOk()) return hit.value;
+  if (consumer === undefined || consumer.kind === 'node') return undefined;
+  return disks.find((d) => sameConsumer(d.consumer, consumer));
+}
+
+function sameConsumer(a: Consumer, b: Consumer): boolean {
+  if (a.kind === 'backend' && b.kind === 'backend') return b.drive !== '' ? a.drive === b.drive : a.qdev === b.qdev;
+  if (a.kind === 'export' && b.kind === 'export') return a.id === b.id;
+  return false;
+}
+
+/** The port's view of a disk (without the adapter's extras). */
+function publicNames(d: VmDisk): DiskNames {
+  return {
+    domain: d.domain,
+    disk: d.disk,
+    device: d.device,
+    drive: d.drive,
+    nodeName: d.nodeName,
+    exportId: d.exportId,
+    source: d.source,
+    chain: d.chain,
+    job: d.job,
+  };
+}
+
+/** The image chain under a top node, top first, following backing children (filters skipped). */
+function chainOf(g: BlockGraph, top: string): Result<ImageInfo[], HypervisorError> {
+  const chain: ImageInfo[] = [];
+  let cur: string | undefined = top;
+  const seen = new Set<string>();
+  while (cur !== undefined && !seen.has(cur)) {
+    seen.add(cur);
+    const info = imageOf(g, cur);
+    if (info.isErr()) return err(info.error);
+    const next = g.skipFilters(g.child(cur, 'backing'));
+    let backing: BackingRef | null = null;
+    if (next !== undefined) {
+      const b = imageOf(g, next);
+      if (b.isErr()) return err(b.error);
+      backing = { path: b.value.path, format: b.value.format };
+    }
+    chain.push({ ...info.value, backing });
+    cur = next;
+  }
+  return ok(chain);
 }
 
 function imageOf(g: BlockGraph, node: string): Result<Omit<ImageInfo, 'backing'>, HypervisorError> {

@@ -26,6 +26,7 @@ import type {
   CreateDestinationSpec,
   DestinationProbe,
   DiskInfo,
+  DiskNames,
   DomainInfo,
   HypervisorError,
   HypervisorEvent,
@@ -149,6 +150,35 @@ export class SimulatedHypervisor implements HypervisorPort {
       const d = this.domains.get(domain);
       if (d === undefined) return ok(null);
       return ok({ name: d.name, running: d.running, persistent: d.persistent, disks: [...d.disks.keys()] });
+    });
+  }
+
+  /** query-block's view: each disk by its one name (the device), its chain and its live job. */
+  listDisks(domain: string): ResultAsync<readonly DiskNames[] | null, HypervisorError> {
+    return this.call('query-block', true, () => {
+      const d = this.domains.get(domain);
+      if (d === undefined) return ok(null);
+      return ok(
+        [...d.disks.values()].map((disk): DiskNames => {
+          const chain: ImageInfo[] = [];
+          for (const path of disk.chain) {
+            const image = this.images.get(path);
+            if (image !== undefined) chain.push(imageInfo(image));
+          }
+          const job = disk.job?.live === true ? disk.job : null;
+          return {
+            domain,
+            disk: disk.name,
+            device: disk.name,
+            drive: null,
+            nodeName: null,
+            exportId: null,
+            source: disk.chain[0] ?? '',
+            chain,
+            job: job ? { jobId: job.id, type: 'mirror', status: job.status } : null,
+          };
+        }),
+      );
     });
   }
 

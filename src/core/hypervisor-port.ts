@@ -74,6 +74,31 @@ export interface DiskInfo {
   readonly chain: readonly ImageInfo[];
 }
 
+/** One disk of a domain, by every name that refers to it. */
+export interface DiskNames {
+  readonly domain: string;
+  /**
+   * Canonical name: the device id (qdev id / libvirt target, 'vda'), else the legacy drive id,
+   * else the export id (a storage daemon's export is the guest's device, and unlike the node name
+   * it survives a pivot), else the root node name. Every engine decision keys on this.
+   */
+  readonly disk: string;
+  /** qdev id (QMP) or target (libvirt). */
+  readonly device: string | null;
+  /** Legacy -drive id / block-backend name. */
+  readonly drive: string | null;
+  /** The disk's root (active) node. */
+  readonly nodeName: string | null;
+  /** NBD export id (qemu-storage-daemon). */
+  readonly exportId: string | null;
+  /** The active image's path. */
+  readonly source: string;
+  /** Top first. */
+  readonly chain: readonly ImageInfo[];
+  /** Any block job on this disk, started by anyone (busy check, adoption). */
+  readonly job: { readonly jobId: string; readonly type: string; readonly status: JobStatus } | null;
+}
+
 export type DestinationProbe =
   | { readonly exists: false }
   | {
@@ -183,6 +208,8 @@ export interface HypervisorPort {
   readonly events$: Observable<HypervisorEvent>;
 
   getDomain(domain: string): ResultAsync<DomainInfo | null, HypervisorError>;
+  /** Every disk of the domain by all its names; null when there is no such domain. */
+  listDisks(domain: string): ResultAsync<readonly DiskNames[] | null, HypervisorError>;
   describeDisk(domain: string, disk: string): ResultAsync<DiskInfo | null, HypervisorError>;
   probeDestination(path: string): ResultAsync<DestinationProbe, HypervisorError>;
   /** Creates an empty image. Idempotent: an identical image already created by this adapter is fine. */

@@ -28,6 +28,7 @@ import type {
   CreateDestinationSpec,
   DestinationProbe,
   DiskInfo,
+  DiskNames,
   DomainInfo,
   HypervisorError,
   HypervisorEvent,
@@ -314,6 +315,25 @@ export class ReplayHypervisor implements HypervisorPort {
         ? { name: domain, running: !this.ended, persistent: false, disks: [this.setup.disk] }
         : null;
     return new ResultAsync(Promise.resolve(ok(info)));
+  }
+
+  /** The recorded setup's one disk, under its one name; its job while the replay shows one live. */
+  listDisks(domain: string): ResultAsync<readonly DiskNames[] | null, HypervisorError> {
+    if (domain !== this.setup.domain) return new ResultAsync(Promise.resolve(ok(null)));
+    const j = this.job;
+    const live = j.present && j.status !== 'concluded' && j.status !== 'null' && j.status !== 'undefined';
+    const disk: DiskNames = {
+      domain,
+      disk: this.setup.disk,
+      device: this.setup.disk,
+      drive: null,
+      nodeName: null,
+      exportId: null,
+      source: this.pivoted ? this.setup.destination.path : (this.setup.chain[0]?.path ?? ''),
+      chain: this.setup.chain,
+      job: live ? { jobId: this.setup.jobId, type: 'mirror', status: j.status } : null,
+    };
+    return new ResultAsync(Promise.resolve(ok([disk])));
   }
 
   describeDisk(domain: string, disk: string): ResultAsync<DiskInfo | null, HypervisorError> {

@@ -65,6 +65,22 @@ describe('QemuHypervisor: discovery and destination files', () => {
     // The root node name works as a DISK too.
     expect((await hv.describeDisk('qemu', 'snap2'))._unsafeUnwrap()?.chain).toEqual(chain);
     expect((await hv.describeDisk('qemu', 'vdz'))._unsafeUnwrap()).toBeNull();
+    // A backing node is no disk.
+    expect((await hv.describeDisk('qemu', 'snap1'))._unsafeUnwrap()).toBeNull();
+    expect((await hv.listDisks('qemu'))._unsafeUnwrap()).toEqual([
+      {
+        domain: 'qemu',
+        disk: 'vda',
+        device: null,
+        drive: null,
+        nodeName: 'snap2',
+        exportId: 'vda',
+        source: fx.paths.snap2,
+        chain,
+        job: null,
+      },
+    ]);
+    expect((await hv.listDisks('other'))._unsafeUnwrap()).toBeNull();
     expect((await hv.describeDisk('other', 'vda'))._unsafeUnwrap()).toBeNull();
     expect((await hv.activeImage('qemu', 'vda'))._unsafeUnwrap()).toBe(fx.paths.snap2);
     expect((await hv.activeImage('qemu', 'vdz'))._unsafeUnwrapErr()).toMatchObject({ kind: 'invalid' });
@@ -285,9 +301,11 @@ describe('QemuHypervisor: copies that pivot', () => {
     expect((await hv.completeJob('raw1')).isOk()).toBe(true);
     await events.waitFor((e) => e.kind === 'job-status' && e.status === 'concluded');
     expect((await hv.activeImage('qemu', 'snap2'))._unsafeUnwrap()).toBe(dst);
-    expect((await hv.describeDisk('qemu', 'snap2'))._unsafeUnwrap()?.chain).toEqual([
+    // The disk (export vda) now reads the destination; the old root node name is no disk any more.
+    expect((await hv.describeDisk('qemu', 'vda'))._unsafeUnwrap()?.chain).toEqual([
       { path: dst, format: 'raw', virtualSize: CHAIN_SIZE, backing: null },
     ]);
+    expect((await hv.describeDisk('qemu', 'snap2'))._unsafeUnwrap()).toBeNull();
     expect((await hv.dismissJob('raw1')).isOk()).toBe(true);
     await fx.stop();
     expect(await fx.compareWithChain(dst, 'raw')).toMatchObject({ identical: true });
