@@ -27,6 +27,8 @@ import { JobJournal } from './journal.js';
 import { localOwner } from './lease.js';
 import type { RecoveryReport } from './recovery.js';
 import { recoverJobs } from './recovery.js';
+import { adoptionOf } from './adoption.js';
+import { resolveDisk } from '../core/disk-identity.js';
 import type { CopyPlan, CopyRequest } from '../core/plan.js';
 import type { BlockJobInfo, CopyOptions } from '../core/validate.js';
 import {
@@ -166,6 +168,12 @@ export interface BlockCopyEngine {
    * hypervisor and resumes it (src/engine/recovery.ts). Without a store: an empty report.
    */
   recover(): ResultAsync<RecoveryReport, BlockCopyError>;
+  /**
+   * Takes over a mirror job on the disk that this engine did not start (another tool, or a
+   * blockcopy process without a store), so that it can be pivoted or aborted like its own.
+   * Returns this engine's job if it already runs one on the disk.
+   */
+  adopt(domain: string, disk: string): ResultAsync<BlockCopyJob, BlockCopyError>;
   readonly store: JobStore | null;
   readonly events$: Observable<BlockJobEvent>;
   readonly jobStates$: Observable<JobStateChange>;
@@ -626,6 +634,57 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
           return handleOf(runner);
         },
       }).mapErr(storeFailure);
+    },
+    adopt(domain, disk) {
+      const mine = runners.get(key(domain, disk));
+      if (mine) return okAsync(handleOf(mine));
+      if (closed) return errAsync(blockCopyError('VIR_ERR_OPERATION_INVALID', 'the engine is closed'));
+      return hypervisor
+        .listDisks(domain)
+        .mapErr((e) => fromHypervisorError(e))
+        .andThen((disks) => {
+          if (disks === null) return err(errors.noDomain(domain));
+          return resolveDisk(disks, disk).map((names) => ({ names, speed: 0 }));
+        })
+        .andThen(({ names, speed }) =>
+          (names.job
+            ? hypervisor.queryJob(names.job.jobId).mapErr((e) => fromHypervisorError(e))
+            : okAsync(null)
+          ).andThen((info) => adoptionOf(names, info?.speed ?? speed)),
+        )
+        .andThen((adoption) => {
+          const now2 = runners.get(key(domain, adoption.request.disk));
+          if (now2) return okAsync(handleOf(now2));
+          const side = {
+            states: [adoption.state],
+            readyAnnounced: adoption.state.startsWith('ready'),
+            pause: { userPauseRequested: false, stoppedOnError: false },
+            progress: null,
+          };
+          const runner = newRunner(adoption.jobId, adoption.request, { snapshot: adoption.snapshot, side });
+          recovered.add(runner);
+          const record: JobRecord | null = store
+            ? {
+                ...newRecord(adoption.jobId, adoption.request, null),
+                origin: 'adopted',
+                state: adoption.state,
+                snapshot: adoption.snapshot,
+                side,
+              }
+            : null;
+          const journal = register(runner, record, null);
+          const inserted = journal ? journal.checkpoint() : Promise.resolve(null);
+          return wrapPromise(
+            inserted.then((failed) => {
+              if (failed) {
+                unregister(runner);
+                return err(storeFailure(failed));
+              }
+              runner.start();
+              return ok(handleOf(runner));
+            }),
+          );
+        });
     },
     store,
     events$: events$.asObservable(),

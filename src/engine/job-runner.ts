@@ -145,6 +145,8 @@ export function provideJobMachine(hv: HypervisorPort, beforeEffect: (jobId: stri
       }),
       confirmPivot: fromPromise<boolean, { jobId: string; plan: CopyPlan }>(async ({ input }) => {
         const active = await unwrap(hv.activeImage(input.plan.domain, input.plan.disk), input.jobId);
+        // An adopted job's destination is unknown: pivoted means the guest left its source.
+        if (input.plan.destination.path === '') return active !== input.plan.source;
         return active === input.plan.destination.path;
       }),
       finishJob: fromPromise<undefined, FinishInput>(async ({ input }) => {
