@@ -29,6 +29,8 @@ export interface CopyCommand {
   readonly onTargetError: 'report' | 'stop' | 'ignore' | 'enospc';
   /** Serve the live inspector while the copy runs. */
   readonly inspect: boolean;
+  /** Job store path (--store): the job is recorded and outlives this process. */
+  readonly store?: string;
 }
 
 export interface DemoCommand {
@@ -43,7 +45,7 @@ export interface HelpCommand {
 
 /** Commands that parse their own arguments (diagram, inspect, replay). */
 export interface PassThroughCommand {
-  readonly command: 'diagram' | 'inspect' | 'replay';
+  readonly command: 'diagram' | 'inspect' | 'replay' | 'blockjob' | 'list' | 'daemon';
   readonly argv: readonly string[];
 }
 
@@ -58,6 +60,9 @@ export const USAGE = `usage:
   blockcopy replay TRACE.jsonl [--json]
   blockcopy diagram [--format mermaid|dot|svg] [--output FILE]
   blockcopy inspect [--port N] [--load FILE.jsonl] [--export FILE.jsonl] [--rounds N]
+  blockcopy blockjob DISK (--info | --pivot | --abort [--async] | --bandwidth MIB | --resume) [--store PATH]
+  blockcopy list [--all] [--json] [--store PATH]
+  blockcopy daemon [--store PATH] [--socket PATH]
   blockcopy help
 
 copy   starts a block copy of DISK into the absolute path DEST, as virsh blockcopy does.
@@ -97,6 +102,7 @@ export function parseCommand(argv: readonly string[]): Result<Command, UsageErro
       return ok({ command: 'demo', json: values.json, hypervisor: values.hypervisor });
     }
     if (command === 'diagram' || command === 'inspect' || command === 'replay') return ok({ command, argv: rest });
+    if (command === 'blockjob' || command === 'list' || command === 'daemon') return ok({ command, argv: rest });
     if (command !== 'copy') return err(new UsageError(`unknown command '${command}'`));
     const { values, positionals } = parseArgs({
       args: rest,
@@ -117,6 +123,7 @@ export function parseCommand(argv: readonly string[]): Result<Command, UsageErro
         hypervisor: { type: 'string', default: 'sim' },
         'on-target-error': { type: 'string', default: 'report' },
         inspect: { type: 'boolean', default: false },
+        store: { type: 'string' },
       },
       strict: true,
       allowPositionals: true,
@@ -160,6 +167,7 @@ export function parseCommand(argv: readonly string[]): Result<Command, UsageErro
       hypervisor: values.hypervisor,
       onTargetError: policy,
       inspect: values.inspect,
+      ...(values.store !== undefined ? { store: values.store } : {}),
     });
   } catch (e) {
     // parseArgs reports unknown options and missing values by throwing.

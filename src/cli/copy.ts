@@ -12,6 +12,7 @@ import type { BlockCopyEngine, BlockCopyJob } from '../engine/engine.js';
 import type { BlockCopyError } from '../core/errors.js';
 import { AbortFlags, RebaseFlags } from '../core/flags.js';
 import type { JobResult } from '../engine/job-runner.js';
+import type { JobStore } from '../core/job-store.js';
 import type { CopyPlan } from '../core/plan.js';
 import type { CopyCommand } from './args.js';
 import { formatBytes, progressLine } from './progress.js';
@@ -72,6 +73,8 @@ export interface CopyDependencies {
   };
   /** Called once the job has started, e.g. to install a SIGINT handler; returns a disposer. */
   readonly onStarted?: (abort: () => void) => () => void;
+  /** Job store: the job is recorded and outlives this process (blockjob/recover pick it up). */
+  readonly store?: JobStore;
 }
 
 /** An Output whose progress bar is ended before any other line, so lines never share it. */
@@ -111,6 +114,7 @@ export async function runCopy(cmd: CopyCommand, deps: CopyDependencies): Promise
     clock,
     pollIntervalMs: deps.pollIntervalMs ?? 200,
     ...(deps.inspector ? { inspect: deps.inspector.inspect } : {}),
+    ...(deps.store ? { store: deps.store } : {}),
   });
   const detachInspector = deps.inspector?.attach(engine);
   const domain = cmd.domain ?? defaultDomain(deps.hypervisor);
@@ -119,7 +123,7 @@ export async function runCopy(cmd: CopyCommand, deps: CopyDependencies): Promise
     (cmd.shallow ? RebaseFlags.SHALLOW : 0) |
     (cmd.reuseExternal ? RebaseFlags.REUSE_EXT : 0) |
     (cmd.raw ? RebaseFlags.COPY_RAW : 0);
-  const options = { onTargetError: cmd.onTargetError };
+  const options = { onTargetError: cmd.onTargetError, endIntent: cmd.end };
   const refused = (error: BlockCopyError): CopyRun => {
     if (!cmd.json) out.error(`error: ${error.message}`);
     return {
@@ -214,7 +218,7 @@ export async function runCopy(cmd: CopyCommand, deps: CopyDependencies): Promise
     }
   } finally {
     detachInspector?.();
-    engine.close();
+    await engine.shutdown();
   }
 }
 

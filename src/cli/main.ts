@@ -10,6 +10,13 @@ import { runDiagramCommand } from './diagram.js';
 import { openHypervisor } from './hypervisor.js';
 import { runInspectCommand, startInspector } from './inspect.js';
 import { runReplayCommand } from './replay.js';
+import { runBlockjobCommand } from './blockjob.js';
+import { runDaemonCommand } from './daemon.js';
+import { runListCommand } from './list.js';
+import type { CopyCommand } from './args.js';
+import type { JobStore } from '../core/job-store.js';
+import { daemonRuns, openStore, socketPath, storePath } from './durable.js';
+import { runRemoteCopy } from './remote-copy.js';
 
 export const processOutput: Output = {
   line: (text) => process.stdout.write(`${text}\n`),
@@ -47,32 +54,61 @@ export async function main(argv: readonly string[], out: Output = processOutput)
       return runInspectCommand(cmd.argv, out);
     case 'replay':
       return runReplayCommand(cmd.argv, out);
+    case 'blockjob':
+      return runBlockjobCommand(cmd.argv, out);
+    case 'list':
+      return runListCommand(cmd.argv, out);
+    case 'daemon':
+      return runDaemonCommand(cmd.argv, out);
     case 'copy': {
-      const hypervisor = await openHypervisor(cmd.hypervisor);
-      if (hypervisor.isErr()) {
-        out.error(`error: ${hypervisor.error}`);
-        return 2;
+      // Durable unless on the in-process simulator: through the daemon when one runs, else
+      // recorded in the store by this process.
+      const durable = cmd.hypervisor !== 'sim' || cmd.store !== undefined;
+      const store = durable ? storePath(cmd.store) : null;
+      if (store !== null && !cmd.dryRun && !cmd.inspect) {
+        const socket = socketPath(undefined, store);
+        if (await daemonRuns(socket)) return runRemoteCopy(cmd, socket, out);
       }
-      const inspector = cmd.inspect ? await startInspector() : undefined;
-      if (inspector) out.error(`inspector: ${inspector.url}`);
+      const opened = store !== null ? openStore(store) : null;
+      if (opened?.isErr()) {
+        out.error(`error: ${opened.error}`);
+        return 1;
+      }
+      const jobStore = opened?.isOk() ? opened.value : undefined;
       try {
-        const run = await runCopy(cmd, {
-          hypervisor: hypervisor.value,
-          out,
-          ...(inspector ? { inspector } : {}),
-          onStarted: (abort) => {
-            // Ctrl-C aborts the copy, as virsh does.
-            process.once('SIGINT', abort);
-            return () => process.removeListener('SIGINT', abort);
-          },
-        });
-        if (cmd.json) printJson(out, run.report);
-        if (inspector) await servedUntilInterrupted(out, inspector.url);
-        return run.exitCode;
+        return await runLocalCopy(cmd, out, jobStore);
       } finally {
-        await inspector?.close();
-        await hypervisor.value.close();
+        jobStore?.close();
       }
     }
+  }
+}
+
+async function runLocalCopy(cmd: CopyCommand, out: Output, store: JobStore | undefined): Promise<number> {
+  const hypervisor = await openHypervisor(cmd.hypervisor);
+  if (hypervisor.isErr()) {
+    out.error(`error: ${hypervisor.error}`);
+    return 2;
+  }
+  const inspector = cmd.inspect ? await startInspector() : undefined;
+  if (inspector) out.error(`inspector: ${inspector.url}`);
+  try {
+    const run = await runCopy(cmd, {
+      hypervisor: hypervisor.value,
+      out,
+      ...(store ? { store } : {}),
+      ...(inspector ? { inspector } : {}),
+      onStarted: (abort) => {
+        // Ctrl-C aborts the copy, as virsh does.
+        process.once('SIGINT', abort);
+        return () => process.removeListener('SIGINT', abort);
+      },
+    });
+    if (cmd.json) printJson(out, run.report);
+    if (inspector) await servedUntilInterrupted(out, inspector.url);
+    return run.exitCode;
+  } finally {
+    await inspector?.close();
+    await hypervisor.value.close();
   }
 }

@@ -243,6 +243,8 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   const ended: BlockCopyJob[] = [];
   const ENDED_KEPT = 100;
   const recovered = new Set<JobRunner>();
+  /** Recovered jobs whose end the engine requested itself, on their recorded intent. */
+  const endedOnIntent = new Map<JobRunner, 'pivot' | 'finish'>();
   let closed = false;
   const key = (domain: string, disk: string) => `${domain}\u0000${disk}`;
 
@@ -330,6 +332,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
       // A recovered job whose caller is gone: do what the caller said it would at ready.
       if (recovered.has(runner) && endIntent && !intentSent && state === 'ready.synced') {
         intentSent = true;
+        endedOnIntent.set(runner, endIntent);
         queueMicrotask(() =>
           runner.request(endIntent === 'pivot' ? { type: 'PIVOT' } : { type: 'ABORT', force: false }),
         );
@@ -480,6 +483,15 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     const runner = found.value;
     const { async, pivot } = parsed.value;
     const requestType = pivot ? 'PIVOT' : 'ABORT';
+    // The same end the engine already requested for a recovered job: wait for it, not refuse.
+    const intent = endedOnIntent.get(runner);
+    if (intent !== undefined && (intent === 'pivot') === pivot && runner.snapshot.context.endRequest !== null) {
+      return wrapPromise(
+        runner.result.then((result) =>
+          pivot && !result.pivoted ? err(result.error ?? errors.failedWhilePivoting(disk)) : ok(undefined),
+        ),
+      );
+    }
     const later = runner.nextRefusal(requestType);
     const refused = runner.request(pivot ? { type: 'PIVOT' } : { type: 'ABORT', force: abortOptions.force ?? false });
     if (refused) {
