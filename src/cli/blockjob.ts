@@ -5,7 +5,6 @@
  * that blockcopy did not start). Exit codes: 0 done, 1 refused or failed, 2 usage.
  */
 import { parseArgs } from 'node:util';
-import type { BlockCopyError } from '../core/errors.js';
 import { AbortFlags } from '../core/flags.js';
 import { callDaemon } from '../daemon/client.js';
 import type { ControlAnswer, ControlRequest } from '../daemon/protocol.js';
@@ -111,7 +110,7 @@ export async function runBlockjobCommand(argv: readonly string[], out: Output): 
 function report(answer: ControlAnswer, request: ControlRequest, disk: string, json: boolean, out: Output): number {
   if (json) out.line(JSON.stringify(answer));
   if (!answer.ok) {
-    if (!json) out.error(`error: ${(answer.error).message}`);
+    if (!json) out.error(`error: ${answer.error.message}`);
     return 1;
   }
   if (json) return 0;
