@@ -95,6 +95,8 @@ export async function runBlockjobCommand(argv: readonly string[], out: Output): 
       store: opened.value,
       open: (spec) => openHypervisor(spec),
       pollIntervalMs: 200,
+      // One shot: only the verb acts, not the recorded intent of a job this process recovers.
+      actOnIntents: false,
     });
     try {
       const r = await controller.dispatch(request);

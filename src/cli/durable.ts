@@ -13,9 +13,11 @@ export function storePath(option: string | undefined): string {
   return option ?? defaultStorePath();
 }
 
-/** /run/blockcopy/control.sock for root; $XDG_RUNTIME_DIR/blockcopy/… or beside the store otherwise. */
+/** --socket, else $BLOCKCOPY_SOCKET, else /run/blockcopy/control.sock for root; $XDG_RUNTIME_DIR/blockcopy/… or beside the store otherwise. */
 export function socketPath(option: string | undefined, store: string): string {
   if (option !== undefined) return option;
+  const env = process.env['BLOCKCOPY_SOCKET'];
+  if (env) return env;
   if (process.getuid?.() === 0) return '/run/blockcopy/control.sock';
   const runtime = process.env['XDG_RUNTIME_DIR'];
   return runtime ? join(runtime, 'blockcopy', 'control.sock') : join(dirname(store), 'control.sock');

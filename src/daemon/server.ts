@@ -114,6 +114,8 @@ export interface ControllerOptions {
   readonly open: (spec: string) => Promise<Result<HypervisorPort, string>>;
   readonly pollIntervalMs?: number;
   readonly log?: (line: string) => void;
+  /** See EngineOptions.actOnIntents (default true). */
+  readonly actOnIntents?: boolean;
 }
 
 /**
@@ -136,6 +138,7 @@ export function createController(options: ControllerOptions) {
         const engine = createEngine({
           hypervisor: opened.value,
           store,
+          ...(options.actOnIntents !== undefined ? { actOnIntents: options.actOnIntents } : {}),
           ...(options.pollIntervalMs !== undefined ? { pollIntervalMs: options.pollIntervalMs } : {}),
         });
         const report = await engine.recover();

@@ -59,6 +59,11 @@ export interface EngineOptions {
   readonly owner?: LeaseOwner;
   /** Wall-clock time for records (default Date.now). */
   readonly now?: () => number;
+  /**
+   * Do what a recovered job's recorded intent says at ready (default true: the daemon). A
+   * one-shot command (blockjob --info) passes false: it only looks, the user's verb acts.
+   */
+  readonly actOnIntents?: boolean;
 }
 
 /** What the engine does about a job beyond libvirt's call, for one submission. */
@@ -214,6 +219,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   const store = options.store ?? null;
   const owner = options.owner ?? localOwner();
   const now = options.now ?? Date.now;
+  const actOnIntents = options.actOnIntents ?? true;
   const journals = new Map<string, JobJournal>();
   /** Write-ahead barrier of the IO actors: the job's record is durable before the effect. */
   const beforeEffect = async (jobId: string): Promise<void> => {
@@ -330,7 +336,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
         else announce();
       }
       // A recovered job whose caller is gone: do what the caller said it would at ready.
-      if (recovered.has(runner) && endIntent && !intentSent && state === 'ready.synced') {
+      if (actOnIntents && recovered.has(runner) && endIntent && !intentSent && state === 'ready.synced') {
         intentSent = true;
         endedOnIntent.set(runner, endIntent);
         queueMicrotask(() =>
@@ -638,11 +644,12 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
         running: (jobId) =>
           byId.has(jobId) && runners.get(key(byId.get(jobId)!.domain, byId.get(jobId)!.disk)) !== undefined,
         diskTaken: (domain, disk) => runners.has(key(domain, disk)),
-        resume: (record) => {
+        resume: async (record) => {
           const runner = newRunner(record.jobId, record.request!, { snapshot: record.snapshot, side: record.side });
           recovered.add(runner);
           register(runner, record, record.endIntent);
           runner.start();
+          await runner.refresh();
           return handleOf(runner);
         },
       }).mapErr(storeFailure);

@@ -354,6 +354,11 @@ export class JobRunner {
     return this.actor.getSnapshot();
   }
 
+  /** One poll now (recovery: the chart meets the hypervisor's state before anyone acts on it). */
+  refresh(): Promise<void> {
+    return this.polled() ? this.poll() : Promise.resolve();
+  }
+
   private polled(): boolean {
     const snapshot = this.actor.getSnapshot();
     return snapshot.status === 'active' && POLLED.some((s) => snapshot.matches(s));

@@ -46,7 +46,7 @@ export interface RecoveryContext {
   /** This engine already runs another job on the disk. */
   readonly diskTaken: (domain: string, disk: string) => boolean;
   /** Starts a runner from the record's snapshot. */
-  readonly resume: (record: JobRecord) => unknown;
+  readonly resume: (record: JobRecord) => Promise<unknown>;
 }
 
 /** Lease length for stores shared between hosts; local holders are judged by their process. */
@@ -130,7 +130,7 @@ async function run(ctx: RecoveryContext) {
         }
       }
     }
-    ctx.resume(record);
+    await ctx.resume(record);
     resumed.push({ ...id, state: record.state });
   }
   return listed.map(() => ({ resumed, finished, skipped }));
