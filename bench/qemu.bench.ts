@@ -10,14 +10,21 @@
  * COMPLETED, i.e. after concluded, graph check and dismiss; bare: block-job-complete →
  * JOB_STATUS_CHANGE concluded → job-dismiss → query-block-exports shows the copy). Also how late
  * the engine saw ready after QEMU's BLOCK_JOB_READY reached the adapter (event vs 500 ms poll; negative = seen by a poll first).
+ *
+ * `npm run bench:qemu -- --vm`: the same on a stopped TCG virtual machine (qemu-system-x86_64,
+ * -blockdev chain + virtio-blk-pci id=vda). The bare script then confirms the pivot with
+ * query-block (the device's inserted node) and releases the old chain with blockdev-del, as
+ * libvirt does and as the engine does.
  */
-import { existsSync, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { firstValueFrom, filter } from 'rxjs';
 import { QmpClient, type QmpEvent } from '../adapters/qmp/client.js';
-import { daemonArgs, MiB, must, run, sleep, spawnDaemon } from '../adapters/qmp/lab.js';
+import { daemonArgs, MiB, must, run, spawnDaemon, waitUntilListening } from '../adapters/qmp/lab.js';
 import { connectQemu } from '../adapters/qmp/qemu-adapter.js';
+import { vmArgs } from '../adapters/qmp/vm-lab.js';
+import { spawn } from 'node:child_process';
 import { createEngine } from '../src/engine/engine.js';
 import { AbortFlags, RebaseFlags } from '../src/core/flags.js';
 
@@ -25,6 +32,7 @@ const SIZE_MIB = Number(process.env['BENCH_SIZE_MIB'] ?? 1024);
 const RUNS = Math.max(5, Number(process.env['BENCH_RUNS'] ?? 5));
 const POLL_MS = 500;
 const SIZE = SIZE_MIB * MiB;
+const VM = process.argv.includes('--vm');
 
 async function buildChain(dir: string): Promise<void> {
   await must('dd', ['if=/dev/urandom', 'of=base.raw', 'bs=4M', `count=${SIZE_MIB / 4}`, 'status=none'], dir);
@@ -44,14 +52,20 @@ async function buildChain(dir: string): Promise<void> {
 /** A fresh daemon on the chain (same graph as the lab: nodes base/snap1/snap2, export vda). */
 async function withDaemon<T>(dir: string, body: (qmpSocket: string) => Promise<T>): Promise<T> {
   for (const f of ['qmp.sock', 'nbd.sock']) await fs.rm(join(dir, f), { force: true });
-  const daemon = await spawnDaemon(dir, daemonArgs(dir, ['qmp']));
+  const daemon = VM
+    ? spawn('qemu-system-x86_64', vmArgs(dir, 'blockdev', ['qmp']), { cwd: dir, stdio: 'ignore' })
+    : await spawnDaemon(dir, daemonArgs(dir, ['qmp']));
   const exited = new Promise<void>((resolve) => daemon.once('exit', () => resolve()));
   try {
-    const deadline = Date.now() + 15_000;
-    while (!existsSync(join(dir, 'qmp.sock'))) {
-      if (Date.now() > deadline) throw new Error('qemu-storage-daemon did not start');
-      await sleep(5);
-    }
+    // The socket file appears when QEMU binds, a moment before it listens.
+    let alive = true;
+    daemon.once('exit', () => (alive = false));
+    await waitUntilListening(
+      join(dir, 'qmp.sock'),
+      Date.now() + 30_000,
+      () => alive,
+      async () => 'QEMU exited',
+    );
     return await body(join(dir, 'qmp.sock'));
   } finally {
     daemon.kill('SIGKILL');
@@ -134,8 +148,15 @@ async function bareRun(dir: string, dest: string): Promise<Sample> {
       await ok('block-job-complete', { device: 'bare' });
       await concluded;
       await ok('job-dismiss', { id: 'bare' });
-      const exps = (await ok('query-block-exports')) as { id: string; 'node-name': string }[];
-      if (exps.find((x) => x.id === 'vda')?.['node-name'] !== 'bare-dst') throw new Error('bare: not pivoted');
+      if (VM) {
+        const blocks = (await ok('query-block')) as { inserted?: { 'node-name': string } }[];
+        if (blocks[0]?.inserted?.['node-name'] !== 'bare-dst') throw new Error('bare: not pivoted');
+        for (const node of ['snap2', 'snap2-file', 'snap1', 'snap1-file', 'base', 'base-file'])
+          await ok('blockdev-del', { 'node-name': node });
+      } else {
+        const exps = (await ok('query-block-exports')) as { id: string; 'node-name': string }[];
+        if (exps.find((x) => x.id === 'vda')?.['node-name'] !== 'bare-dst') throw new Error('bare: not pivoted');
+      }
       const t2 = performance.now();
       return { ready: readyAt - t0, pivot: t2 - t1 };
     } finally {
@@ -159,7 +180,7 @@ const median = (xs: readonly number[]) => {
 const ms = (x: number) => `${x.toFixed(x < 10 ? 2 : 0)} ms`;
 
 async function main(): Promise<void> {
-  for (const tool of ['qemu-storage-daemon', 'qemu-img', 'qemu-io']) {
+  for (const tool of ['qemu-storage-daemon', 'qemu-img', 'qemu-io', ...(VM ? ['qemu-system-x86_64'] : [])]) {
     if ((await run('which', [tool])).code !== 0) throw new Error(`${tool} not on PATH`);
   }
   const dir = await fs.mkdtemp(join(tmpdir(), 'blockcopy-bench-'));
@@ -167,7 +188,9 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
   try {
     console.log(`blockcopy QEMU benchmark: ${SIZE_MIB} MiB chain (urandom base + overlays), ${RUNS} runs each,`);
-    console.log(`engine poll interval ${POLL_MS} ms, engine and bare alternating, fresh daemon per run\n`);
+    console.log(
+      `engine poll interval ${POLL_MS} ms, engine and bare alternating, fresh ${VM ? 'TCG VM (-blockdev + -device virtio-blk-pci,id=vda)' : 'daemon'} per run\n`,
+    );
     await buildChain(dir);
     const engine: Sample[] = [];
     const bare: Sample[] = [];
@@ -196,6 +219,17 @@ async function main(): Promise<void> {
       const e = Number.parseFloat(r[1]);
       const b = Number.parseFloat(r[2]);
       r[3] = `${(e / b).toFixed(2)}×`;
+    }
+    const range = (xs: readonly number[]) => `${ms(Math.min(...xs))}–${ms(Math.max(...xs))}`;
+    const ratios = (f: (x: Sample) => number) => engine.map((e, i) => f(e) / f(bare[i]!));
+    for (const [label, f] of [
+      ['start → ready', (x: Sample) => x.ready],
+      ['pivot request → confirmed', (x: Sample) => x.pivot],
+    ] as const) {
+      const r = ratios(f);
+      console.log(
+        `${label}: engine ${range(engine.map(f))}, bare ${range(bare.map(f))}; per-run ratio median ${median(r).toFixed(2)}× (${Math.min(...r).toFixed(2)}–${Math.max(...r).toFixed(2)}×)`,
+      );
     }
     console.log('\nmedians              engine        bare          engine/bare');
     for (const r of rows)

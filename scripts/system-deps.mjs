@@ -1,5 +1,5 @@
 // Before `npm test`: the real-QEMU and browser tests need Debian's qemu-utils,
-// qemu-system-common and chromium. Installs what is missing with apt-get when run as root
+// qemu-system-common, qemu-system-x86 and chromium. Installs what is missing with apt-get when run as root
 // (a fresh Debian machine, CI); otherwise says what to install and fails.
 import { spawnSync } from 'node:child_process';
 
@@ -7,6 +7,8 @@ const needs = [
   { program: 'qemu-storage-daemon', pkg: 'qemu-system-common' },
   { program: 'qemu-img', pkg: 'qemu-utils' },
   { program: 'qemu-io', pkg: 'qemu-utils' },
+  // The real-VM tests (test/qemu-vm) and `npm run bench:qemu -- --vm` run TCG virtual machines.
+  { program: 'qemu-system-x86_64', pkg: 'qemu-system-x86' },
   { program: 'chromium', pkg: 'chromium' },
 ];
 const has = (program) => spawnSync('sh', ['-c', `command -v ${program}`], { stdio: 'ignore' }).status === 0;

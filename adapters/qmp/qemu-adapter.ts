@@ -287,6 +287,38 @@ class BlockGraph {
     return out;
   }
 
+  /**
+   * The nodes under `top` (itself included) that nothing outside them uses, parents first: what
+   * blockdev-del may remove once `top` is no disk any more. A node with a parent elsewhere (a
+   * shallow copy's backing, an export, a device, a job) stays, and so does everything below it.
+   */
+  releasable(top: string): string[] {
+    const set = this.below(top);
+    const kept = new Set<string>();
+    for (const name of set) {
+      if (kept.has(name)) continue;
+      const outside = this.parents(name).some((p) => p.node.type !== 'block-driver' || !set.has(p.node.name));
+      if (outside) for (const n of this.below(name)) kept.add(n);
+    }
+    // Breadth-first from the top: a parent is deleted before its children.
+    const order: string[] = [];
+    const seen = new Set<string>();
+    const queue = [top];
+    while (queue.length > 0) {
+      const cur = queue.shift()!;
+      if (seen.has(cur)) continue;
+      seen.add(cur);
+      if (!kept.has(cur)) order.push(cur);
+      const g = this.graphByName.get(cur);
+      if (!g) continue;
+      for (const e of this.edges) {
+        const c = e.parent === g.id ? this.graphById.get(e.child) : undefined;
+        if (c?.type === 'block-driver' && c.name) queue.push(c.name);
+      }
+    }
+    return order;
+  }
+
   /** Filter nodes stacked above `name` (a running mirror's mirror_top, …). */
   filtersAbove(name: string): string[] {
     const out: string[] = [];
@@ -355,6 +387,8 @@ export class QemuHypervisor implements HypervisorPort {
   private readonly qemuCwd: string | undefined;
   /** A disk's names → the consumer the guest read it through when first used; survives the pivot. */
   private readonly consumers = new Map<string, Consumer>();
+  /** Job id → the source's top node when the job started: the old chain to release after a pivot. */
+  private readonly sources = new Map<string, string>();
   /** Destination node (format) → its file, for the destinations this adapter attached. */
   private readonly targetPaths = new Map<string, string>();
 
@@ -535,6 +569,7 @@ export class QemuHypervisor implements HypervisorPort {
       const d = findDisk(vr.value.disks, spec.disk);
       if (!d) return err(invalid(cmd, `disk '${spec.disk}' not found`));
       this.remember(d);
+      this.sources.set(spec.jobId, d.top);
 
       // §0.14 (b2): for sync=top the target must get the source's backing *node*; with
       // backing:null QEMU accepts the job and the guest reads zeros after the pivot.
@@ -609,6 +644,8 @@ export class QemuHypervisor implements HypervisorPort {
         'auto-dismiss': false,
       };
       if (spec.speed > 0) args['speed'] = spec.speed;
+      if (spec.granularity !== undefined) args['granularity'] = spec.granularity;
+      if (spec.bufSize !== undefined) args['buf-size'] = spec.bufSize;
       const r = await this.qmp(cmd, args);
       if (r.isErr()) {
         if (r.error.kind === 'qmp' && r.error.desc === `Job ID '${spec.jobId}' already in use`) return ok(undefined);
@@ -692,7 +729,18 @@ export class QemuHypervisor implements HypervisorPort {
       const g = await this.graph();
       if (g.isErr()) return err(g.error);
       const names = targetNodeNames(jobId);
-      if (g.value.node(names.format) && g.value.inUse(names.format)) return ok(undefined);
+      if (g.value.node(names.format) && g.value.inUse(names.format)) {
+        // Pivoted: release the old chain, as libvirt does, but never a node still in use.
+        const oldTop = this.sources.get(jobId);
+        if (oldTop === undefined) return ok(undefined);
+        for (const node of g.value.releasable(oldTop)) {
+          const del = await this.blockdevDel(node);
+          if (del.isErr()) return err(del.error);
+        }
+        this.sources.delete(jobId);
+        return ok(undefined);
+      }
+      this.sources.delete(jobId);
       for (const node of [names.format, names.file]) {
         if (!g.value.node(node)) continue;
         const del = await this.blockdevDel(node);

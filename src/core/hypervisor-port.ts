@@ -139,6 +139,10 @@ export interface MirrorSpec {
   readonly onTargetError: IoErrorPolicy;
   readonly onSourceError: IoErrorPolicy;
   readonly copyMode: CopyMode;
+  /** Dirty-bitmap granularity in bytes (power of two, 512 B..64 MiB); absent: QEMU's default. */
+  readonly granularity?: number;
+  /** Bytes in flight; absent: QEMU's default. */
+  readonly bufSize?: number;
 }
 
 /** A job as query-jobs + query-block-jobs report it. */

@@ -3,6 +3,7 @@
  * for it, once every rule has passed (CopyPlan). Both are plain data: they live in the job
  * machine's context and survive a JSON round trip.
  */
+import type { BlockCopyError } from './errors.js';
 import type {
   BackingRef,
   CopyMode,
@@ -42,6 +43,8 @@ export interface CopyFacts {
   readonly disk: DiskInfo | null;
   /** True when another block job already owns the disk. */
   readonly diskBusy: boolean;
+  /** Why the disk was not found (the names that would work), when `disk` is null. */
+  readonly diskNotFound?: BlockCopyError;
   readonly destination: DestinationProbe;
 }
 
@@ -58,6 +61,9 @@ export interface CopyPlan {
   readonly virtualSize: number;
   readonly speed: number;
   readonly copyMode: CopyMode;
+  /** blockdev-mirror granularity / buf-size in bytes; absent: QEMU's default. */
+  readonly granularity?: number;
+  readonly bufSize?: number;
   readonly onTargetError: IoErrorPolicy;
   readonly onSourceError: IoErrorPolicy;
   /** The top image the guest reads now (to tell a pivot from a revert). */

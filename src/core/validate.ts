@@ -80,6 +80,9 @@ const MAX_BANDWIDTH_MIB = 8796093022207;
 const MIB = 1024 * 1024;
 const UINT_MAX = 0xffffffff;
 const INT_MIN = -(2 ** 31);
+/** virDomainBlockCopy's typed parameters (bandwidth, granularity, buf-size), by their API names. */
+const COPY_PARAMS: readonly string[] = ['bandwidth', 'granularity', 'bufSize'];
+
 /** QEMU blockdev_mirror_common: granularity 0 (default) or within [512 B, 64 MiB]. */
 const MIN_GRANULARITY = 512;
 const MAX_GRANULARITY = 64 * MIB;
@@ -106,6 +109,7 @@ const refuse = {
       'VIR_ERR_INVALID_ARG',
       `invalid value '${String(value)}' for parameter '${name}', expected an ${type}`,
     ),
+  unknownParam: (name: string) => blockCopyError('VIR_ERR_ARGUMENT_UNSUPPORTED', `parameter '${name}' not supported`),
   copyDev: () =>
     blockCopyError(
       'VIR_ERR_ARGUMENT_UNSUPPORTED',
@@ -305,6 +309,9 @@ export function validateCopy(args: CopyArgs): Result<CopyRequest, BlockCopyError
   // qemuDomainBlockCopy: virCheckFlags, then the typed parameters' types, then their values.
   const known = checkKnownFlags(flags, COPY_KNOWN_FLAGS, 'virDomainBlockCopy');
   if (known.isErr()) return err(known.error);
+  // virTypedParamsValidate: a parameter the driver does not know is refused, not ignored.
+  for (const name of Object.keys(args.params ?? {}))
+    if (!COPY_PARAMS.includes(name)) return err(refuse.unknownParam(name));
   const bandwidth = args.params?.bandwidth ?? 0;
   const granularity = args.params?.granularity ?? 0;
   const bufSize = args.params?.bufSize ?? 0;
@@ -370,7 +377,7 @@ export function planCopy(request: CopyRequest, facts: CopyFacts): Result<CopyPla
   const domain = facts.domain;
   if (domain === null) return err(errors.noDomain(request.domain));
   if (!domain.running) return err(errors.domainNotRunning());
-  if (facts.disk === null) return err(errors.diskNotFound(request.disk));
+  if (facts.disk === null) return err(facts.diskNotFound ?? errors.diskNotFound(request.disk));
   // libvirt finds a disk by target or by source path; messages from here on use the target name.
   const disk = facts.disk.disk;
   if (facts.diskBusy) return err(errors.diskInCopyJob(disk));
@@ -416,6 +423,9 @@ export function planCopy(request: CopyRequest, facts: CopyFacts): Result<CopyPla
     onTargetError: request.onTargetError,
     onSourceError: request.onSourceError,
     source: top.path,
+    // virsh --granularity / --buf-size, passed to blockdev-mirror (0: QEMU's default, omitted).
+    ...(request.granularity > 0 ? { granularity: request.granularity } : {}),
+    ...(request.bufSize > 0 ? { bufSize: request.bufSize } : {}),
   } as const;
 
   if (!probe.exists) {

@@ -10,7 +10,7 @@ import type { Observable } from 'rxjs';
 import type { Subscription } from 'rxjs';
 import { Subject, share } from 'rxjs';
 import type { InspectionEvent } from 'xstate';
-import type { HypervisorEvent, HypervisorPort } from '../core/hypervisor-port.js';
+import type { DiskNames, HypervisorEvent, HypervisorPort } from '../core/hypervisor-port.js';
 import type { Clock } from '../core/clock.js';
 import { interval$, systemClock } from '../core/clock.js';
 import type { BlockCopyError } from '../core/errors.js';
@@ -48,7 +48,10 @@ export interface EngineOptions {
   readonly pollIntervalMs?: number;
   /** XState inspection observer, installed on every job actor. */
   readonly inspect?: (event: InspectionEvent) => void;
-  /** Job id factory (default: "copy-<disk>-<random>"). Ids must be unique on the hypervisor. */
+  /**
+   * Job id factory (default: "copy-<disk>-<random>", the canonical disk name with characters QEMU
+   * refuses in ids replaced). Ids must be unique on the hypervisor and valid QEMU ids.
+   */
   readonly jobId?: (domain: string, disk: string) => string;
   /**
    * Job store: with one, every job's record is written ahead of each side effect and after each
@@ -199,6 +202,12 @@ function randomSuffix(): string {
     .padStart(8, '0');
 }
 
+/** A QEMU id must start with a letter and hold only letters, digits, '-', '.', '_'. */
+function qemuIdPart(name: string): string {
+  const safe = name.replace(/[^A-Za-z0-9._-]/g, '_');
+  return safe === '' ? 'disk' : safe;
+}
+
 function statusOf(result: JobResult): BlockJobStatusName {
   return result.outcome === 'completed' ? 'COMPLETED' : result.outcome === 'canceled' ? 'CANCELED' : 'FAILED';
 }
@@ -215,7 +224,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   const hypervisor = options.hypervisor;
   const clock = options.clock ?? systemClock;
   const pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_MS;
-  const makeJobId = options.jobId ?? ((_domain: string, disk: string) => `copy-${disk}-${randomSuffix()}`);
+  const makeJobId = options.jobId ?? ((_domain: string, disk: string) => `copy-${qemuIdPart(disk)}-${randomSuffix()}`);
   const store = options.store ?? null;
   const owner = options.owner ?? localOwner();
   const now = options.now ?? Date.now;
@@ -253,6 +262,48 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   const endedOnIntent = new Map<JobRunner, 'pivot' | 'finish'>();
   let closed = false;
   const key = (domain: string, disk: string) => `${domain}\u0000${disk}`;
+  /** Every name each job's disk answered to when the job started: any spelling finds the job. */
+  const diskNames = new Map<JobRunner, DiskNames>();
+
+  /** The engine's job on the disk `typed` names, by its canonical name or any other name. */
+  function heldBy(domain: string, typed: string): JobRunner | undefined {
+    const direct = runners.get(key(domain, typed));
+    if (direct) return direct;
+    const mine = [...diskNames].filter(([r]) => r.domain === domain && runners.get(key(domain, r.disk)) === r);
+    const hit = resolveDisk(
+      mine.map(([, n]) => n),
+      typed,
+    );
+    return hit.isOk() ? mine.find(([, n]) => n === hit.value)?.[0] : undefined;
+  }
+
+  /**
+   * The engine's job on the disk, whatever the spelling; else not found, or no active job. As
+   * libvirt (which looks in its own definition), a hypervisor that cannot be asked does not
+   * turn "no active job" into a hypervisor error.
+   */
+  function locate(domain: string, typed: string): ResultAsync<JobRunner, BlockCopyError> {
+    return find(domain, typed).andThen((f) => (f.runner ? ok(f.runner) : err(errors.noActiveJob(f.disk))));
+  }
+
+  /** The disk's canonical name and the engine's job on it, if any. */
+  function find(
+    domain: string,
+    typed: string,
+  ): ResultAsync<{ readonly disk: string; readonly runner: JobRunner | undefined }, BlockCopyError> {
+    const held = heldBy(domain, typed);
+    if (held) return okAsync({ disk: held.disk, runner: held });
+    return new ResultAsync(
+      (async () => {
+        const listed = await hypervisor.listDisks(domain);
+        if (listed.isErr()) return ok({ disk: typed, runner: undefined });
+        if (listed.value === null) return err(errors.noDomain(domain));
+        const d = resolveDisk(listed.value, typed);
+        if (d.isErr()) return err(d.error);
+        return ok({ disk: d.value.disk, runner: runners.get(key(domain, d.value.disk)) });
+      })(),
+    );
+  }
 
   function handleOf(runner: JobRunner): BlockCopyJob {
     let handle = handles.get(runner);
@@ -275,6 +326,16 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
       handles.set(runner, handle);
     }
     return handle;
+  }
+
+  /** Runs `fn` on the disk's job: at once (the chart decides synchronously) when the engine holds it. */
+  function withRunner<T>(
+    domain: string,
+    typed: string,
+    fn: (runner: JobRunner) => ResultAsync<T, BlockCopyError>,
+  ): ResultAsync<T, BlockCopyError> {
+    const held = heldBy(domain, typed);
+    return held ? fn(held) : locate(domain, typed).andThen(fn);
   }
 
   /** The first record of a new job (revision 0: inserted by its first checkpoint). */
@@ -309,10 +370,16 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   }
 
   /** Registers a runner (new or restored), its journal, its events and its end; the caller starts it. */
-  function register(runner: JobRunner, record: JobRecord | null, endIntent: EndIntent): JobJournal | null {
+  function register(
+    runner: JobRunner,
+    record: JobRecord | null,
+    endIntent: EndIntent,
+    names: DiskNames | null = null,
+  ): JobJournal | null {
     const k = key(runner.domain, runner.disk);
     runners.set(k, runner);
     byId.set(runner.jobId, runner);
+    if (names) diskNames.set(runner, names);
     const journal = store && record ? new JobJournal(store, record, () => fieldsOf(runner, endIntent), now) : null;
     if (journal) journals.set(runner.jobId, journal);
     let intentSent = false;
@@ -346,6 +413,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     });
     void runner.result.then(async (result) => {
       if (runners.get(k) === runner) runners.delete(k);
+      diskNames.delete(runner);
       jobEvents.delete(runner.jobId);
       if (result.outcome === 'detached') return;
       if (journal) {
@@ -381,6 +449,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     const k = key(runner.domain, runner.disk);
     if (runners.get(k) === runner) runners.delete(k);
     byId.delete(runner.jobId);
+    diskNames.delete(runner);
     journals.delete(runner.jobId);
     jobEvents.delete(runner.jobId);
   }
@@ -403,15 +472,39 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     });
   }
 
+  /**
+   * Resolves the typed disk to its canonical identity, then reserves it synchronously: two
+   * requests under two spellings of one disk cannot both start. A name that resolves to nothing
+   * still goes through the job, whose planner refuses it with the names that would work.
+   */
   function startJob(request: CopyRequest, controls: JobControls = {}): ResultAsync<BlockCopyJob, BlockCopyError> {
     if (closed) return errAsync(blockCopyError('VIR_ERR_OPERATION_INVALID', 'the engine is closed'));
+    const early = heldBy(request.domain, request.disk);
+    if (early) return errAsync(errors.diskInCopyJob(early.disk));
+    const resolved: Promise<Result<DiskNames | null, BlockCopyError>> = (async () => {
+      const listed = await hypervisor.listDisks(request.domain);
+      const found = listed.isOk() && listed.value !== null ? resolveDisk(listed.value, request.disk) : null;
+      return ok(found?.isOk() ? found.value : null);
+    })();
+    return new ResultAsync(resolved).andThen((names) =>
+      launch(names ? { ...request, disk: names.disk } : request, names, controls),
+    );
+  }
+
+  function launch(
+    request: CopyRequest,
+    names: DiskNames | null,
+    controls: JobControls,
+  ): ResultAsync<BlockCopyJob, BlockCopyError> {
+    if (closed) return errAsync(blockCopyError('VIR_ERR_OPERATION_INVALID', 'the engine is closed'));
     const k = key(request.domain, request.disk);
-    if (runners.has(k)) return errAsync(errors.diskInCopyJob(request.disk));
+    const held = heldBy(request.domain, request.disk);
+    if (held) return errAsync(errors.diskInCopyJob(held.disk));
     if (controls.signal?.aborted) return errAsync(aborted(request.disk));
     const jobId = makeJobId(request.domain, request.disk);
     const endIntent = controls.endIntent ?? null;
     const runner = newRunner(jobId, request);
-    const journal = register(runner, store ? newRecord(jobId, request, endIntent) : null, endIntent);
+    const journal = register(runner, store ? newRecord(jobId, request, endIntent) : null, endIntent, names);
     const started = new Promise<Result<BlockCopyJob, BlockCopyError>>((resolve) => {
       const sub = runner.actor.subscribe((snapshot) => {
         if (snapshot.context.started) {
@@ -471,11 +564,6 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     );
   }
 
-  function runnerFor(domain: string, disk: string): Result<JobRunner, BlockCopyError> {
-    const runner = runners.get(key(domain, disk));
-    return runner ? ok(runner) : err(errors.noActiveJob(disk));
-  }
-
   function abort(
     domain: string,
     disk: string,
@@ -484,10 +572,17 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   ): ResultAsync<void, BlockCopyError> {
     const parsed = validateAbort(flags);
     if (parsed.isErr()) return errAsync(parsed.error);
-    const found = runnerFor(domain, disk);
-    if (found.isErr()) return errAsync(found.error);
-    const runner = found.value;
     const { async, pivot } = parsed.value;
+    return withRunner(domain, disk, (runner) => abortJob(runner, async, pivot, abortOptions));
+  }
+
+  function abortJob(
+    runner: JobRunner,
+    async: boolean,
+    pivot: boolean,
+    abortOptions: AbortOptions,
+  ): ResultAsync<void, BlockCopyError> {
+    const disk = runner.disk;
     const requestType = pivot ? 'PIVOT' : 'ABORT';
     // The same end the engine already requested for a recovered job: wait for it, not refuse.
     const intent = endedOnIntent.get(runner);
@@ -535,9 +630,21 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
 
   /** The read-only half of a job: the facts and the planner, without starting anything. */
   function plan(request: CopyRequest): ResultAsync<CopyPlan, BlockCopyError> {
-    return gatherFacts(hypervisor, request, runners.has(key(request.domain, request.disk)))
+    return gatherFacts(hypervisor, request, (disk) => runners.has(key(request.domain, disk)))
       .mapErr((e) => fromHypervisorError(e))
       .andThen((facts) => planCopy(request, facts));
+  }
+
+  function jobInfo(
+    runner: JobRunner,
+    flags: number,
+    notStarted: BlockJobInfo | null,
+  ): ResultAsync<BlockJobInfo | null, BlockCopyError> {
+    if (!runner.snapshot.context.started) return okAsync(notStarted);
+    return hypervisor
+      .queryJob(runner.jobId)
+      .mapErr((e) => fromHypervisorError(e, runner.jobId))
+      .andThen((info) => translateJobInfo(info, flags));
   }
 
   const engine: BlockCopyEngine = {
@@ -556,42 +663,37 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     },
     blockJobAbort: abort,
     getBlockJobInfo(domain, disk, flags) {
-      const runner = runners.get(key(domain, disk));
       const checked = translateJobInfo(null, flags);
       if (checked.isErr()) return errAsync(checked.error);
-      if (!runner) return okAsync(null);
-      if (!runner.snapshot.context.started) return okAsync(checked.value);
-      return hypervisor
-        .queryJob(runner.jobId)
-        .mapErr((e) => fromHypervisorError(e, runner.jobId))
-        .andThen((info) => translateJobInfo(info, flags));
+      const runner = heldBy(domain, disk);
+      // No job of ours: libvirt answers 0 for a disk without a job, an error for no such disk.
+      if (!runner)
+        return find(domain, disk).andThen((f) => (f.runner ? jobInfo(f.runner, flags, checked.value) : okAsync(null)));
+      return jobInfo(runner, flags, checked.value);
     },
     blockJobSetSpeed(domain, disk, bandwidth, flags) {
       const speed = validateSetSpeed(bandwidth, flags);
       if (speed.isErr()) return errAsync(speed.error);
-      const found = runnerFor(domain, disk);
-      if (found.isErr()) return errAsync(found.error);
-      const runner = found.value;
-      return hypervisor.setJobSpeed(runner.jobId, speed.value).mapErr((e) => fromHypervisorError(e, runner.jobId));
+      return withRunner(domain, disk, (runner) =>
+        hypervisor.setJobSpeed(runner.jobId, speed.value).mapErr((e) => fromHypervisorError(e, runner.jobId)),
+      );
     },
     blockJobPause(domain, disk) {
-      const found = runnerFor(domain, disk);
-      if (found.isErr()) return errAsync(found.error);
-      const runner = found.value;
-      runner.setUserPause(true);
-      return hypervisor.pauseJob(runner.jobId).mapErr((e) => {
-        runner.setUserPause(false);
-        return fromHypervisorError(e, runner.jobId);
+      return withRunner(domain, disk, (runner) => {
+        runner.setUserPause(true);
+        return hypervisor.pauseJob(runner.jobId).mapErr((e) => {
+          runner.setUserPause(false);
+          return fromHypervisorError(e, runner.jobId);
+        });
       });
     },
     blockJobResume(domain, disk) {
-      const found = runnerFor(domain, disk);
-      if (found.isErr()) return errAsync(found.error);
-      const runner = found.value;
-      return hypervisor
-        .resumeJob(runner.jobId)
-        .map(() => runner.setUserPause(false))
-        .mapErr((e) => fromHypervisorError(e, runner.jobId));
+      return withRunner(domain, disk, (runner) =>
+        hypervisor
+          .resumeJob(runner.jobId)
+          .map(() => runner.setUserPause(false))
+          .mapErr((e) => fromHypervisorError(e, runner.jobId)),
+      );
     },
     checkDomainOperation(domain, operation, disk) {
       const active = [...runners.values()].filter((r) => r.domain === domain);
@@ -603,9 +705,13 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
             : okAsync(undefined);
         case 'detach':
           if (disk === undefined) return errAsync(errors.diskNull('virDomainDetachDeviceFlags'));
-          return active.some((r) => r.disk === disk)
-            ? errAsync(errors.domainOperationRefused(`disk '${disk}' is in an active block copy job`))
-            : okAsync(undefined);
+          {
+            // Any spelling of the disk finds its job.
+            const held = heldBy(domain, disk);
+            return held
+              ? errAsync(errors.domainOperationRefused(`disk '${held.disk}' is in an active block copy job`))
+              : okAsync(undefined);
+          }
         case 'define':
           if (active.length === 0) return okAsync(undefined);
           // Only the definition of a transient domain with a copy running is refused (seed).
@@ -622,7 +728,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
       }
     },
     job(domain, disk) {
-      const runner = runners.get(key(domain, disk));
+      const runner = heldBy(domain, disk);
       return runner && runner.snapshot.context.started ? handleOf(runner) : undefined;
     },
     jobs(filter = {}) {
@@ -643,7 +749,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
         now,
         running: (jobId) =>
           byId.has(jobId) && runners.get(key(byId.get(jobId)!.domain, byId.get(jobId)!.disk)) !== undefined,
-        diskTaken: (domain, disk) => runners.has(key(domain, disk)),
+        diskTaken: (domain, disk) => heldBy(domain, disk) !== undefined,
         resume: async (record) => {
           const runner = newRunner(record.jobId, record.request!, { snapshot: record.snapshot, side: record.side });
           recovered.add(runner);
@@ -655,7 +761,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
       }).mapErr(storeFailure);
     },
     adopt(domain, disk) {
-      const mine = runners.get(key(domain, disk));
+      const mine = heldBy(domain, disk);
       if (mine) return okAsync(handleOf(mine));
       if (closed) return errAsync(blockCopyError('VIR_ERR_OPERATION_INVALID', 'the engine is closed'));
       return hypervisor
@@ -714,6 +820,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
       for (const journal of journals.values()) journal.close();
       for (const runner of [...runners.values()]) runner.detach();
       runners.clear();
+      diskNames.clear();
       jobEvents.clear();
       hypervisorSubscription?.unsubscribe();
       hypervisorSubscription = null;

@@ -19,6 +19,7 @@ import { fromHypervisorError } from '../core/hypervisor-error.js';
 import { needsPoll, observeEvent, observeJobInfo } from '../core/observe.js';
 import type { CopyFacts, CopyPlan, CopyRequest } from '../core/plan.js';
 import type { JobSideState } from '../core/job-store.js';
+import { resolveDisk } from '../core/disk-identity.js';
 
 export interface JobProgress {
   /** Bytes copied (QEMU offset). */
@@ -66,19 +67,41 @@ async function unwrap<T>(result: ResultAsync<T, HypervisorError>, jobId: string)
   throw fromHypervisorError(outcome.error, jobId);
 }
 
-/** The read-only facts the planner needs: the domain, the disk's chain, the destination. */
+/**
+ * The read-only facts the planner needs: the domain, the disk (resolved from any of its names to
+ * its canonical identity, with its chain), whether it is busy, the destination. `busy` says
+ * whether the engine already holds the canonical disk; a block job on the disk started by anyone
+ * else (other than `ownJobId`) makes it busy too. The dry run and the real run both plan from here.
+ */
 export function gatherFacts(
   hv: HypervisorPort,
   request: CopyRequest,
-  diskBusy: boolean,
+  busy: (disk: string) => boolean,
+  ownJobId?: string,
 ): ResultAsync<CopyFacts, HypervisorError> {
-  return hv
-    .getDomain(request.domain)
-    .andThen((domain) =>
-      (domain ? hv.describeDisk(request.domain, request.disk) : okAsync(null)).andThen((disk) =>
-        hv.probeDestination(request.destination).map((destination) => ({ domain, disk, diskBusy, destination })),
-      ),
-    );
+  return hv.getDomain(request.domain).andThen((domain) =>
+    (domain ? hv.listDisks(request.domain) : okAsync(null)).andThen((disks) =>
+      hv.probeDestination(request.destination).map((destination): CopyFacts => {
+        const found = disks === null ? null : resolveDisk(disks, request.disk);
+        if (found === null || found.isErr())
+          return {
+            domain,
+            disk: null,
+            diskBusy: false,
+            destination,
+            ...(found?.isErr() ? { diskNotFound: found.error } : {}),
+          };
+        const d = found.value;
+        const foreignJob = d.job !== null && d.job.jobId !== ownJobId;
+        return {
+          domain,
+          disk: { domain: d.domain, disk: d.disk, chain: d.chain },
+          diskBusy: busy(d.disk) || foreignJob,
+          destination,
+        };
+      }),
+    ),
+  );
 }
 
 /**
@@ -95,7 +118,10 @@ export function provideJobMachine(hv: HypervisorPort, beforeEffect: (jobId: stri
     actors: {
       // The engine reserved the disk before the job started: no other job can hold it.
       inspectFacts: fromPromise<CopyFacts, { jobId: string; request: CopyRequest }>(({ input }) =>
-        unwrap(gatherFacts(hv, input.request, false), input.jobId),
+        unwrap(
+          gatherFacts(hv, input.request, () => false, input.jobId),
+          input.jobId,
+        ),
       ),
       prepareDestination: fromPromise<{ created: boolean }, { jobId: string; plan: CopyPlan }>(async ({ input }) => {
         const { plan } = input;
@@ -129,6 +155,8 @@ export function provideJobMachine(hv: HypervisorPort, beforeEffect: (jobId: stri
               onTargetError: plan.onTargetError,
               onSourceError: plan.onSourceError,
               copyMode: plan.copyMode,
+              ...(plan.granularity !== undefined ? { granularity: plan.granularity } : {}),
+              ...(plan.bufSize !== undefined ? { bufSize: plan.bufSize } : {}),
             }),
             input.jobId,
           ),

@@ -55,7 +55,7 @@ describe('engine on the simulator: a whole copy', () => {
     const missing = await engine.blockRebase('demo', 'vdz', '/var/lib/blockcopy/z.qcow2', 0, RebaseFlags.COPY);
     expect(missing._unsafeUnwrapErr()).toMatchObject({
       code: 'VIR_ERR_INVALID_ARG',
-      detail: "disk 'vdz' not found in domain",
+      detail: "disk 'vdz' not found in domain; names that work: vda, /var/lib/blockcopy/snap2.qcow2",
     });
     expect((await sim.probeDestination('/var/lib/blockcopy/other.qcow2'))._unsafeUnwrap()).toEqual({ exists: false });
     expect((await sim.probeDestination('/var/lib/blockcopy/z.qcow2'))._unsafeUnwrap()).toEqual({ exists: false });
