@@ -4,7 +4,17 @@ import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'dist/**', 'visualizations/**', 'coverage/**', '.tmp/**'] },
+  {
+    ignores: [
+      'node_modules/**',
+      'dist/**',
+      'visualizations/**',
+      'coverage/**',
+      '.tmp/**',
+      '.stryker-tmp/**',
+      'reports/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

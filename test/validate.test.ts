@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import type { Result } from 'neverthrow';
 import { describe, expect, it } from 'vitest';
 import type { BlockCopyError } from '../src/core/errors.js';
+import { ErrorNumber } from '../src/core/errors.js';
 import { AbortFlags, BandwidthFlags, CopyFlags, RebaseFlags } from '../src/core/flags.js';
 import {
   validateAbort,
@@ -567,7 +568,7 @@ describe('properties', () => {
     );
   });
 
-  it('validateCopy never throws', () => {
+  it('validateCopy never throws, and what it accepts is a sane copy request', () => {
     fc.assert(
       fc.property(
         fc.option(text),
@@ -576,17 +577,47 @@ describe('properties', () => {
         fc.integer({ min: -(2 ** 32), max: 2 ** 33 }),
         (disk, destination, params, flags) => {
           const result = validateCopy({ domain: 'vm', disk, destination, params, flags });
-          if (result.isOk()) expect(flags & ~15).toBe(0);
+          if (result.isOk()) {
+            expect(flags & ~15).toBe(0);
+            expect(flags).toBeGreaterThanOrEqual(0);
+            expect(result.value.destination.startsWith('/')).toBe(true);
+            expect(Number.isSafeInteger(result.value.bandwidth) && result.value.bandwidth >= 0).toBe(true);
+          } else {
+            // A refusal is one of libvirt's codes, with its number and a message.
+            expect(ErrorNumber[result.error.code]).toBe(result.error.number);
+            expect(result.error.message.length).toBeGreaterThan(0);
+          }
         },
       ),
     );
   });
 
-  it('validateSetSpeed and validateAbort never throw', () => {
+  it('validateSetSpeed: accepts exactly an unsigned bandwidth with flags 0 (MiB/s) or BYTES', () => {
     fc.assert(
       fc.property(number, number, (bandwidth, flags) => {
-        validateSetSpeed(bandwidth, flags);
-        validateAbort(flags);
+        const result = validateSetSpeed(bandwidth, flags);
+        const unsigned = Number.isInteger(bandwidth) && bandwidth >= 0;
+        if (result.isOk()) {
+          expect(flags === 0 || flags === 1).toBe(true);
+          expect(unsigned).toBe(true);
+          expect(result.value).toBe(flags === 1 ? bandwidth : bandwidth * 1024 * 1024);
+        } else {
+          expect(['VIR_ERR_INVALID_ARG', 'VIR_ERR_OVERFLOW']).toContain(result.error.code);
+          // Refused only for a reason: bad flags, a bandwidth that is not unsigned, or too large.
+          const tooLarge = flags === 1 ? bandwidth >= 2 ** 63 : bandwidth > 8796093022207; // LLONG_MAX, in MiB
+          expect(!(flags === 0 || flags === 1) || !unsigned || tooLarge).toBe(true);
+        }
+      }),
+    );
+  });
+
+  it('validateAbort: accepts exactly the flags ASYNC and PIVOT, and says which were set', () => {
+    fc.assert(
+      fc.property(number, (flags) => {
+        const result = validateAbort(flags);
+        if (Number.isInteger(flags) && flags >= 0 && flags <= 3)
+          expect(result._unsafeUnwrap()).toEqual({ async: (flags & 1) !== 0, pivot: (flags & 2) !== 0 });
+        else expect(result._unsafeUnwrapErr().code).toBe('VIR_ERR_INVALID_ARG');
       }),
     );
   });

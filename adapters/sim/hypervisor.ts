@@ -1,6 +1,6 @@
 /**
  * SimulatedHypervisor: an in-process HypervisorPort that behaves like QEMU 7.2 as recorded in
- * ../shared/traces/qemu-7.2 (qemu-mirror.md). It is the engine's embedded default and the base of
+ * test/fixtures/traces/qemu-7.2 (qemu-mirror.md). It is the engine's embedded default and the base of
  * its fast property tests: all time comes from the injected Clock, all randomness from the
  * injected random source, so a run is deterministic and a VirtualClock runs a 1 GiB copy in
  * microseconds.

@@ -72,7 +72,7 @@ copy   starts a block copy of DISK into the absolute path DEST, as virsh blockco
        --inspect serves the live inspector on 127.0.0.1 while the copy runs.
 demo   runs a whole copy with progress and pivot: on real QEMU when qemu-storage-daemon and
        qemu-img are installed, otherwise on the simulator.
-replay feeds a recorded QMP session (../shared/traces/qemu-7.2/*.jsonl) through the engine.
+replay feeds a recorded QMP session (e.g. test/fixtures/traces/qemu-7.2/*.jsonl) through the engine.
 diagram prints the job statechart, generated from the machine.
 inspect serves the live inspector with simulated demo jobs, or a recorded run (--load).`;
 

@@ -97,6 +97,8 @@ export const errors = {
     blockCopyError('VIR_ERR_INVALID_ARG', `disk ${disk} does not have an active block job`),
   stillBeingEnded: (disk: string) =>
     blockCopyError('VIR_ERR_OPERATION_INVALID', `block job on disk '${disk}' is still being ended`),
+  jobPaused: (disk: string) =>
+    blockCopyError('VIR_ERR_OPERATION_INVALID', `block job on disk '${disk}' is paused; resume it before pivoting`),
   notReadyForPivot: (disk: string) =>
     blockCopyError('VIR_ERR_BLOCK_COPY_ACTIVE', `block job '${disk}' not ready for pivot yet`),
   failedWhilePivoting: (disk: string, why?: string) =>

@@ -583,6 +583,10 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     abortOptions: AbortOptions,
   ): ResultAsync<void, BlockCopyError> {
     const disk = runner.disk;
+    // A paused job's pivot waits for a resume (QEMU acts on complete only once it runs): refuse
+    // it, even before the chart has seen the pause (issue 11). The engine's own record of the
+    // pause decides, not the chart's standby, which a lost resume event could leave behind.
+    if (pivot && runner.isPaused() && runner.snapshot.matches('ready')) return errAsync(errors.jobPaused(disk));
     const requestType = pivot ? 'PIVOT' : 'ABORT';
     // The same end the engine already requested for a recovered job: wait for it, not refuse.
     const intent = endedOnIntent.get(runner);
@@ -680,9 +684,13 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     },
     blockJobPause(domain, disk) {
       return withRunner(domain, disk, (runner) => {
+        // Pausing a job being ended would hold its pivot or cancel until a resume.
+        if (runner.isEnding()) return errAsync(errors.stillBeingEnded(runner.disk));
+        // A second pause refused as "already paused" must not forget the first (issue 11 races).
+        const alreadyPaused = runner.isPaused();
         runner.setUserPause(true);
         return hypervisor.pauseJob(runner.jobId).mapErr((e) => {
-          runner.setUserPause(false);
+          if (!alreadyPaused) runner.setUserPause(false);
           return fromHypervisorError(e, runner.jobId);
         });
       });

@@ -50,6 +50,9 @@ export type JobActor = Actor<typeof blockCopyJobMachine>;
 /** Polled in these states: the hypervisor job exists and its end is not yet settled. */
 const POLLED = ['mirroring', 'ready', 'pivoting', 'aborting'] as const;
 
+/** States in which an accepted pivot or abort is being carried out. */
+const ENDING = ['pivoting', 'confirmingPivot', 'aborting', 'finishing'] as const;
+
 /** Dotted path of the active leaf state, e.g. "mirroring.errorPaused". */
 export function stateName(value: unknown): string {
   if (typeof value === 'string') return value;
@@ -374,6 +377,17 @@ export class JobRunner {
     });
   }
 
+  /** Paused by the user or stopped by an I/O error, as far as the engine knows right now. */
+  isPaused(): boolean {
+    return this.pause.userPauseRequested || this.pause.stoppedOnError;
+  }
+
+  /** A pivot or abort was accepted and the job is on its way out. */
+  isEnding(): boolean {
+    const snapshot = this.actor.getSnapshot();
+    return ENDING.some((s) => snapshot.matches(s));
+  }
+
   setUserPause(paused: boolean): void {
     this.pause.userPauseRequested = paused;
   }
@@ -398,7 +412,11 @@ export class JobRunner {
     if (result.isErr() || !this.polled()) return;
     const info = result.value;
     if (info) this.noteProgress(info);
-    if (info && info.status === 'running') this.pause.stoppedOnError = false;
+    // A running job is not stopped on an error; a paused one with a bad io-status is (its
+    // BLOCK_JOB_ERROR may have been lost).
+    if (info && (info.status === 'running' || info.status === 'ready')) this.pause.stoppedOnError = false;
+    if (info && (info.status === 'paused' || info.status === 'standby') && info.ioStatus !== 'ok')
+      this.pause.stoppedOnError = true;
     const inReady = this.actor.getSnapshot().matches('ready');
     for (const observation of observeJobInfo(info, this.pause, inReady)) this.observe(observation);
   }

@@ -1,5 +1,5 @@
 /**
- * Reader for recorded QMP sessions (../shared/traces/qemu-7.2/*.jsonl): one JSON object a line,
+ * Reader for recorded QMP sessions (test/fixtures/traces/qemu-7.2/*.jsonl): one JSON object a line,
  * `{seq?, t, dir: send|recv|local, kind: greeting|command|return|error|event|note, msg}`. Lines
  * written after the daemon quit (post-run checks) carry no `seq`.
  *

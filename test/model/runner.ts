@@ -1,7 +1,9 @@
 /**
  * The model-based runner: random command sequences (fast-check `fc.commands`) against the engine
- * on the simulator, the model checked after every command and the jobs drained at the end.
- * BLOCKCOPY_MODEL_RUNS raises the number of sequences (default: see each spec file).
+ * on the simulator, checked against the model's exact predictions after every command, the jobs
+ * drained at the end. Shrinking is on: a failure is reported minimal, with the command that
+ * replays it (BLOCKCOPY_SEED and BLOCKCOPY_PATH). BLOCKCOPY_MODEL_RUNS sets the number of
+ * sequences (split over the four spec files).
  */
 import fc from 'fast-check';
 import { MiB } from '../../adapters/sim/index.js';
@@ -16,7 +18,7 @@ import { ClearFaults, IoError } from './commands/io-error.js';
 import { Kill, Restart } from './commands/kill.js';
 import { PauseResume } from './commands/pause-resume.js';
 import { SetSpeed } from './commands/set-speed.js';
-import { POLICIES, StartCopy, destPath } from './commands/start.js';
+import { POLICIES, StartCopy, backingOf, destPath } from './commands/start.js';
 import { DISKS, System } from './system.js';
 
 const disk = fc.constantFrom(...DISKS);
@@ -24,7 +26,7 @@ const disk = fc.constantFrom(...DISKS);
 /** Destinations: 0 absent, 1 an empty qcow2 on the disk's snap1 (reusable), 2 one holding data. */
 function foreignFiles() {
   return DISKS.flatMap((k) => [
-    { path: destPath(k, 1), backing: `/img/${k}/snap1.qcow2` },
+    { path: destPath(k, 1), backing: backingOf(k) },
     { path: destPath(k, 2), allocated: MiB },
   ]);
 }
@@ -56,9 +58,7 @@ export function commandArbs(mix: Mix): fc.Arbitrary<Command>[] {
       .record({ disk, bw: fc.constantFrom(0, 1, 100, 1024 * 1024), bytes: fc.boolean() })
       .map((r) => new SetSpeed(r.disk, r.bw, r.bytes)),
     fc.record({ disk, pause: fc.boolean() }).map((r) => new PauseResume(r.disk, r.pause)),
-    fc
-      .record({ disk, mib: fc.constantFrom(1, 16, 64), steady: fc.boolean() })
-      .map((r) => new GuestWrite(r.disk, r.mib, r.steady)),
+    fc.record({ disk, mib: fc.constantFrom(1, 16, 64) }).map((r) => new GuestWrite(r.disk, r.mib)),
     fc
       .record({ disk, op: fc.constantFrom('save', 'snapshot-create', 'detach', 'define') as fc.Arbitrary<'save'> })
       .map((r) => new DomainOp(r.disk, r.op)),
@@ -91,14 +91,12 @@ export function commandArbs(mix: Mix): fc.Arbitrary<Command>[] {
   }
 }
 
-export const stats = { sequences: 0, commands: 0 };
-
 /** The spec files sharing the sequence budget. */
 const FILES = 4;
 
 /**
  * Number of sequences for one spec file: its default, or a quarter of BLOCKCOPY_MODEL_RUNS
- * (the total over the four files) when set, e.g. BLOCKCOPY_MODEL_RUNS=200000 for a long run.
+ * (the total over the four files) when set, e.g. BLOCKCOPY_MODEL_RUNS=1000000 for a long run.
  */
 export function runs(defaultRuns: number): number {
   const env = Number(process.env['BLOCKCOPY_MODEL_RUNS']);
@@ -110,25 +108,54 @@ export function timeoutFor(numRuns: number): number {
   return Math.max(120_000, numRuns * 40);
 }
 
+/**
+ * BLOCKCOPY_SEED / BLOCKCOPY_PATH: replay one failure (as the failure message prints them);
+ * BLOCKCOPY_COMMANDS carries fast-check's replayPath of the command list (which commands ran).
+ */
+export function replayParams(): { seed?: number; path?: string } {
+  const seed = process.env['BLOCKCOPY_SEED'];
+  const path = process.env['BLOCKCOPY_PATH'];
+  return {
+    ...(seed !== undefined && seed !== '' ? { seed: Number(seed) } : {}),
+    ...(path !== undefined && path !== '' ? { path } : {}),
+  };
+}
+
+function replayCommands(): { replayPath?: string } {
+  const ran = process.env['BLOCKCOPY_COMMANDS'];
+  return ran !== undefined && ran !== '' ? { replayPath: ran } : {};
+}
+
 export async function runModel(
   mix: Mix,
   numRuns: number,
-  maxCommands = 8,
+  specFile: string,
+  maxCommands = 10,
 ): Promise<{ sequences: number; commands: number; ms: number }> {
   const t0 = performance.now();
   let sequences = 0;
   let commands = 0;
-  await fc.assert(
-    fc.asyncProperty(fc.commands(commandArbs(mix), { maxCommands }), async (cmds) => {
+  const replay = replayParams();
+  const details = await fc.check(
+    fc.asyncProperty(fc.commands(commandArbs(mix), { maxCommands, ...replayCommands() }), async (cmds) => {
       const sys = new System(foreignFiles());
       sequences++;
       await fc.asyncModelRun(() => ({ model: sys.model, real: sys }), cmds);
       await sys.drain();
       commands += sys.commands;
     }),
-    { numRuns, endOnFailure: true },
+    { numRuns, ...replay },
   );
-  stats.sequences += sequences;
-  stats.commands += commands;
+  if (details.failed) {
+    const seed = details.seed;
+    const path = details.counterexamplePath ?? '';
+    const ran = /replayPath="([^"]*)"/.exec(fc.stringify(details.counterexample))?.[1] ?? '';
+    throw new Error(
+      `model-based run failed. Replay: BLOCKCOPY_SEED=${seed} BLOCKCOPY_PATH="${path}" ` +
+        `BLOCKCOPY_COMMANDS="${ran}" npx vitest run ${specFile}\n` +
+        fc.defaultReportMessage(details) +
+        `\n${details.errorInstance instanceof Error ? details.errorInstance.message : String(details.errorInstance)}`,
+    );
+  }
   return { sequences, commands, ms: performance.now() - t0 };
 }

@@ -1,12 +1,12 @@
 /**
- * Shared helpers of the replay tests: where the recorded traces are (../shared beside the
- * repository, as in CI's fresh clone), and loading one as parsed trace lines.
+ * Shared helpers of the replay tests: where the recorded traces are (copied into the
+ * repository from the QEMU 7.2 recordings), and loading one as parsed trace lines.
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseTrace, type TraceLine } from '../../src/replay/trace.js';
 
-export const TRACE_DIR = new URL('../../../shared/traces/qemu-7.2/', import.meta.url);
+export const TRACE_DIR = new URL('../fixtures/traces/qemu-7.2/', import.meta.url);
 
 export function tracePath(name: string): string {
   return fileURLToPath(new URL(`${name}.jsonl`, TRACE_DIR));

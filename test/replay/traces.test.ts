@@ -1,7 +1,7 @@
 /**
  * Every recorded QEMU 7.2 session replayed through the engine (src/replay): the outcome, the
  * state path, and the user requests the engine (or QEMU) refused. A trace added to
- * ../shared/traces/qemu-7.2/ without an entry here fails the coverage test.
+ * test/fixtures/traces/qemu-7.2/ without an entry here fails the coverage test.
  *
  * Per trace, what the replay shows and why:
  * - a, b, bench*, c, h3, i1–i3: a mirror, READY, block-job-complete → pivot confirmed: completed.
@@ -18,9 +18,10 @@
  *   VIR_ERR_BLOCK_COPY_ACTIVE (not ready), the ones naming "no-such-job" with "no active block
  *   job"; resume of a running job and a second pause are QEMU no-ops the engine accepts; the
  *   recorder's probes (job-finalize, job-dismiss, further mirrors, blockdev-del) are not requests.
- *   After READY the job is paused (standby), the pivot accepted, the second complete refused as
- *   "still being ended", the resume lets QEMU finish: completed. The complete/cancel after the end
- *   are refused (no active job); the second job (mirror-d4) is not the replayed one.
+ *   After READY the job is paused (standby): both pivots are refused (a paused job's pivot would
+ *   wait for a resume, issue 11), so QEMU's recorded pivot, started by the recorder's complete,
+ *   is a conclusion nobody asked for: failed. The complete/cancel after the end are refused (no
+ *   active job); the second job (mirror-d4) is not the replayed one.
  * - e1/e2: cancel before READY (QEMU: always a force cancel) → canceled, destination inconsistent.
  * - e3: soft cancel after READY → canceled with a consistent destination.
  * - e4 (force) and e5 (job-cancel, always force) after READY → canceled, inconsistent.
@@ -75,6 +76,7 @@ const failedIo: Expected = {
 };
 
 const NOT_READY = { code: 'VIR_ERR_BLOCK_COPY_ACTIVE', contains: "block job 'snap2' not ready for pivot yet" };
+const PAUSED = { code: 'VIR_ERR_OPERATION_INVALID', contains: "block job on disk 'snap2' is paused" };
 const NO_JOB = (disk: string) => ({
   code: 'VIR_ERR_INVALID_ARG',
   contains: `disk ${disk} does not have an active block job`,
@@ -91,25 +93,35 @@ const EXPECTED: Record<string, Expected> = {
   bench_mirror: completed(),
   bench_4g_mirror: completed(),
   c_raw_dest: completed(),
-  d_complete_before_ready_and_errors: completed(
-    [...START, 'mirroring.paused', 'mirroring.running', 'ready.synced', 'ready.standby', ...PIVOT_END],
-    [
+  d_complete_before_ready_and_errors: {
+    // The engine refuses the pivots of the paused job (issue 11); QEMU's recorded pivot, which
+    // the recorder's complete started, then is a conclusion the engine never asked for.
+    status: 'failed',
+    pivoted: false,
+    destinationConsistent: false,
+    error: { code: 'VIR_ERR_OPERATION_FAILED', contains: 'ended without a pivot or abort request' },
+    states: [
+      ...START,
+      'mirroring.paused',
+      'mirroring.running',
+      'ready.synced',
+      'ready.standby',
+      'ready.synced',
+      'finishing',
+      'failed',
+    ],
+    refused: [
       { request: 'pivot', command: 'block-job-complete', id: 'c14', ...NOT_READY },
       { request: 'pivot', command: 'job-complete', id: 'c15', ...NOT_READY },
       { request: 'pivot', command: 'block-job-complete', id: 'c16', ...NO_JOB('no-such-job') },
       { request: 'pivot', command: 'job-complete', id: 'c17', ...NO_JOB('no-such-job') },
       { request: 'pivot', command: 'block-job-complete', id: 'c34', ...NOT_READY },
-      {
-        request: 'pivot',
-        command: 'block-job-complete',
-        id: 'c43',
-        code: 'VIR_ERR_OPERATION_INVALID',
-        contains: "block job on disk 'snap2' is still being ended",
-      },
+      { request: 'pivot', command: 'block-job-complete', id: 'c40', ...PAUSED },
+      { request: 'pivot', command: 'block-job-complete', id: 'c43', ...PAUSED },
       { request: 'pivot', command: 'block-job-complete', id: 'c46', ...NO_JOB('snap2') },
       { request: 'abort', command: 'block-job-cancel', id: 'c47', ...NO_JOB('snap2') },
     ],
-  ),
+  },
   e1_cancel_running: canceled(false, false),
   e2_cancel_running_force: canceled(false, false),
   e3_cancel_ready: canceled(true, true),
@@ -142,7 +154,7 @@ const TRACES = readdirSync(TRACE_DIR)
   .sort();
 
 describe('replay of the recorded QEMU 7.2 sessions', () => {
-  it('covers every trace in ../shared/traces/qemu-7.2/ (and only those)', () => {
+  it('covers every trace in test/fixtures/traces/qemu-7.2/ (and only those)', () => {
     expect(TRACES.length).toBeGreaterThan(0);
     expect(TRACES).toEqual(Object.keys(EXPECTED).sort());
   });

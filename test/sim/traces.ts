@@ -1,5 +1,5 @@
 /**
- * Reader for the recorded QEMU 7.2 QMP traces (../shared/traces/qemu-7.2/*.jsonl) and a replay
+ * Reader for the recorded QEMU 7.2 QMP traces (test/fixtures/traces/qemu-7.2/*.jsonl) and a replay
  * harness that drives the simulator with the same commands at the same points, so tests can
  * compare what QEMU did with what the simulator does.
  *
@@ -15,7 +15,7 @@ import type { HypervisorEvent } from '../../src/core/hypervisor-port.js';
 import { SimQmp } from '../../adapters/sim/qmp.js';
 import { MiB, SimulatedHypervisor } from '../../adapters/sim/index.js';
 
-export const TRACE_DIR = new URL('../../../shared/traces/qemu-7.2/', import.meta.url);
+export const TRACE_DIR = new URL('../fixtures/traces/qemu-7.2/', import.meta.url);
 
 export interface TraceLine {
   readonly seq: number;

@@ -4,13 +4,15 @@ import type { Model } from '../model.js';
 import type { System } from '../system.js';
 
 export abstract class Command implements fc.AsyncCommand<Model, System, false> {
+  /** Preconditions: the command runs only where the model predicts exactly one outcome. */
   abstract check(m: Readonly<Model>): boolean;
   abstract exec(m: Model, s: System): Promise<void>;
   abstract toString(): string;
   async run(m: Model, s: System): Promise<void> {
     s.commands++;
     await this.exec(m, s);
-    s.checkInvariants();
+    m.advanceTo(s.clock.now());
+    s.verify();
   }
 }
 
@@ -20,3 +22,8 @@ export function codeOf(
 ): string {
   return r.isOk() ? 'ok' : (r as { error: { code: string } }).error.code;
 }
+
+/** A call to the hypervisor fails with this code while it is unreachable (connection error). */
+export const UNREACHABLE = 'VIR_ERR_OPERATION_FAILED';
+/** QEMU refused the command (GenericError), as libvirt reports it. */
+export const QEMU_REFUSED = 'VIR_ERR_INTERNAL_ERROR';

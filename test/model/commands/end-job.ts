@@ -1,10 +1,17 @@
 /** virDomainBlockJobAbort: pivot or abort, synchronous or ASYNC, soft or forced. */
 import { expect } from 'vitest';
 import { AbortFlags } from '../../../src/core/flags.js';
-import type { Model } from '../model.js';
+import type { Fate, Model, Status } from '../model.js';
+import { LATENCY_MS } from '../model.js';
 import type { System } from '../system.js';
 import { split } from '../system.js';
-import { Command, codeOf } from './base.js';
+import { Command, UNREACHABLE, codeOf } from './base.js';
+
+interface Prediction {
+  readonly code: string;
+  /** How the job ends when the request is taken. */
+  readonly end?: { status: Status; fate: Fate };
+}
 
 export class EndJob extends Command {
   constructor(
@@ -15,47 +22,47 @@ export class EndJob extends Command {
   ) {
     super();
   }
-  check(): boolean {
-    return true;
+
+  /** libvirt's answer and the job's end, or null where timing would decide. */
+  predict(m: Readonly<Model>): Prediction | null {
+    const job = m.disk(this.disk).job;
+    if (job === null) return { code: 'VIR_ERR_INVALID_ARG' };
+    if (!m.settled(job)) return null;
+    const view = m.view(job);
+    if (this.pivot) {
+      if (view === 'unknown') return null;
+      if (view === 'copying') return { code: 'VIR_ERR_BLOCK_COPY_ACTIVE' };
+      // A paused job's pivot would wait for a resume: refused (issue 11).
+      if (job.paused !== null) return { code: 'VIR_ERR_OPERATION_INVALID' };
+      if (!m.connected) return { code: UNREACHABLE };
+      return { code: 'ok', end: { status: 'COMPLETED', fate: 'keep' } };
+    }
+    // A soft cancel after ready leaves a consistent copy; before ready, or of a paused job,
+    // every cancel is a forced one.
+    const soft = !this.force && job.paused === null && view === 'ready';
+    if (!this.force && job.paused === null && view === 'unknown') return null;
+    if (!m.connected) return { code: UNREACHABLE };
+    return { code: 'ok', end: { status: 'CANCELED', fate: soft ? 'keep' : 'remove' } };
   }
+
+  check(m: Readonly<Model>): boolean {
+    return this.predict(m) !== null;
+  }
+
   async exec(m: Model, s: System): Promise<void> {
     const [domain, disk] = split(this.disk);
-    const allowed = m.expectEnd(this.disk, this.pivot);
-    const job = m.disk(this.disk).job;
-    const before = job?.end ?? null;
+    const want = this.predict(m)!;
     const flags = (this.pivot ? AbortFlags.PIVOT : 0) | (this.async ? AbortFlags.ASYNC : 0);
-    const call = s.engine.blockJobAbort(domain, disk, flags, { force: this.force });
-    // The chart decides synchronously: an accepted request is the model's to record at once, so
-    // that the final event (which may come while we wait) is judged against it.
-    if (job && before === null && engine_accepted(s, job.jobId)) job.end = this.pivot ? 'pivot' : 'abort';
-    const result = await s.await(call);
-    const code = codeOf(result);
-    if (!job || before !== null || job.end === null) {
-      // Refused by the chart, or nothing to end: exactly the model's answer.
-      expect(allowed, `${this.toString()} → ${code}`).toContain(code);
-      return;
-    }
-    if (code === 'ok') return;
-    // Accepted by the chart but failed: only when the hypervisor let it fail (it refused the
-    // command, or the job failed instead of pivoting). A plain abort the hypervisor took
-    // returns 0 whatever the outcome (libvirt).
-    expect(job.hvMayEnd || job.hvTrouble || m.noisy || !m.connected || !m.alive, `${this.toString()} → ${code}`).toBe(
-      true,
-    );
-    const now = s.engine.job(domain, disk);
-    if (now?.jobId === job.jobId && /^(mirroring|ready)/.test(now.state())) {
-      // QEMU refused the command: the chart backed off and the job runs on.
-      job.end = null;
+    const result = await s.await(s.engine.blockJobAbort(domain, disk, flags, { force: this.force }));
+    expect(codeOf(result), this.toString()).toBe(want.code);
+    const job = m.disk(this.disk).job;
+    if (want.end && job) {
+      // A synchronous call returns after the job ended; an ASYNC one once QEMU took the command.
+      job.ending = { ...want.end, by: this.async ? m.now + 300 + LATENCY_MS : m.now };
     }
   }
+
   toString(): string {
     return `${this.pivot ? 'pivot' : 'abort'}(${this.disk}${this.async ? ', async' : ''}${this.force ? ', force' : ''})`;
   }
-}
-
-/** Whether the job's chart took the request (it is now pivoting or aborting). */
-function engine_accepted(s: System, jobId: string): boolean {
-  const job = s.engine.jobs().find((j) => j.jobId === jobId);
-  const state = job?.state() ?? '';
-  return state === 'pivoting' || state === 'aborting';
 }

@@ -1,5 +1,6 @@
-/** Lost, duplicated and reordered hypervisor events. Outcomes must not change, only timing. */
+/** Lost, duplicated and reordered hypervisor events: only timing changes, never outcomes. */
 import type { Model } from '../model.js';
+import { LATENCY_MS } from '../model.js';
 import type { System } from '../system.js';
 import { Command } from './base.js';
 
@@ -13,12 +14,10 @@ export class EventNoise extends Command {
   check(): boolean {
     return true;
   }
-  async exec(m: Model, s: System): Promise<void> {
+  async exec(_m: Model, s: System): Promise<void> {
     s.sim.setEventLoss(this.loss > 0 ? this.loss : null);
     s.sim.setEventDuplication(this.duplication > 0 ? this.duplication : null);
-    m.noisy = this.loss > 0 || this.duplication > 0 || s.holding;
-    for (const d of m.disks.values()) if (d.job && m.noisy) d.job.hvTrouble = true;
-    await s.clock.advance(10);
+    await Promise.resolve();
   }
   toString(): string {
     return `noise(loss ${this.loss}, dup ${this.duplication})`;
@@ -35,11 +34,10 @@ export class ReorderEvents extends Command {
   }
   async exec(m: Model, s: System): Promise<void> {
     s.holding = true;
-    m.noisy = true;
-    for (const d of m.disks.values()) if (d.job) d.job.hvTrouble = true;
     await s.clock.advance(this.holdMs);
     s.releaseHeld();
-    await s.clock.advance(10);
+    // Stale events may sway the chart until the next poll sets it right.
+    for (const job of m.jobs()) job.unsettledUntil = Math.max(job.unsettledUntil, s.clock.now() + LATENCY_MS);
   }
   toString(): string {
     return `reorder(${this.holdMs} ms)`;

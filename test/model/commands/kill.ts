@@ -1,21 +1,21 @@
-/** The hypervisor is killed (every job dies with it, FAILED), and a new one is started. */
+/** The hypervisor is killed (every job dies with it: FAILED), and a new one is started. */
 import type { Model } from '../model.js';
 import type { System } from '../system.js';
 import { Command } from './base.js';
 
 export class Kill extends Command {
   check(m: Readonly<Model>): boolean {
-    return m.alive;
+    return m.alive && m.jobs().every((j) => m.settled(j));
   }
   async exec(m: Model, s: System): Promise<void> {
-    for (const d of m.disks.values())
-      if (d.job) {
-        d.job.hvMayEnd = true;
-        d.job.hvTrouble = true;
-      }
-    m.alive = false;
     s.sim.kill();
-    await s.clock.advance(10);
+    m.alive = false;
+    m.connected = true;
+    for (const job of m.jobs()) {
+      job.frozenView = null;
+      job.ending = { status: 'FAILED', by: m.now + 100, fate: 'killed' };
+    }
+    await Promise.resolve();
   }
   toString(): string {
     return 'kill';
@@ -30,7 +30,7 @@ export class Restart extends Command {
     s.sim.restart();
     m.alive = true;
     m.connected = true;
-    await s.clock.advance(10);
+    await Promise.resolve();
   }
   toString(): string {
     return 'restart';
