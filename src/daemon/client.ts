@@ -14,7 +14,8 @@ export function callDaemon(
   return new Promise((resolve) => {
     const body = JSON.stringify({ verb, hypervisor, args });
     const req = request(
-      { socketPath, path: '/v1', method: 'POST', headers: { 'content-type': 'application/json' } },
+      // One connection per call (no keep-alive pool): a daemon restart never leaves a dead socket behind.
+      { socketPath, path: '/v1', method: 'POST', agent: false, headers: { 'content-type': 'application/json' } },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));

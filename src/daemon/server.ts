@@ -15,6 +15,7 @@ import type { EndIntent, JobStore } from '../core/job-store.js';
 import type { IoErrorPolicy } from '../core/hypervisor-port.js';
 import type { BlockCopyEngine, BlockCopyJob } from '../engine/engine.js';
 import { createEngine, storeFailure } from '../engine/engine.js';
+import { validateAbort, validateSetSpeed } from '../core/validate.js';
 import { callDaemon } from './client.js';
 import type { ControlAnswer, ControlRequest } from './protocol.js';
 import { MAX_BODY_BYTES, numberArg, parseRequest, stringArg } from './protocol.js';
@@ -205,6 +206,9 @@ export function createController(options: ControllerOptions) {
         return info.map((i) => ({ info: i, job: summary(job.value) }));
       }
       case 'abort': {
+        // Flags first, as the library: a bad call is refused before any job is looked for.
+        const checked = validateAbort(flags.value);
+        if (checked.isErr()) return err(checked.error);
         const job = await ensureJob(engine, d, k);
         if (job.isErr()) return job;
         const force = args['force'] === true;
@@ -214,6 +218,8 @@ export function createController(options: ControllerOptions) {
         const bandwidth = numberArg(args, 'bandwidth', Number.NaN);
         if (bandwidth.isErr()) return err(bandwidth.error);
         if (Number.isNaN(bandwidth.value)) return err(invalid("argument 'bandwidth' is required"));
+        const speedChecked = validateSetSpeed(bandwidth.value, flags.value);
+        if (speedChecked.isErr()) return err(speedChecked.error);
         const job = await ensureJob(engine, d, k);
         if (job.isErr()) return job;
         return engine.blockJobSetSpeed(d, k, bandwidth.value, flags.value).map(() => summary(job.value));
