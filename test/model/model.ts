@@ -181,8 +181,7 @@ export class Model {
 
   /** What a fault does to one job that runs into it (QEMU's policy table). */
   hit(job: ModelJob, errno: Errno): void {
-    const action =
-      job.policy === 'enospc' ? (errno === 'ENOSPC' ? 'stop' : 'report') : (job.policy as 'report' | 'stop' | 'ignore');
+    const action = job.policy === 'enospc' ? (errno === 'ENOSPC' ? 'stop' : 'report') : job.policy;
     // The next write fails: at the next tick, or after the rate limiter's pause between bursts.
     const wait = job.bw > 0 ? (RATE_BURST / job.bw) * 1000 : 0;
     const by = this.now + 100 + wait + LATENCY_MS;

@@ -92,7 +92,7 @@ const commands = [
   fc
     .constantFrom('EIO', 'ENOSPC')
     .map((errno) =>
-      cmd(`ioError(${errno}, once)`, (real) => real.r.sim.injectTargetError({ errno: errno as 'EIO', once: true })),
+      cmd(`ioError(${errno}, once)`, (real) => real.r.sim.injectTargetError({ errno: errno, once: true })),
     ),
   fc.constantFrom(10, 100, 600).map((ms) => cmd(`advance(${ms})`, (real) => void real.r.clock.advance(ms))),
 ];
