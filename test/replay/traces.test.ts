@@ -15,8 +15,8 @@
  *   job-finalize (not a user request), then the job completes. The recorder's later complete and
  *   cancel on the concluded job are refused by the engine: the copy has ended (no active job).
  * - d: complete/job-complete while running and complete while paused are refused with
- *   VIR_ERR_BLOCK_COPY_ACTIVE (not ready), the ones naming "no-such-job" with "no active block
- *   job"; resume of a running job and a second pause are QEMU no-ops the engine accepts; the
+ *   VIR_ERR_BLOCK_COPY_ACTIVE (not ready), the ones naming "no-such-job" with "disk not found"
+ *   (no disk answers to that name; libvirt's qemuDomainDiskByName); resume of a running job and a second pause are QEMU no-ops the engine accepts; the
  *   recorder's probes (job-finalize, job-dismiss, further mirrors, blockdev-del) are not requests.
  *   After READY the job is paused (standby): both pivots are refused (a paused job's pivot would
  *   wait for a resume, issue 11), so QEMU's recorded pivot, started by the recorder's complete,
@@ -75,6 +75,11 @@ const failedIo: Expected = {
   refused: [],
 };
 
+/** A name no disk answers to (libvirt: qemuDomainDiskByName before any job lookup). */
+const NOT_A_DISK = (name: string) => ({
+  code: 'VIR_ERR_INVALID_ARG',
+  contains: `disk '${name}' not found in domain; names that work: snap2, /replay/snap2.qcow2`,
+});
 const NOT_READY = { code: 'VIR_ERR_BLOCK_COPY_ACTIVE', contains: "block job 'snap2' not ready for pivot yet" };
 const PAUSED = { code: 'VIR_ERR_OPERATION_INVALID', contains: "block job on disk 'snap2' is paused" };
 const NO_JOB = (disk: string) => ({
@@ -113,8 +118,8 @@ const EXPECTED: Record<string, Expected> = {
     refused: [
       { request: 'pivot', command: 'block-job-complete', id: 'c14', ...NOT_READY },
       { request: 'pivot', command: 'job-complete', id: 'c15', ...NOT_READY },
-      { request: 'pivot', command: 'block-job-complete', id: 'c16', ...NO_JOB('no-such-job') },
-      { request: 'pivot', command: 'job-complete', id: 'c17', ...NO_JOB('no-such-job') },
+      { request: 'pivot', command: 'block-job-complete', id: 'c16', ...NOT_A_DISK('no-such-job') },
+      { request: 'pivot', command: 'job-complete', id: 'c17', ...NOT_A_DISK('no-such-job') },
       { request: 'pivot', command: 'block-job-complete', id: 'c34', ...NOT_READY },
       { request: 'pivot', command: 'block-job-complete', id: 'c40', ...PAUSED },
       { request: 'pivot', command: 'block-job-complete', id: 'c43', ...PAUSED },
