@@ -6,7 +6,7 @@
  * const engine = createEngine({ hypervisor: new SimulatedHypervisor() });
  * const job = await engine.blockRebase('demo', 'vda', '/var/lib/blockcopy/copy.qcow2', 0, RebaseFlags.COPY);
  */
-export { createEngine } from './engine/engine.js';
+export { createEngine, tryCreateEngine } from './engine/engine.js';
 export type {
   AbortOptions,
   BlockCopyEngine,

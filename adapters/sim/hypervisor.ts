@@ -113,6 +113,8 @@ export class SimulatedHypervisor implements HypervisorPort {
   private connected = true;
   private alive = true;
   private closed = false;
+  /** Set when the constructor's options were unusable: every call returns it. */
+  readonly optionsError: string | null = null;
   /** Bumped by kill/restart/close so stale timer callbacks do nothing. */
   private epoch = 0;
 
@@ -134,7 +136,13 @@ export class SimulatedHypervisor implements HypervisorPort {
     this.clock = options.clock ?? systemClock;
     this.tickMs = options.tickMs ?? 100;
     this.copyRate = options.copyRate ?? 512 * MiB;
-    if (!(this.copyRate > 0) || !(this.tickMs > 0)) throw new RangeError('copyRate and tickMs must be positive');
+    // Nothing throws: bad options make a simulator whose every call reports them.
+    if (!(this.copyRate > 0) || !(this.tickMs > 0) || !Number.isFinite(this.tickMs)) {
+      this.optionsError = `copyRate and tickMs must be positive (copyRate ${this.copyRate}, tickMs ${this.tickMs})`;
+      this.copyRate = 512 * MiB;
+      this.tickMs = 100;
+      this.closed = true;
+    }
     this.noise = new EventNoise(options.random ?? seededRandom(0x5eed));
     this.events$ = this.subject.asObservable();
     for (const spec of options.images ?? []) this.images.put(makeImage(spec));
@@ -542,6 +550,7 @@ export class SimulatedHypervisor implements HypervisorPort {
     needsMonitor: boolean,
     fn: () => Result<T, HypervisorError>,
   ): ResultAsync<T, HypervisorError> {
+    if (this.optionsError !== null) return errAsync(invalidError(command, this.optionsError));
     if (this.closed) return errAsync(connectionError(command, 'the simulator is closed'));
     if (needsMonitor && !this.alive) return errAsync(connectionError(command, 'the hypervisor is gone'));
     if (needsMonitor && !this.connected) return errAsync(connectionError(command, 'monitor disconnected'));

@@ -169,8 +169,14 @@ export async function runCopy(cmd: CopyCommand, deps: CopyDependencies): Promise
 
     const stopWatching = watch(job, cmd, out);
     let timedOut = false;
+    // The abort's answer is used: a refusal other than "already being ended" (a pivot or abort
+    // in flight, whose end we then wait for) means the job will not end by our hand.
+    let refuseAbort: (error: BlockCopyError) => void = () => {};
+    const abortRefused = new Promise<BlockCopyError>((resolve) => (refuseAbort = resolve));
     const abort = () => {
-      void engine.blockJobAbort(domain, cmd.disk, AbortFlags.ASYNC);
+      void engine.blockJobAbort(domain, cmd.disk, AbortFlags.ASYNC).then((r) => {
+        if (r.isErr() && r.error.code !== 'VIR_ERR_OPERATION_INVALID') refuseAbort(r.error);
+      });
     };
     const disposeSignal = deps.onStarted?.(abort);
     const timer =
@@ -200,7 +206,12 @@ export async function runCopy(cmd: CopyCommand, deps: CopyDependencies): Promise
         }
         if (cmd.async) return running('running');
       }
-      const result = await job.result;
+      const ended = await Promise.race([job.result, abortRefused]);
+      if (!('outcome' in ended)) {
+        if (!cmd.json) out.error(`error: could not abort the copy: ${ended.message}`);
+        return { report: { ...fromResult(pendingResult(job)), error: errorJson(ended) }, exitCode: 1 };
+      }
+      const result = ended;
       const report = fromResult(result);
       if (!cmd.json) {
         if (result.outcome === 'completed') out.line('Successfully pivoted');

@@ -29,6 +29,7 @@ import type { RecoveryReport } from './recovery.js';
 import { recoverJobs } from './recovery.js';
 import { adoptionOf } from './adoption.js';
 import { resolveDisk } from '../core/disk-identity.js';
+import { checkEngineOptions, checkJobId, refusingEngine } from './options.js';
 import type { CopyPlan, CopyRequest } from '../core/plan.js';
 import type { BlockJobInfo, CopyOptions } from '../core/validate.js';
 import {
@@ -220,7 +221,19 @@ function wrapPromise<T>(promise: Promise<Result<T, BlockCopyError>>): ResultAsyn
   );
 }
 
+/** createEngine, with bad options reported up front instead of by every call. */
+export function tryCreateEngine(options: EngineOptions): Result<BlockCopyEngine, BlockCopyError> {
+  return checkEngineOptions(options).map(() => createEngine(options));
+}
+
+/**
+ * The engine. Bad options (a poll interval that is not a positive number of ms, a missing port,
+ * a clock or job id factory of the wrong shape) give an engine whose every call returns that
+ * VIR_ERR_INVALID_ARG: nothing throws, nothing polls.
+ */
 export function createEngine(options: EngineOptions): BlockCopyEngine {
+  const checked = checkEngineOptions(options);
+  if (checked.isErr()) return refusingEngine<BlockCopyEngine>(checked.error);
   const hypervisor = options.hypervisor;
   const clock = options.clock ?? systemClock;
   const pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_MS;
@@ -501,7 +514,18 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     const held = heldBy(request.domain, request.disk);
     if (held) return errAsync(errors.diskInCopyJob(held.disk));
     if (controls.signal?.aborted) return errAsync(aborted(request.disk));
-    const jobId = makeJobId(request.domain, request.disk);
+    let made: unknown;
+    try {
+      made = makeJobId(request.domain, request.disk);
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      return errAsync(blockCopyError('VIR_ERR_INVALID_ARG', `job id factory failed: ${why}`));
+    }
+    const checkedId = checkJobId(made);
+    if (checkedId.isErr()) return errAsync(checkedId.error);
+    const jobId = checkedId.value;
+    if (jobEvents.has(jobId))
+      return errAsync(blockCopyError('VIR_ERR_INVALID_ARG', `job id '${jobId}' is already in use`));
     const endIntent = controls.endIntent ?? null;
     const runner = newRunner(jobId, request);
     const journal = register(runner, store ? newRecord(jobId, request, endIntent) : null, endIntent, names);
