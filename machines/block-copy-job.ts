@@ -63,6 +63,8 @@ export interface FinishInput {
   readonly started: boolean;
   /** Destination to remove (only ever one the engine created), or null to keep it. */
   readonly removeDestination: string | null;
+  /** A destination the engine created (kept or removed): its ownership claim is released last. */
+  readonly releaseDestination?: string | null;
 }
 
 /** Normalizes what an IO actor rejected with into a BlockCopyError. */
@@ -464,6 +466,7 @@ export const blockCopyJobMachine = setup({
             context.destinationCreated && !context.pivoted && !context.destinationConsistent && context.plan
               ? context.plan.destination.path
               : null,
+          releaseDestination: context.destinationCreated && context.plan ? context.plan.destination.path : null,
         }),
         onDone: { target: 'settled' },
         onError: {

@@ -482,12 +482,22 @@ export class QemuHypervisor implements HypervisorPort {
 
   createDestination(spec: CreateDestinationSpec): ResultAsync<void, HypervisorError> {
     return wrap('createDestination', async () => {
+      // With a claim the image is made under a hidden name derived from it and linked into place;
+      // the claim link stays until releaseDestination, so a rerun after a crash can tell "the file
+      // this job created" (same inode as its claim) from a file someone else put there.
+      const claim = spec.claim === undefined ? null : claimPath(spec.path, spec.claim);
       const existing = await this.probe(spec.path);
       if (existing.isErr()) return err(existing.error);
-      if (existing.value.exists) return this.sameAsSpec(existing.value, spec);
+      if (existing.value.exists) {
+        if (claim === null) return this.sameAsSpec(existing.value, spec);
+        if (await sameFile(claim, spec.path)) return ok(undefined);
+        return err(invalid('createDestination', `'${spec.path}' exists and was not created by this job`));
+      }
       // Create under a temporary name, then link(2) it into place: link never replaces an
       // existing file, so a file that appears meanwhile is never overwritten.
-      const tmp = join(dirname(spec.path), `.${basename(spec.path)}.${randomBytes(6).toString('hex')}.blockcopy-tmp`);
+      const tmp =
+        claim ?? join(dirname(spec.path), `.${basename(spec.path)}.${randomBytes(6).toString('hex')}.blockcopy-tmp`);
+      if (claim !== null) await fs.rm(claim, { force: true }); // left by a run killed before its link
       const args = ['create', '-q', '-f', spec.format];
       if (spec.backing) args.push('-b', spec.backing.path, '-F', spec.backing.format);
       args.push(tmp, String(spec.virtualSize));
@@ -504,9 +514,22 @@ export class QemuHypervisor implements HypervisorPort {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return err(ioError('link', e));
         const raced = await this.probe(spec.path);
         if (raced.isErr()) return err(raced.error);
+        if (claim !== null)
+          return err(invalid('createDestination', `'${spec.path}' appeared while it was being created`));
         return raced.value.exists ? this.sameAsSpec(raced.value, spec) : err(ioError('link', e));
       }
-      await fs.rm(tmp, { force: true });
+      if (claim === null) await fs.rm(tmp, { force: true });
+      return ok(undefined);
+    });
+  }
+
+  releaseDestination(path: string, claim: string): ResultAsync<void, HypervisorError> {
+    return wrap('releaseDestination', async () => {
+      try {
+        await fs.unlink(claimPath(path, claim));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return err(ioError('unlink', e));
+      }
       return ok(undefined);
     });
   }
@@ -1122,6 +1145,22 @@ async function rawExtentsAreZero(path: string, extents: readonly MapExtent[]): P
     return true;
   } finally {
     await fh.close();
+  }
+}
+
+/** The hidden link that marks a destination as created by the job `claim` (until released). */
+export function claimPath(path: string, claim: string): string {
+  const tag = createHash('sha256').update(claim).digest('hex').slice(0, 16);
+  return join(dirname(path), `.${basename(path)}.${tag}.blockcopy-claim`);
+}
+
+/** Both names are links to one inode. */
+async function sameFile(a: string, b: string): Promise<boolean> {
+  try {
+    const [x, y] = await Promise.all([fs.stat(a), fs.stat(b)]);
+    return x.ino === y.ino && x.dev === y.dev;
+  } catch {
+    return false;
   }
 }
 

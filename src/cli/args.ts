@@ -60,6 +60,8 @@ export interface CopyCommand {
   readonly inspect: boolean;
   /** Keep serving the inspector after the copy ended, until Ctrl-C. */
   readonly inspectKeep: boolean;
+  /** Job store path (--store): the job is recorded and outlives this process. */
+  readonly store?: string;
 }
 
 export interface DomblklistCommand {
@@ -88,7 +90,7 @@ export interface VersionCommand {
 
 /** Commands that parse their own arguments (diagram, inspect, replay). */
 export interface PassThroughCommand {
-  readonly command: 'diagram' | 'inspect' | 'replay';
+  readonly command: 'diagram' | 'inspect' | 'replay' | 'blockjob' | 'list' | 'daemon';
   readonly argv: readonly string[];
 }
 
@@ -123,6 +125,7 @@ const COPY_OPTIONS: Readonly<Record<string, OptionSpec>> = {
   json: { type: 'boolean' },
   hypervisor: { type: 'string' },
   connect: { type: 'string' },
+  store: { type: 'string' },
   'on-target-error': { type: 'string' },
   inspect: { type: 'boolean' },
   'inspect-keep': { type: 'boolean' },
@@ -216,6 +219,7 @@ export function parseCopy(argv: readonly string[]): Result<CopyCommand | HelpCom
     onTargetError: policy as IoErrorPolicyName,
     inspect: flag('inspect'),
     inspectKeep: flag('inspect-keep'),
+    ...(strings.get('store') !== undefined ? { store: strings.get('store')! } : {}),
   };
   // cmdBlockcopy: a MiB/s bandwidth must still fit once turned into the new API's bytes/s.
   if (usesBlockCopyApi(cmd) && !bytes && bandwidth.value > NEW_API_MIB_LIMIT) {
@@ -295,6 +299,9 @@ export function parseCommand(argv: readonly string[]): Result<Command, CommandUs
     case 'diagram':
     case 'inspect':
     case 'replay':
+    case 'blockjob':
+    case 'list':
+    case 'daemon':
       return ok({ command, argv: rest });
     default:
       return usage(new UsageError(`unknown command: '${command}'`), null);

@@ -97,9 +97,13 @@ function blockdevUnsupported(): BlockCopyError {
   );
 }
 
-/** Starts the job the call describes. */
-export function startCopy(engine: BlockCopyEngine, call: CopyCall): ResultAsync<BlockCopyJob, BlockCopyError> {
-  const options = { onTargetError: call.onTargetError };
+/** Starts the job the call describes; endIntent is recorded so a restarted engine can finish it. */
+export function startCopy(
+  engine: BlockCopyEngine,
+  call: CopyCall,
+  endIntent: 'pivot' | 'finish' | null = null,
+): ResultAsync<BlockCopyJob, BlockCopyError> {
+  const options = { onTargetError: call.onTargetError, endIntent };
   if (call.api === 'virDomainBlockRebase') {
     return engine.blockRebase(call.domain, call.disk, call.base, call.bandwidth, call.flags, options);
   }

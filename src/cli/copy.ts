@@ -16,6 +16,7 @@ import type { BlockCopyEngine, BlockCopyJob } from '../engine/engine.js';
 import type { BlockCopyError } from '../core/errors.js';
 import { AbortFlags } from '../core/flags.js';
 import type { JobResult } from '../engine/job-runner.js';
+import type { JobStore } from '../core/job-store.js';
 import type { CopyPlan } from '../core/plan.js';
 import type { CopyCommand } from './args.js';
 import { copyCall, planCopy, startCopy } from './copy-call.js';
@@ -114,6 +115,8 @@ export interface CopyDependencies {
   readonly interrupts?: Interrupts;
   /** The engine's job id factory (default: the engine's own), e.g. to know a job's node names. */
   readonly jobId?: (domain: string, disk: string) => string;
+  /** Job store: the job is recorded and outlives this process (blockjob/recover pick it up). */
+  readonly store?: JobStore;
 }
 
 /** An Output whose progress bar is ended before any other line, so lines never share it. */
@@ -158,6 +161,7 @@ export async function runCopy(cmd: CopyCommand, deps: CopyDependencies): Promise
     pollIntervalMs: deps.pollIntervalMs ?? 200,
     ...(deps.inspector ? { inspect: deps.inspector.inspect } : {}),
     ...(deps.jobId ? { jobId: deps.jobId } : {}),
+    ...(deps.store ? { store: deps.store } : {}),
   });
   const detachInspector = deps.inspector?.attach(engine);
   const domain = cmd.domain ?? defaultDomain(hypervisor);
@@ -216,7 +220,7 @@ export async function runCopy(cmd: CopyCommand, deps: CopyDependencies): Promise
     });
     try {
       if (stop.request?.why === 'signal') return notStarted(cmd, out, base.hypervisor, stop.request.signal);
-      const started = await startCopy(engine, call);
+      const started = await startCopy(engine, call, cmd.end);
       if (started.isErr()) return refused(started.error);
       const job = started.value;
       pauses.follow(job);
@@ -282,7 +286,7 @@ export async function runCopy(cmd: CopyCommand, deps: CopyDependencies): Promise
   } finally {
     pauses.stop();
     detachInspector?.();
-    engine.close();
+    await engine.shutdown();
   }
 }
 

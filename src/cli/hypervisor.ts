@@ -56,8 +56,20 @@ export function selectHypervisor(command: string, sources: HypervisorSources): R
   );
 }
 
+/** Opens a hypervisor named as text, as --hypervisor or the daemon's requests name it (libvirt: 'libvirt:URI'). */
+export async function openHypervisorByName(
+  text: string,
+  options: OpenOptions = {},
+): Promise<Result<HypervisorPort, string>> {
+  const spec: Result<HypervisorSpec, UsageError> = text.startsWith('libvirt:')
+    ? ok({ kind: 'libvirt', uri: text.slice('libvirt:'.length) })
+    : parseHypervisorSpec(text, 'the hypervisor name');
+  if (spec.isErr()) return err(spec.error.message);
+  return openHypervisor(spec.value, options);
+}
+
 export function describeSpec(spec: HypervisorSpec): string {
-  return spec.kind === 'sim' ? 'sim' : spec.kind === 'qmp' ? `qmp:${spec.socket}` : spec.uri;
+  return spec.kind === 'sim' ? 'sim' : spec.kind === 'qmp' ? `qmp:${spec.socket}` : `libvirt:${spec.uri}`;
 }
 
 /** The domain a command means when --domain is not given: the hypervisor's only one. */

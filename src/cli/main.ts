@@ -10,6 +10,7 @@ import type { CopyCommand, DomblklistCommand } from './args.js';
 import type { CopyReport, Output } from './copy.js';
 import { helpText, seeHelp } from './help.js';
 import type { HypervisorSources, HypervisorSpec } from './hypervisor.js';
+import type { JobStore } from '../core/job-store.js';
 import type { Interrupts, SignalSource } from './interrupts.js';
 import { trapInterrupts } from './interrupts.js';
 
@@ -55,9 +56,15 @@ export async function main(
       return (await import('./inspect.js')).runInspectCommand(cmd.argv, out);
     case 'replay':
       return (await import('./replay.js')).runReplayCommand(cmd.argv, out);
+    case 'blockjob':
+      return (await import('./blockjob.js')).runBlockjobCommand(cmd.argv, out);
+    case 'list':
+      return (await import('./list.js')).runListCommand(cmd.argv, out);
+    case 'daemon':
+      return (await import('./daemon.js')).runDaemonCommand(cmd.argv, out);
     case 'copy':
     case 'domblklist': {
-      const { SIMULATOR_NOTICE, selectHypervisor } = await import('./hypervisor.js');
+      const { SIMULATOR_NOTICE, describeSpec, selectHypervisor } = await import('./hypervisor.js');
       const spec = selectHypervisor(cmd.command, hypervisorSources(cmd, environment));
       if (spec.isErr()) {
         out.error(`error: ${spec.error.message}`);
@@ -68,13 +75,30 @@ export async function main(
         if (spec.value.kind === 'sim') out.error(SIMULATOR_NOTICE);
         return runDomblklistCommand(cmd, spec.value, out);
       }
+      // Durable unless on the in-process simulator: through the daemon when one runs, else
+      // recorded in the store by this process.
+      const { daemonRuns, openStore, socketPath, storePath } = await import('./durable.js');
+      const store = spec.value.kind !== 'sim' || cmd.store !== undefined ? storePath(cmd.store) : null;
+      if (store !== null && !cmd.dryRun && !cmd.inspect) {
+        const socket = socketPath(undefined, store);
+        if (await daemonRuns(socket)) {
+          return (await import('./remote-copy.js')).runRemoteCopy(cmd, describeSpec(spec.value), socket, out);
+        }
+      }
+      const opened = store !== null ? openStore(store) : null;
+      if (opened?.isErr()) {
+        out.error(`error: ${opened.error}`);
+        return 1;
+      }
+      const jobStore = opened?.isOk() ? opened.value : undefined;
       // Trapped from here on: a Ctrl-C while connecting or creating the destination still cleans up.
       const interrupts = trapInterrupts(out, environment.signals);
       try {
         if (spec.value.kind === 'sim') out.error(SIMULATOR_NOTICE);
-        return await runCopyCommand(cmd, spec.value, out, interrupts);
+        return await runCopyCommand(cmd, spec.value, out, interrupts, jobStore);
       } finally {
         interrupts.dispose();
+        jobStore?.close();
       }
     }
   }
@@ -106,6 +130,7 @@ async function runCopyCommand(
   spec: HypervisorSpec,
   out: Output,
   interrupts: Interrupts,
+  store: JobStore | undefined,
 ): Promise<number> {
   const [{ describeSpec, openHypervisor }, { runCopy }] = await Promise.all([
     import('./hypervisor.js'),
@@ -124,6 +149,7 @@ async function runCopyCommand(
       hypervisor: hypervisor.value,
       out,
       interrupts,
+      ...(store ? { store } : {}),
       ...(inspector ? { inspector } : {}),
     });
     if (cmd.json) out.line(JSON.stringify(run.report));

@@ -118,6 +118,11 @@ export interface CreateDestinationSpec {
   readonly virtualSize: number;
   /** For shallow copies: the source's backing image, written into the new image's header. */
   readonly backing: BackingRef | null;
+  /**
+   * Ownership claim (the job id): lets a restarted engine tell a destination it created from one
+   * that appeared meanwhile. Kept until releaseDestination.
+   */
+  readonly claim?: string;
 }
 
 export interface MirrorSpec {
@@ -215,6 +220,11 @@ export interface HypervisorPort {
   probeDestination(path: string): ResultAsync<DestinationProbe, HypervisorError>;
   /** Creates an empty image. Idempotent: an identical image already created by this adapter is fine. */
   createDestination(spec: CreateDestinationSpec): ResultAsync<void, HypervisorError>;
+  /**
+   * Drops the ownership claim createDestination left for `claim` (the file itself stays).
+   * Idempotent. Optional: an adapter that keeps no claim need not have it.
+   */
+  releaseDestination?(path: string, claim: string): ResultAsync<void, HypervisorError>;
   /** Removes an image the engine created. Idempotent: a missing file is fine. */
   removeDestination(path: string): ResultAsync<void, HypervisorError>;
 

@@ -11,7 +11,6 @@ import type { Subscription } from 'rxjs';
 import { Subject, share } from 'rxjs';
 import type { InspectionEvent } from 'xstate';
 import type { DiskNames, HypervisorEvent, HypervisorPort } from '../core/hypervisor-port.js';
-import { resolveDisk } from '../core/disk-identity.js';
 import type { Clock } from '../core/clock.js';
 import { interval$, systemClock } from '../core/clock.js';
 import type { BlockCopyError } from '../core/errors.js';
@@ -19,7 +18,17 @@ import { blockCopyError, errors } from '../core/errors.js';
 import type { BlockJobStatusName } from '../core/flags.js';
 import { fromHypervisorError } from '../core/hypervisor-error.js';
 import type { JobProgress, JobResult } from './job-runner.js';
-import { JobRunner, gatherFacts, provideJobMachine } from './job-runner.js';
+import type { RestoreInput } from './job-runner.js';
+import { JobRunner, gatherFacts, provideJobMachine, stateName } from './job-runner.js';
+import type { EndIntent, JobEnd, JobRecord, JobStore, LeaseOwner, StoreError } from '../core/job-store.js';
+import { JOB_RECORD_FORMAT } from '../core/job-store.js';
+import { JOB_CHART_VERSION } from '../../machines/chart-version.js';
+import { JobJournal } from './journal.js';
+import { localOwner } from './lease.js';
+import type { RecoveryReport } from './recovery.js';
+import { recoverJobs } from './recovery.js';
+import { adoptionOf } from './adoption.js';
+import { resolveDisk } from '../core/disk-identity.js';
 import { checkEngineOptions, checkJobId, refusingEngine } from './options.js';
 import type { CopyPlan, CopyRequest } from '../core/plan.js';
 import type { BlockJobInfo, CopyOptions } from '../core/validate.js';
@@ -45,6 +54,31 @@ export interface EngineOptions {
    * refuses in ids replaced). Ids must be unique on the hypervisor and valid QEMU ids.
    */
   readonly jobId?: (domain: string, disk: string) => string;
+  /**
+   * Job store: with one, every job's record is written ahead of each side effect and after each
+   * state change, and recover() resumes unfinished jobs. Without one, jobs live in memory only.
+   */
+  readonly store?: JobStore;
+  /** This process as a lease holder (default: host, pid and process start time). */
+  readonly owner?: LeaseOwner;
+  /** Wall-clock time for records (default Date.now). */
+  readonly now?: () => number;
+  /**
+   * Do what a recovered job's recorded intent says at ready (default true: the daemon). A
+   * one-shot command (blockjob --info) passes false: it only looks, the user's verb acts.
+   */
+  readonly actOnIntents?: boolean;
+}
+
+/** What the engine does about a job beyond libvirt's call, for one submission. */
+export interface JobControls {
+  /** Cancels the job while it has not started mirroring (ignored afterwards). */
+  readonly signal?: AbortSignal;
+  /**
+   * What the caller will do at ready ('pivot' or 'finish'), recorded so that a restarted engine
+   * does it if the caller is gone. The engine itself acts on it only for recovered jobs.
+   */
+  readonly endIntent?: EndIntent;
 }
 
 /** A block-job event, as libvirt's VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2 (keyed by disk target). */
@@ -79,8 +113,12 @@ export interface BlockCopyJob {
   states(): readonly string[];
   /** Latest progress seen (polls and events), or null before the first. */
   progress(): JobProgress | null;
+  /** Progress; a late subscriber gets the latest value first. Completes when the job ends. */
   readonly progress$: Observable<JobProgress>;
+  /** State names; a late subscriber gets the current one first. Completes when the job ends. */
   readonly stateChanges$: Observable<string>;
+  /** 'engine', or 'recovered' when this process resumed it from the job store. */
+  readonly origin: 'engine' | 'recovered';
   /** Resolves once the job has ended; never rejects. */
   readonly result: Promise<JobResult>;
 }
@@ -100,7 +138,7 @@ export type RebaseCall = [
   base: string | null,
   bandwidth: number,
   flags: number,
-  options?: CopyOptions,
+  options?: CopyOptions & JobControls,
 ];
 
 export interface BlockCopyEngine {
@@ -113,7 +151,7 @@ export interface BlockCopyEngine {
     destination: { readonly path: string | null; readonly format?: 'qcow2' | 'raw' } | null,
     params: { readonly bandwidth?: number; readonly granularity?: number; readonly bufSize?: number },
     flags: number,
-    options?: CopyOptions,
+    options?: CopyOptions & JobControls,
   ): ResultAsync<BlockCopyJob, BlockCopyError>;
   /** Validates a rebase request and reports the plan, touching nothing (dry run). */
   planRebase(...args: RebaseCall): ResultAsync<CopyPlan, BlockCopyError>;
@@ -134,11 +172,31 @@ export interface BlockCopyEngine {
   /** The domain's disks by every name that refers to each, with any block job (virsh domblklist). */
   listDisks(domain: string): ResultAsync<readonly DiskNames[], BlockCopyError>;
   job(domain: string, disk: string): BlockCopyJob | undefined;
-  jobs(): readonly BlockCopyJob[];
+  /** A job of this engine by its id (ended ones too, while remembered). */
+  jobById(jobId: string): BlockCopyJob | undefined;
+  /** Active jobs; with includeEnded, also the jobs that ended in this process (most recent last). */
+  jobs(filter?: { readonly includeEnded?: boolean }): readonly BlockCopyJob[];
+  /**
+   * Loads every unfinished job of this hypervisor from the store, reconciles it with the
+   * hypervisor and resumes it (src/engine/recovery.ts). Without a store: an empty report.
+   */
+  recover(): ResultAsync<RecoveryReport, BlockCopyError>;
+  /**
+   * Takes over a mirror job on the disk that this engine did not start (another tool, or a
+   * blockcopy process without a store), so that it can be pivoted or aborted like its own.
+   * Returns this engine's job if it already runs one on the disk.
+   */
+  adopt(domain: string, disk: string): ResultAsync<BlockCopyJob, BlockCopyError>;
+  readonly store: JobStore | null;
   readonly events$: Observable<BlockJobEvent>;
   readonly jobStates$: Observable<JobStateChange>;
-  /** Stops every job actor (the hypervisor jobs go on; the port stays open). */
+  /**
+   * Stops every job actor (the hypervisor jobs go on; the port stays open): each pending result
+   * settles as 'detached', every stream completes. Recorded jobs stay in the store for recover().
+   */
   close(): void;
+  /** Waits for in-flight store writes, then close(). */
+  shutdown(): Promise<void>;
 }
 
 const DEFAULT_POLL_MS = 500;
@@ -184,8 +242,20 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   const clock = options.clock ?? systemClock;
   const pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_MS;
   const makeJobId = options.jobId ?? ((_domain: string, disk: string) => `copy-${qemuIdPart(disk)}-${randomSuffix()}`);
+  const store = options.store ?? null;
+  const owner = options.owner ?? localOwner();
+  const now = options.now ?? Date.now;
+  const actOnIntents = options.actOnIntents ?? true;
+  const journals = new Map<string, JobJournal>();
+  /** Write-ahead barrier of the IO actors: the job's record is durable before the effect. */
+  const beforeEffect = async (jobId: string): Promise<void> => {
+    const journal = journals.get(jobId);
+    if (!journal) return;
+    const failed = await journal.checkpoint();
+    if (failed) throw storeFailure(failed);
+  };
   // One poll timer for the whole engine, running only while some job listens.
-  const machine = provideJobMachine(hypervisor);
+  const machine = provideJobMachine(hypervisor, beforeEffect);
   const pollTicks$ = interval$(clock, pollIntervalMs).pipe(share());
   // Hypervisor events routed to their job by id, once, instead of every job filtering them all.
   const jobEvents = new Map<string, Subject<HypervisorEvent>>();
@@ -201,6 +271,13 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   /** The domain guard: at most one job per disk, reserved synchronously before any IO. */
   const runners = new Map<string, JobRunner>();
   const handles = new Map<JobRunner, BlockCopyJob>();
+  const byId = new Map<string, JobRunner>();
+  const ended: BlockCopyJob[] = [];
+  const ENDED_KEPT = 100;
+  const recovered = new Set<JobRunner>();
+  /** Recovered jobs whose end the engine requested itself, on their recorded intent. */
+  const endedOnIntent = new Map<JobRunner, 'pivot' | 'finish'>();
+  let closed = false;
   const key = (domain: string, disk: string) => `${domain}\u0000${disk}`;
   /** Every name each job's disk answered to when the job started: any spelling finds the job. */
   const diskNames = new Map<JobRunner, DiskNames>();
@@ -260,6 +337,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
         progress: () => runner.progress,
         progress$: runner.progress$.asObservable(),
         stateChanges$: runner.stateChanges$.asObservable(),
+        origin: recovered.has(runner) ? 'recovered' : 'engine',
         result: runner.result,
       };
       handles.set(runner, handle);
@@ -277,79 +355,97 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     return held ? fn(held) : locate(domain, typed).andThen(fn);
   }
 
-  /**
-   * Resolves the typed disk to its canonical identity, then reserves it synchronously: two
-   * requests under two spellings of one disk cannot both start. A name that resolves to nothing
-   * still goes through the job, whose planner refuses it with the names that would work.
-   */
-  function startJob(request: CopyRequest): ResultAsync<BlockCopyJob, BlockCopyError> {
-    const early = heldBy(request.domain, request.disk);
-    if (early) return errAsync(errors.diskInCopyJob(early.disk));
-    const resolved: Promise<Result<DiskNames | null, BlockCopyError>> = (async () => {
-      const listed = await hypervisor.listDisks(request.domain);
-      const found = listed.isOk() && listed.value !== null ? resolveDisk(listed.value, request.disk) : null;
-      return ok(found?.isOk() ? found.value : null);
-    })();
-    return new ResultAsync(resolved).andThen((names) =>
-      launch(names ? { ...request, disk: names.disk } : request, names),
-    );
+  /** The first record of a new job (revision 0: inserted by its first checkpoint). */
+  function newRecord(jobId: string, request: CopyRequest, endIntent: EndIntent): JobRecord {
+    const at = now();
+    return {
+      format: JOB_RECORD_FORMAT,
+      jobId,
+      hypervisor: hypervisor.name,
+      domain: request.domain,
+      disk: request.disk,
+      origin: 'engine',
+      request,
+      plan: null,
+      chartVersion: JOB_CHART_VERSION,
+      snapshot: null,
+      state: 'validating',
+      side: {
+        states: [],
+        readyAnnounced: false,
+        pause: { userPauseRequested: false, stoppedOnError: false },
+        progress: null,
+      },
+      endIntent,
+      end: null,
+      createdAt: at,
+      updatedAt: at,
+      revision: 0,
+      owner: owner.id,
+      leaseUntil: null,
+    };
   }
 
-  function launch(request: CopyRequest, names: DiskNames | null): ResultAsync<BlockCopyJob, BlockCopyError> {
-    const k = key(request.domain, request.disk);
-    const held = heldBy(request.domain, request.disk);
-    if (held) return errAsync(errors.diskInCopyJob(held.disk));
-    let made: unknown;
-    try {
-      made = makeJobId(request.domain, request.disk);
-    } catch (e) {
-      const why = e instanceof Error ? e.message : String(e);
-      return errAsync(blockCopyError('VIR_ERR_INVALID_ARG', `job id factory failed: ${why}`));
-    }
-    const checkedId = checkJobId(made);
-    if (checkedId.isErr()) return errAsync(checkedId.error);
-    const jobId = checkedId.value;
-    if (jobEvents.has(jobId))
-      return errAsync(blockCopyError('VIR_ERR_INVALID_ARG', `job id '${jobId}' is already in use`));
-    const routed = new Subject<HypervisorEvent>();
-    jobEvents.set(jobId, routed);
-    routeEvents();
-    const runner = new JobRunner({
-      jobId,
-      events$: routed,
-      request,
-      hypervisor,
-      clock,
-      pollTicks$,
-      inspect: options.inspect,
-      machine,
-    });
+  /** Registers a runner (new or restored), its journal, its events and its end; the caller starts it. */
+  function register(
+    runner: JobRunner,
+    record: JobRecord | null,
+    endIntent: EndIntent,
+    names: DiskNames | null = null,
+  ): JobJournal | null {
+    const k = key(runner.domain, runner.disk);
     runners.set(k, runner);
+    byId.set(runner.jobId, runner);
     if (names) diskNames.set(runner, names);
-    let readyAnnounced = false;
+    const journal = store && record ? new JobJournal(store, record, () => fieldsOf(runner, endIntent), now) : null;
+    if (journal) journals.set(runner.jobId, journal);
+    let intentSent = false;
     runner.stateChanges$.subscribe((state) => {
       jobStates$.next({ jobId: runner.jobId, domain: runner.domain, disk: runner.disk, state });
-      if (!readyAnnounced && state.startsWith('ready')) {
-        readyAnnounced = true;
-        events$.next({
-          domain: runner.domain,
-          disk: runner.disk,
-          jobId: runner.jobId,
-          type: 'COPY',
-          status: 'READY',
-          pivoted: false,
-          destinationConsistent: false,
-          error: null,
-        });
+      if (!runner.readyAnnounced && state.startsWith('ready')) {
+        runner.readyAnnounced = true;
+        const announce = () =>
+          events$.next({
+            domain: runner.domain,
+            disk: runner.disk,
+            jobId: runner.jobId,
+            type: 'COPY',
+            status: 'READY',
+            pivoted: false,
+            destinationConsistent: false,
+            error: null,
+          });
+        // Recorded before it goes out: never announced twice, restarts included.
+        if (journal) void journal.checkpoint().then((failed) => failed === null && announce());
+        else announce();
+      }
+      // A recovered job whose caller is gone: do what the caller said it would at ready.
+      if (actOnIntents && recovered.has(runner) && endIntent && !intentSent && state === 'ready.synced') {
+        intentSent = true;
+        endedOnIntent.set(runner, endIntent);
+        queueMicrotask(() =>
+          runner.request(endIntent === 'pivot' ? { type: 'PIVOT' } : { type: 'ABORT', force: false }),
+        );
       }
     });
-    void runner.result.then((result) => {
+    void runner.result.then(async (result) => {
       if (runners.get(k) === runner) runners.delete(k);
       diskNames.delete(runner);
-      jobEvents.delete(jobId);
-      handles.delete(runner);
+      jobEvents.delete(runner.jobId);
+      if (result.outcome === 'detached') return;
+      if (journal) {
+        await journal.checkpoint(endOf(result));
+        journals.delete(runner.jobId);
+      }
+      ended.push(handleOf(runner));
+      if (ended.length > ENDED_KEPT) {
+        const dropped = ended.shift()!;
+        const old = byId.get(dropped.jobId);
+        if (old) handles.delete(old);
+        byId.delete(dropped.jobId);
+      }
       // libvirt emits no event for a job that never started.
-      if (runner.snapshot.context.started) {
+      if (runner.snapshot.context.started && !closed) {
         events$.next({
           domain: result.domain,
           disk: result.disk,
@@ -362,6 +458,81 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
         });
       }
     });
+    return journal;
+  }
+
+  /** Undoes register() for a job that never started (its first record could not be written). */
+  function unregister(runner: JobRunner): void {
+    const k = key(runner.domain, runner.disk);
+    if (runners.get(k) === runner) runners.delete(k);
+    byId.delete(runner.jobId);
+    diskNames.delete(runner);
+    journals.delete(runner.jobId);
+    jobEvents.delete(runner.jobId);
+  }
+
+  function newRunner(jobId: string, request: CopyRequest, restore?: RestoreInput): JobRunner {
+    const routed = new Subject<HypervisorEvent>();
+    jobEvents.set(jobId, routed);
+    routeEvents();
+    return new JobRunner({
+      jobId,
+      events$: routed,
+      request,
+      hypervisor,
+      clock,
+      pollTicks$,
+      inspect: options.inspect,
+      machine,
+      restore,
+      onChange: () => void journals.get(jobId)?.checkpoint(),
+    });
+  }
+
+  /**
+   * Resolves the typed disk to its canonical identity, then reserves it synchronously: two
+   * requests under two spellings of one disk cannot both start. A name that resolves to nothing
+   * still goes through the job, whose planner refuses it with the names that would work.
+   */
+  function startJob(request: CopyRequest, controls: JobControls = {}): ResultAsync<BlockCopyJob, BlockCopyError> {
+    if (closed) return errAsync(blockCopyError('VIR_ERR_OPERATION_INVALID', 'the engine is closed'));
+    const early = heldBy(request.domain, request.disk);
+    if (early) return errAsync(errors.diskInCopyJob(early.disk));
+    const resolved: Promise<Result<DiskNames | null, BlockCopyError>> = (async () => {
+      const listed = await hypervisor.listDisks(request.domain);
+      const found = listed.isOk() && listed.value !== null ? resolveDisk(listed.value, request.disk) : null;
+      return ok(found?.isOk() ? found.value : null);
+    })();
+    return new ResultAsync(resolved).andThen((names) =>
+      launch(names ? { ...request, disk: names.disk } : request, names, controls),
+    );
+  }
+
+  function launch(
+    request: CopyRequest,
+    names: DiskNames | null,
+    controls: JobControls,
+  ): ResultAsync<BlockCopyJob, BlockCopyError> {
+    if (closed) return errAsync(blockCopyError('VIR_ERR_OPERATION_INVALID', 'the engine is closed'));
+    const k = key(request.domain, request.disk);
+    const held = heldBy(request.domain, request.disk);
+    if (held) return errAsync(errors.diskInCopyJob(held.disk));
+    if (controls.signal?.aborted) return errAsync(aborted(request.disk));
+    let made: unknown;
+    try {
+      made = makeJobId(request.domain, request.disk);
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      return errAsync(blockCopyError('VIR_ERR_INVALID_ARG', `job id factory failed: ${why}`));
+    }
+    const checkedId = checkJobId(made);
+    if (checkedId.isErr()) return errAsync(checkedId.error);
+    const jobId = checkedId.value;
+    if (jobEvents.has(jobId))
+      return errAsync(blockCopyError('VIR_ERR_INVALID_ARG', `job id '${jobId}' is already in use`));
+    const endIntent = controls.endIntent ?? null;
+    const runner = newRunner(jobId, request);
+    const journal = register(runner, store ? newRecord(jobId, request, endIntent) : null, endIntent, names);
     const started = new Promise<Result<BlockCopyJob, BlockCopyError>>((resolve) => {
       const sub = runner.actor.subscribe((snapshot) => {
         if (snapshot.context.started) {
@@ -372,9 +543,53 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
           queueMicrotask(() => sub.unsubscribe());
         }
       });
+      void runner.result.then((result) => {
+        if (result.outcome === 'detached') resolve(err(aborted(request.disk, 'the engine was closed')));
+      });
+      // Cancel before mirroring: nothing started yet is simply stopped; a start under way is
+      // let land and then force-cancelled, so a destination the engine created is removed.
+      controls.signal?.addEventListener(
+        'abort',
+        () => {
+          const snap = runner.snapshot;
+          if (snap.status !== 'active' || snap.context.started) return;
+          if (snap.matches('validating')) {
+            runner.detach();
+            if (runners.get(k) === runner) runners.delete(k);
+            void journals.get(jobId)?.checkpoint({
+              outcome: 'canceled',
+              pivoted: false,
+              destinationConsistent: false,
+              error: aborted(request.disk),
+            });
+            resolve(err(aborted(request.disk)));
+            return;
+          }
+          const cancel = runner.stateChanges$.subscribe((state) => {
+            if (state.startsWith('mirroring') || state.startsWith('ready')) {
+              queueMicrotask(() => {
+                cancel.unsubscribe();
+                runner.request({ type: 'ABORT', force: true });
+              });
+            }
+          });
+          resolve(err(aborted(request.disk)));
+        },
+        { once: true },
+      );
     });
-    runner.start();
-    return wrapPromise(started);
+    // The job's first record is durable before anything happens for it.
+    const inserted = journal ? journal.checkpoint() : Promise.resolve(null);
+    return wrapPromise(
+      inserted.then((failed) => {
+        if (failed) {
+          unregister(runner);
+          return err(storeFailure(failed));
+        }
+        if (!closed) runner.start();
+        return started;
+      }),
+    );
   }
 
   function abort(
@@ -401,6 +616,15 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     // pause decides, not the chart's standby, which a lost resume event could leave behind.
     if (pivot && runner.isPaused() && runner.snapshot.matches('ready')) return errAsync(errors.jobPaused(disk));
     const requestType = pivot ? 'PIVOT' : 'ABORT';
+    // The same end the engine already requested for a recovered job: wait for it, not refuse.
+    const intent = endedOnIntent.get(runner);
+    if (intent !== undefined && (intent === 'pivot') === pivot && runner.snapshot.context.endRequest !== null) {
+      return wrapPromise(
+        runner.result.then((result) =>
+          pivot && !result.pivoted ? err(result.error ?? errors.failedWhilePivoting(disk)) : ok(undefined),
+        ),
+      );
+    }
     const later = runner.nextRefusal(requestType);
     const refused = runner.request(pivot ? { type: 'PIVOT' } : { type: 'ABORT', force: abortOptions.force ?? false });
     if (refused) {
@@ -430,8 +654,9 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   }
 
   function rebaseRequest(
-    ...[domain, disk, base, bandwidth, flags, copyOptions]: RebaseCall
+    ...[domain, disk, base, bandwidth, flags, options]: RebaseCall
   ): Result<CopyRequest, BlockCopyError> {
+    const [copyOptions] = splitControls(options);
     return validateRebase({ domain, disk, base, bandwidth, flags, ...(copyOptions ? { options: copyOptions } : {}) });
   }
 
@@ -456,25 +681,28 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
 
   const engine: BlockCopyEngine = {
     planRebase: (...args) => rebaseRequest(...args).asyncAndThen(plan),
-    planBlockCopy: (domain, disk, destination, params, flags, copyOptions) =>
-      validateCopy({
-        domain,
-        disk,
-        destination,
-        params,
-        flags,
-        ...(copyOptions ? { options: copyOptions } : {}),
-      }).asyncAndThen(plan),
-    blockRebase: (...args) => rebaseRequest(...args).asyncAndThen(startJob),
-    blockCopy(domain, disk, destination, params, flags, copyOptions) {
+    planBlockCopy: (domain, disk, destination, params, flags, copyOptions) => {
+      const [copy] = splitControls(copyOptions);
       return validateCopy({
         domain,
         disk,
         destination,
         params,
         flags,
-        ...(copyOptions ? { options: copyOptions } : {}),
-      }).asyncAndThen(startJob);
+        ...(copy ? { options: copy } : {}),
+      }).asyncAndThen(plan);
+    },
+    blockRebase: (...args) => rebaseRequest(...args).asyncAndThen((request) => startJob(request, args[5])),
+    blockCopy(domain, disk, destination, params, flags, copyOptions) {
+      const [copy, controls] = splitControls(copyOptions);
+      return validateCopy({
+        domain,
+        disk,
+        destination,
+        params,
+        flags,
+        ...(copy ? { options: copy } : {}),
+      }).asyncAndThen((request) => startJob(request, controls));
     },
     blockJobAbort: abort,
     listDisks(domain) {
@@ -556,19 +784,147 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
       const runner = heldBy(domain, disk);
       return runner && runner.snapshot.context.started ? handleOf(runner) : undefined;
     },
-    jobs() {
-      return [...runners.values()].filter((r) => r.snapshot.context.started).map(handleOf);
+    jobs(filter = {}) {
+      const active = [...runners.values()].filter((r) => r.snapshot.context.started).map(handleOf);
+      return filter.includeEnded ? [...ended, ...active] : active;
     },
+    jobById(jobId) {
+      const runner = byId.get(jobId);
+      return runner ? handleOf(runner) : undefined;
+    },
+    recover() {
+      if (!store) return okAsync({ resumed: [], finished: [], skipped: [] });
+      if (closed) return errAsync(blockCopyError('VIR_ERR_OPERATION_INVALID', 'the engine is closed'));
+      return recoverJobs({
+        store,
+        hypervisor,
+        owner,
+        now,
+        running: (jobId) =>
+          byId.has(jobId) && runners.get(key(byId.get(jobId)!.domain, byId.get(jobId)!.disk)) !== undefined,
+        diskTaken: (domain, disk) => heldBy(domain, disk) !== undefined,
+        resume: async (record) => {
+          const runner = newRunner(record.jobId, record.request!, { snapshot: record.snapshot, side: record.side });
+          recovered.add(runner);
+          register(runner, record, record.endIntent);
+          runner.start();
+          await runner.refresh();
+          return handleOf(runner);
+        },
+      }).mapErr(storeFailure);
+    },
+    adopt(domain, disk) {
+      const mine = heldBy(domain, disk);
+      if (mine) return okAsync(handleOf(mine));
+      if (closed) return errAsync(blockCopyError('VIR_ERR_OPERATION_INVALID', 'the engine is closed'));
+      return hypervisor
+        .listDisks(domain)
+        .mapErr((e) => fromHypervisorError(e))
+        .andThen((disks) => {
+          if (disks === null) return err(errors.noDomain(domain));
+          return resolveDisk(disks, disk).map((names) => ({ names, speed: 0 }));
+        })
+        .andThen(({ names, speed }) =>
+          (names.job
+            ? hypervisor.queryJob(names.job.jobId).mapErr((e) => fromHypervisorError(e))
+            : okAsync(null)
+          ).andThen((info) => adoptionOf(names, info?.speed ?? speed)),
+        )
+        .andThen((adoption) => {
+          const now2 = runners.get(key(domain, adoption.request.disk));
+          if (now2) return okAsync(handleOf(now2));
+          const side = {
+            states: [adoption.state],
+            readyAnnounced: adoption.state.startsWith('ready'),
+            pause: { userPauseRequested: false, stoppedOnError: false },
+            progress: null,
+          };
+          const runner = newRunner(adoption.jobId, adoption.request, { snapshot: adoption.snapshot, side });
+          recovered.add(runner);
+          const record: JobRecord | null = store
+            ? {
+                ...newRecord(adoption.jobId, adoption.request, null),
+                origin: 'adopted',
+                state: adoption.state,
+                snapshot: adoption.snapshot,
+                side,
+              }
+            : null;
+          const journal = register(runner, record, null);
+          const inserted = journal ? journal.checkpoint() : Promise.resolve(null);
+          return wrapPromise(
+            inserted.then((failed) => {
+              if (failed) {
+                unregister(runner);
+                return err(storeFailure(failed));
+              }
+              runner.start();
+              return ok(handleOf(runner));
+            }),
+          );
+        });
+    },
+    store,
     events$: events$.asObservable(),
     jobStates$: jobStates$.asObservable(),
     close() {
-      for (const runner of runners.values()) runner.actor.stop();
+      if (closed) return;
+      closed = true;
+      for (const journal of journals.values()) journal.close();
+      for (const runner of [...runners.values()]) runner.detach();
       runners.clear();
       diskNames.clear();
       jobEvents.clear();
       hypervisorSubscription?.unsubscribe();
       hypervisorSubscription = null;
+      events$.complete();
+      jobStates$.complete();
+    },
+    async shutdown() {
+      await Promise.all([...journals.values()].map((j) => j.settled()));
+      engine.close();
     },
   };
   return engine;
+}
+
+/** The record fields a job's journal reads at each checkpoint. */
+function fieldsOf(runner: JobRunner, endIntent: EndIntent) {
+  const snapshot = runner.snapshot;
+  return {
+    snapshot: runner.actor.getPersistedSnapshot(),
+    state: stateName(snapshot.value),
+    side: runner.side(),
+    plan: snapshot.context.plan,
+    endIntent,
+  };
+}
+
+function endOf(result: JobResult): JobEnd {
+  return {
+    outcome: result.outcome === 'detached' ? 'failed' : result.outcome,
+    pivoted: result.pivoted,
+    destinationConsistent: result.destinationConsistent,
+    error: result.error,
+  };
+}
+
+/** A store that cannot be written is an internal error: the engine does nothing unrecorded. */
+export function storeFailure(e: StoreError): BlockCopyError {
+  return blockCopyError('VIR_ERR_INTERNAL_ERROR', `job store ${e.location}: ${e.message}`);
+}
+
+function aborted(disk: string, why = 'cancelled before mirroring started'): BlockCopyError {
+  return blockCopyError('VIR_ERR_OPERATION_ABORTED', `block copy of disk '${disk}' ${why}`);
+}
+
+function splitControls(
+  options: (CopyOptions & JobControls) | undefined,
+): [CopyOptions | undefined, JobControls | undefined] {
+  if (!options) return [undefined, undefined];
+  const { signal, endIntent, ...copy } = options;
+  return [
+    Object.keys(copy).length > 0 ? copy : undefined,
+    { ...(signal ? { signal } : {}), ...(endIntent !== undefined ? { endIntent } : {}) },
+  ];
 }

@@ -6,7 +6,7 @@
 import type { ResultAsync } from 'neverthrow';
 import { okAsync } from 'neverthrow';
 import type { Observable } from 'rxjs';
-import { EMPTY, Subject, Subscription, exhaustMap, filter, from, merge } from 'rxjs';
+import { EMPTY, ReplaySubject, Subject, Subscription, exhaustMap, filter, from, merge } from 'rxjs';
 import type { Actor, InspectionEvent } from 'xstate';
 import { createActor, fromPromise } from 'xstate';
 import type { HypervisorError, HypervisorEvent, HypervisorJobInfo, HypervisorPort } from '../core/hypervisor-port.js';
@@ -18,6 +18,7 @@ import type { BlockCopyError } from '../core/errors.js';
 import { fromHypervisorError } from '../core/hypervisor-error.js';
 import { needsPoll, observeEvent, observeJobInfo } from '../core/observe.js';
 import type { CopyFacts, CopyPlan, CopyRequest } from '../core/plan.js';
+import type { JobSideState } from '../core/job-store.js';
 import { resolveDisk } from '../core/disk-identity.js';
 
 export interface JobProgress {
@@ -31,7 +32,12 @@ export interface JobProgress {
   readonly at: number;
 }
 
-export interface JobResult extends BlockCopyJobOutput {
+export interface JobResult extends Omit<BlockCopyJobOutput, 'outcome'> {
+  /**
+   * 'detached': the engine was closed before the job ended; the job goes on on the hypervisor and
+   * in the job store, and recover() in any process picks it up.
+   */
+  readonly outcome: BlockCopyJobOutput['outcome'] | 'detached';
   readonly jobId: string;
   readonly domain: string;
   readonly disk: string;
@@ -105,7 +111,12 @@ export function gatherFacts(
  * The job machine with its IO bound to a hypervisor port. Built once per engine: providing
  * actors rebuilds XState's state-node tree, which is far too costly to do per job.
  */
-export function provideJobMachine(hv: HypervisorPort) {
+export function provideJobMachine(hv: HypervisorPort, beforeEffect: (jobId: string) => Promise<void> = noBarrier) {
+  /** Write-ahead: the job's record is durable before the side effect runs (rejects if it is not). */
+  const effect = async <T>(jobId: string, run: () => Promise<T>): Promise<T> => {
+    await beforeEffect(jobId);
+    return run();
+  };
   return blockCopyJobMachine.provide({
     actors: {
       // The engine reserved the disk before the job started: no other job can hold it.
@@ -118,57 +129,77 @@ export function provideJobMachine(hv: HypervisorPort) {
       prepareDestination: fromPromise<{ created: boolean }, { jobId: string; plan: CopyPlan }>(async ({ input }) => {
         const { plan } = input;
         if (plan.destinationAction === 'reuse') return { created: false };
-        await unwrap(
-          hv.createDestination({
-            path: plan.destination.path,
-            format: plan.destination.format,
-            virtualSize: plan.virtualSize,
-            backing: plan.backing,
-          }),
-          input.jobId,
+        await effect(input.jobId, () =>
+          unwrap(
+            hv.createDestination({
+              path: plan.destination.path,
+              format: plan.destination.format,
+              virtualSize: plan.virtualSize,
+              backing: plan.backing,
+              claim: input.jobId,
+            }),
+            input.jobId,
+          ),
         );
         return { created: true };
       }),
       startMirror: fromPromise<undefined, { jobId: string; plan: CopyPlan }>(async ({ input }) => {
         const { plan } = input;
-        await unwrap(
-          hv.startMirror({
-            jobId: input.jobId,
-            domain: plan.domain,
-            disk: plan.disk,
-            destination: plan.destination,
-            destinationBacking: plan.backing,
-            sync: plan.sync,
-            speed: plan.speed,
-            onTargetError: plan.onTargetError,
-            onSourceError: plan.onSourceError,
-            copyMode: plan.copyMode,
-            ...(plan.granularity !== undefined ? { granularity: plan.granularity } : {}),
-            ...(plan.bufSize !== undefined ? { bufSize: plan.bufSize } : {}),
-          }),
-          input.jobId,
+        await effect(input.jobId, () =>
+          unwrap(
+            hv.startMirror({
+              jobId: input.jobId,
+              domain: plan.domain,
+              disk: plan.disk,
+              destination: plan.destination,
+              destinationBacking: plan.backing,
+              sync: plan.sync,
+              speed: plan.speed,
+              onTargetError: plan.onTargetError,
+              onSourceError: plan.onSourceError,
+              copyMode: plan.copyMode,
+              ...(plan.granularity !== undefined ? { granularity: plan.granularity } : {}),
+              ...(plan.bufSize !== undefined ? { bufSize: plan.bufSize } : {}),
+            }),
+            input.jobId,
+          ),
         );
         return undefined;
       }),
       completeJob: fromPromise<undefined, { jobId: string }>(async ({ input }) => {
-        await unwrap(hv.completeJob(input.jobId), input.jobId);
+        await effect(input.jobId, () => unwrap(hv.completeJob(input.jobId), input.jobId));
         return undefined;
       }),
       cancelJob: fromPromise<undefined, { jobId: string; force: boolean }>(async ({ input }) => {
-        await unwrap(hv.cancelJob(input.jobId, input.force), input.jobId);
+        await effect(input.jobId, () => unwrap(hv.cancelJob(input.jobId, input.force), input.jobId));
         return undefined;
       }),
       confirmPivot: fromPromise<boolean, { jobId: string; plan: CopyPlan }>(async ({ input }) => {
         const active = await unwrap(hv.activeImage(input.plan.domain, input.plan.disk), input.jobId);
+        // An adopted job's destination is unknown: pivoted means the guest left its source.
+        if (input.plan.destination.path === '') return active !== input.plan.source;
         return active === input.plan.destination.path;
       }),
       finishJob: fromPromise<undefined, FinishInput>(async ({ input }) => {
+        await beforeEffect(input.jobId);
         if (input.started) await unwrap(hv.dismissJob(input.jobId), input.jobId);
         if (input.removeDestination !== null) await unwrap(hv.removeDestination(input.removeDestination), input.jobId);
+        // The ownership claim of a created destination goes last: until then a restarted engine
+        // can still prove the file is its own.
+        if (input.releaseDestination && hv.releaseDestination)
+          await unwrap(hv.releaseDestination(input.releaseDestination, input.jobId), input.jobId);
         return undefined;
       }),
     },
   });
+}
+
+const noBarrier = () => Promise.resolve();
+
+/** What a restored job starts from: the chart's persisted snapshot and the state beside it. */
+export interface RestoreInput {
+  readonly snapshot: unknown;
+  readonly side: JobSideState;
 }
 
 export type ProvidedJobMachine = ReturnType<typeof provideJobMachine>;
@@ -185,6 +216,10 @@ export interface JobRunnerOptions {
   /** This job's hypervisor events (and connection-wide ones), demultiplexed by the engine. */
   readonly events$: Observable<HypervisorEvent>;
   readonly inspect?: ((event: InspectionEvent) => void) | undefined;
+  /** Restore: the chart's persisted snapshot and the engine state kept beside it. */
+  readonly restore?: RestoreInput | undefined;
+  /** Called after every change of state or context (the engine checkpoints the job's record). */
+  readonly onChange?: (() => void) | undefined;
 }
 
 export class JobRunner {
@@ -194,11 +229,16 @@ export class JobRunner {
   readonly actor: JobActor;
   readonly states: string[] = [];
   readonly result: Promise<JobResult>;
-  readonly stateChanges$ = new Subject<string>();
-  readonly progress$ = new Subject<JobProgress>();
+  /** State names; a late subscriber gets the current one first. */
+  readonly stateChanges$ = new ReplaySubject<string>(1);
+  /** Progress; a late subscriber gets the latest first. */
+  readonly progress$ = new ReplaySubject<JobProgress>(1);
   progress: JobProgress | null = null;
+  /** The public READY event went out (persisted: never twice, restarts included). */
+  readyAnnounced = false;
 
   private readonly pause = { userPauseRequested: false, stoppedOnError: false };
+  private settle: ((result: JobResult) => void) | null = null;
   private readonly polls$ = new Subject<void>();
   private readonly subscription = new Subscription();
   private readonly hypervisor: HypervisorPort;
@@ -210,17 +250,37 @@ export class JobRunner {
     this.hypervisor = options.hypervisor;
     const jobId = options.jobId;
     const machine = options.machine;
+    const restore = options.restore;
+    if (restore) {
+      this.states.push(...restore.side.states);
+      this.readyAnnounced = restore.side.readyAnnounced;
+      this.pause.userPauseRequested = restore.side.pause.userPauseRequested;
+      this.pause.stoppedOnError = restore.side.pause.stoppedOnError;
+      this.progress = restore.side.progress;
+      const last = this.states[this.states.length - 1];
+      if (last !== undefined) this.stateChanges$.next(last);
+      if (this.progress) this.progress$.next(this.progress);
+    }
     this.actor = createActor(machine, {
       input: { jobId, request: options.request },
+      ...(restore ? { snapshot: restore.snapshot as never } : {}),
       ...(options.inspect ? { inspect: options.inspect } : {}),
     });
+    let lastContext: unknown = null;
+    let lastState = '';
     this.result = new Promise<JobResult>((resolve) => {
+      this.settle = resolve;
       this.actor.subscribe({
         next: (snapshot) => {
           const name = stateName(snapshot.value);
           if (this.states[this.states.length - 1] !== name) {
             this.states.push(name);
             this.stateChanges$.next(name);
+          }
+          if (name !== lastState || snapshot.context !== lastContext) {
+            lastState = name;
+            lastContext = snapshot.context;
+            options.onChange?.();
           }
           if (snapshot.status === 'done') {
             this.stop();
@@ -290,6 +350,33 @@ export class JobRunner {
     return { promise, cancel };
   }
 
+  /** The engine state kept beside the chart, for the job's record. */
+  side(): JobSideState {
+    return {
+      states: [...this.states],
+      readyAnnounced: this.readyAnnounced,
+      pause: { ...this.pause },
+      progress: this.progress,
+    };
+  }
+
+  /** Stops the actor without ending the job (engine closed): the result settles as 'detached'. */
+  detach(): void {
+    if (this.actor.getSnapshot().status !== 'active') return;
+    this.actor.stop();
+    this.stop();
+    this.settle?.({
+      outcome: 'detached',
+      pivoted: false,
+      destinationConsistent: false,
+      error: null,
+      jobId: this.jobId,
+      domain: this.domain,
+      disk: this.disk,
+      states: [...this.states],
+    });
+  }
+
   /** Paused by the user or stopped by an I/O error, as far as the engine knows right now. */
   isPaused(): boolean {
     return this.pause.userPauseRequested || this.pause.stoppedOnError;
@@ -307,6 +394,11 @@ export class JobRunner {
 
   get snapshot() {
     return this.actor.getSnapshot();
+  }
+
+  /** One poll now (recovery: the chart meets the hypervisor's state before anyone acts on it). */
+  refresh(): Promise<void> {
+    return this.polled() ? this.poll() : Promise.resolve();
   }
 
   private polled(): boolean {

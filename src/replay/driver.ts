@@ -50,7 +50,7 @@ export interface RefusedRequest {
 
 /** The CLI's copy report (src/cli/copy.ts CopyReport, without a plan) plus what the replay saw. */
 export interface ReplayReport {
-  readonly status: 'completed' | 'canceled' | 'failed' | 'ready' | 'running';
+  readonly status: 'completed' | 'canceled' | 'failed' | 'ready' | 'running' | 'detached';
   readonly pivoted: boolean;
   readonly destinationConsistent: boolean;
   readonly error: ErrorJson | null;

@@ -206,7 +206,8 @@ describe('API types', () => {
     expectTypeOf<BlockCopyJob['result']>().toEqualTypeOf<Promise<JobResult>>();
     expectTypeOf<BlockCopyJob['progress$']>().toEqualTypeOf<Observable<JobProgress>>();
     expectTypeOf<BlockCopyEngine['events$']>().toEqualTypeOf<Observable<BlockJobEvent>>();
-    expectTypeOf<JobResult['outcome']>().toEqualTypeOf<JobOutcome>();
+    // 'detached': close() settled a job this engine stopped following (it goes on, recorded).
+    expectTypeOf<JobResult['outcome']>().toEqualTypeOf<JobOutcome | 'detached'>();
     expectTypeOf<JobOutcome>().toEqualTypeOf<'completed' | 'canceled' | 'failed'>();
     expectTypeOf<BlockCopyError['code']>().toEqualTypeOf<ErrorCode>();
     expectTypeOf<'VIR_ERR_BLOCK_COPY_ACTIVE'>().toExtend<ErrorCode>();

@@ -36,7 +36,9 @@ describe('block copy job machine', () => {
       error: null,
     });
     // The pivot target is now the disk: never removed.
-    expect(calls.finish).toEqual([{ jobId: 'job-1', started: true, removeDestination: null }]);
+    expect(calls.finish).toEqual([
+      { jobId: 'job-1', started: true, removeDestination: null, releaseDestination: '/images/copy.qcow2' },
+    ]);
   });
 
   it('refuses a pivot before ready with VIR_ERR_BLOCK_COPY_ACTIVE and stays mirroring', async () => {
@@ -209,7 +211,14 @@ describe('block copy job machine', () => {
     const { actor, calls } = startJob({ failStart: blockCopyError('VIR_ERR_INTERNAL_ERROR', 'boom') });
     await settle();
     expect(actor.getSnapshot().value).toBe('failed');
-    expect(calls.finish).toEqual([{ jobId: 'job-1', started: false, removeDestination: '/images/copy.qcow2' }]);
+    expect(calls.finish).toEqual([
+      {
+        jobId: 'job-1',
+        started: false,
+        removeDestination: '/images/copy.qcow2',
+        releaseDestination: '/images/copy.qcow2',
+      },
+    ]);
   });
 
   it('duplicated observations change nothing', async () => {

@@ -1,0 +1,269 @@
+/**
+ * SQLite job store (better-sqlite3): the embedded default. WAL journal, one row per job with the
+ * record as JSON beside a few columns for listing, the schema versioned by PRAGMA user_version
+ * and migrated forward in one transaction. A file that is not a blockcopy store, is damaged, or
+ * was written by a newer schema is refused with a clear message and never reset.
+ *
+ * better-sqlite3 is synchronous; the port is asynchronous (for a networked store later), so each
+ * call runs inside a ResultAsync that is already settled when returned.
+ */
+import { chmodSync, mkdirSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { err, errAsync, ok, okAsync, type Result, type ResultAsync } from 'neverthrow';
+import type { JobListFilter, JobRecord, JobStore, LeaseOwner, StoreError } from '../../src/core/job-store.js';
+
+/** 'blkc': marks the file as a blockcopy store (PRAGMA application_id). */
+const APPLICATION_ID = 0x626c6b63;
+
+/** Forward migrations; index i takes the schema from version i to i + 1. */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE jobs (
+     job_id      TEXT PRIMARY KEY,
+     hypervisor  TEXT NOT NULL,
+     domain      TEXT NOT NULL,
+     disk        TEXT NOT NULL,
+     state       TEXT NOT NULL,
+     ended       INTEGER NOT NULL,
+     owner       TEXT,
+     lease_until INTEGER,
+     revision    INTEGER NOT NULL,
+     created_at  INTEGER NOT NULL,
+     updated_at  INTEGER NOT NULL,
+     record      TEXT NOT NULL
+   );
+   CREATE INDEX jobs_unfinished ON jobs (ended, hypervisor);`,
+];
+
+export const SQLITE_SCHEMA_VERSION = MIGRATIONS.length;
+
+export interface SqliteStoreOptions {
+  /**
+   * PRAGMA synchronous. 'normal' (default) survives any crash of the process (kill -9), which is
+   * what write-ahead needs; 'full' also survives power loss, at an fsync per commit.
+   */
+  readonly synchronous?: 'normal' | 'full';
+}
+
+interface Row {
+  readonly record: string;
+}
+
+/** Opens (creating if absent, owner-only) a store; refuses a damaged, foreign or newer one. */
+export function openSqliteStore(path: string, options: SqliteStoreOptions = {}): Result<SqliteJobStore, StoreError> {
+  const fail = (kind: StoreError['kind'], message: string) => err({ kind, location: path, message });
+  let db: Database.Database;
+  try {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    db = new Database(path);
+  } catch (e) {
+    return fail('io', `cannot open job store ${path}: ${messageOf(e)}`);
+  }
+  try {
+    chmodSync(path, 0o600);
+    const appId = db.pragma('application_id', { simple: true }) as number;
+    const version = db.pragma('user_version', { simple: true }) as number;
+    const tables = (db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").get() as { n: number })
+      .n;
+    if (appId !== APPLICATION_ID && (appId !== 0 || tables !== 0 || version !== 0)) {
+      db.close();
+      return fail('corrupt', `${path} is not a blockcopy job store (application_id ${appId}); refusing to use it`);
+    }
+    if (version > SQLITE_SCHEMA_VERSION) {
+      db.close();
+      return fail(
+        'too-new',
+        `job store ${path} has schema version ${version}, newer than this blockcopy reads (${SQLITE_SCHEMA_VERSION}); upgrade blockcopy or use another --store`,
+      );
+    }
+    const check = db.pragma('quick_check', { simple: true }) as string;
+    if (check !== 'ok') {
+      db.close();
+      return fail('corrupt', `job store ${path} is damaged (${check}); it was left as it is`);
+    }
+    db.pragma('journal_mode = WAL');
+    db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+    db.pragma('busy_timeout = 5000');
+    if (version < SQLITE_SCHEMA_VERSION) {
+      db.transaction(() => {
+        for (let v = version; v < SQLITE_SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v]!);
+        db.pragma(`application_id = ${APPLICATION_ID}`);
+        db.pragma(`user_version = ${SQLITE_SCHEMA_VERSION}`);
+      })();
+    }
+    return ok(new SqliteJobStore(db, path));
+  } catch (e) {
+    try {
+      db.close();
+    } catch {
+      // already unusable
+    }
+    const message = messageOf(e);
+    if (/not a database|malformed|corrupt/i.test(message))
+      return fail('corrupt', `job store ${path} is damaged or not a database (${message}); it was left as it is`);
+    return fail('io', `cannot use job store ${path}: ${message}`);
+  }
+}
+
+export class SqliteJobStore implements JobStore {
+  private readonly insert: Database.Statement;
+  private readonly update: Database.Statement;
+  private readonly byId: Database.Statement;
+  private readonly unfinished: Database.Statement;
+  private readonly all: Database.Statement;
+  private readonly deleteEnded: Database.Statement;
+  private open = true;
+
+  constructor(
+    private readonly db: Database.Database,
+    readonly location: string,
+  ) {
+    this.insert = db.prepare(
+      `INSERT INTO jobs (job_id, hypervisor, domain, disk, state, ended, owner, lease_until, revision, created_at, updated_at, record)
+       VALUES (@jobId, @hypervisor, @domain, @disk, @state, @ended, @owner, @leaseUntil, @revision, @createdAt, @updatedAt, @record)
+       ON CONFLICT (job_id) DO NOTHING`,
+    );
+    this.update = db.prepare(
+      `UPDATE jobs SET hypervisor = @hypervisor, domain = @domain, disk = @disk, state = @state, ended = @ended,
+         owner = @owner, lease_until = @leaseUntil, revision = @revision, updated_at = @updatedAt, record = @record
+       WHERE job_id = @jobId AND revision = @expected`,
+    );
+    this.byId = db.prepare('SELECT record FROM jobs WHERE job_id = ?');
+    this.unfinished = db.prepare('SELECT record FROM jobs WHERE ended = 0 ORDER BY created_at DESC, job_id');
+    this.all = db.prepare('SELECT record FROM jobs ORDER BY created_at DESC, job_id');
+    this.deleteEnded = db.prepare('DELETE FROM jobs WHERE ended = 1 AND updated_at < ?');
+  }
+
+  save(record: JobRecord): ResultAsync<JobRecord, StoreError> {
+    return this.run(() => {
+      const next: JobRecord = { ...record, revision: record.revision + 1 };
+      const row = {
+        jobId: next.jobId,
+        hypervisor: next.hypervisor,
+        domain: next.domain,
+        disk: next.disk,
+        state: next.state,
+        ended: next.end === null ? 0 : 1,
+        owner: next.owner,
+        leaseUntil: next.leaseUntil,
+        revision: next.revision,
+        createdAt: next.createdAt,
+        updatedAt: next.updatedAt,
+        record: JSON.stringify(next),
+        expected: record.revision,
+      };
+      const changed = record.revision === 0 ? this.insert.run(row).changes : this.update.run(row).changes;
+      if (changed === 1) return ok(next);
+      const found = this.byId.get(record.jobId) as Row | undefined;
+      const current = found ? (JSON.parse(found.record) as JobRecord).revision : 0;
+      return err(
+        this.error(
+          'conflict',
+          `job '${record.jobId}' was saved by someone else (revision ${current}, expected ${record.revision})`,
+        ),
+      );
+    });
+  }
+
+  load(jobId: string): ResultAsync<JobRecord | null, StoreError> {
+    return this.run(() => {
+      const row = this.byId.get(jobId) as Row | undefined;
+      return row ? this.parse(row) : ok(null);
+    });
+  }
+
+  list(filter: JobListFilter = {}): ResultAsync<readonly JobRecord[], StoreError> {
+    return this.run(() => {
+      const rows = (filter.includeEnded ? this.all : this.unfinished).all() as Row[];
+      const out: JobRecord[] = [];
+      for (const row of rows) {
+        const r = this.parse(row);
+        if (r.isErr()) return err(r.error);
+        if (filter.hypervisor === undefined || r.value.hypervisor === filter.hypervisor) out.push(r.value);
+      }
+      return ok(out);
+    });
+  }
+
+  claim(
+    jobId: string,
+    expectedOwner: string | null,
+    owner: LeaseOwner,
+    leaseUntil: number,
+  ): ResultAsync<JobRecord, StoreError> {
+    return this.run(() =>
+      this.db
+        .transaction((): Result<JobRecord, StoreError> => {
+          const row = this.byId.get(jobId) as Row | undefined;
+          if (!row) return err(this.error('conflict', `no job '${jobId}' in the store`));
+          const parsed = this.parse(row);
+          if (parsed.isErr()) return parsed;
+          const r = parsed.value;
+          if (r.owner !== expectedOwner && r.owner !== owner.id)
+            return err(this.error('conflict', `job '${jobId}' is held by ${r.owner}`));
+          const next: JobRecord = { ...r, owner: owner.id, leaseUntil, revision: r.revision + 1 };
+          this.update.run({
+            jobId,
+            hypervisor: next.hypervisor,
+            domain: next.domain,
+            disk: next.disk,
+            state: next.state,
+            ended: next.end === null ? 0 : 1,
+            owner: next.owner,
+            leaseUntil,
+            revision: next.revision,
+            updatedAt: next.updatedAt,
+            record: JSON.stringify(next),
+            expected: r.revision,
+          });
+          return ok(next);
+        })
+        .immediate(),
+    );
+  }
+
+  prune(endedBefore: number): ResultAsync<number, StoreError> {
+    return this.run(() => ok(this.deleteEnded.run(endedBefore).changes));
+  }
+
+  size(): ResultAsync<number, StoreError> {
+    return this.run(() => {
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+      return ok(statSync(this.location).size);
+    });
+  }
+
+  close(): void {
+    if (!this.open) return;
+    this.open = false;
+    this.db.close();
+  }
+
+  private parse(row: Row): Result<JobRecord, StoreError> {
+    try {
+      return ok(JSON.parse(row.record) as JobRecord);
+    } catch (e) {
+      return err(this.error('corrupt', `a job record in ${this.location} is not valid JSON (${messageOf(e)})`));
+    }
+  }
+
+  private run<T>(body: () => Result<T, StoreError>): ResultAsync<T, StoreError> {
+    if (!this.open) return errAsync(this.error('io', 'job store is closed'));
+    try {
+      const r = body();
+      return r.isOk() ? okAsync(r.value) : errAsync(r.error);
+    } catch (e) {
+      const message = messageOf(e);
+      const kind = /not a database|malformed|corrupt/i.test(message) ? 'corrupt' : 'io';
+      return errAsync(this.error(kind, `job store ${this.location}: ${message}`));
+    }
+  }
+
+  private error(kind: StoreError['kind'], message: string): StoreError {
+    return { kind, location: this.location, message };
+  }
+}
+
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

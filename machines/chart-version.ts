@@ -1,0 +1,9 @@
+/**
+ * Version of the block-copy job chart's persisted shape (state names, context fields). Bump it
+ * when a persisted snapshot of the previous version would not restore into the same meaning;
+ * the engine refuses stored jobs written by a version it does not read (src/engine/recovery.ts).
+ */
+export const JOB_CHART_VERSION = 1;
+
+/** Chart versions this build restores. */
+export const READABLE_CHART_VERSIONS: readonly number[] = [1];

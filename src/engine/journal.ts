@@ -1,0 +1,79 @@
+/**
+ * A job's write-ahead journal: its record in the job store, saved after every state change and
+ * awaited before every side effect. Saves are queued one at a time per job (each is a
+ * compare-and-set on the last revision) and coalesced: a save asked for while one is queued
+ * writes the newest state once.
+ */
+import type { JobEnd, JobRecord, JobStore, StoreError } from '../core/job-store.js';
+
+export type RecordFields = Pick<JobRecord, 'snapshot' | 'state' | 'side' | 'plan' | 'endIntent'>;
+
+export class JobJournal {
+  private last: JobRecord;
+  private tail: Promise<StoreError | null> = Promise.resolve(null);
+  private queued: Promise<StoreError | null> | null = null;
+  private failure: StoreError | null = null;
+  private closed = false;
+
+  constructor(
+    private readonly store: JobStore,
+    initial: JobRecord,
+    /** The job's current fields, read at the moment each save runs. */
+    private readonly read: () => RecordFields,
+    private readonly now: () => number,
+  ) {
+    this.last = initial;
+  }
+
+  get record(): JobRecord {
+    return this.last;
+  }
+
+  /** The last save that failed (the next successful one clears it). */
+  get error(): StoreError | null {
+    return this.failure;
+  }
+
+  /** Saves the job's current state; resolves once it is durable (null) or failed. */
+  checkpoint(end: JobEnd | null = null): Promise<StoreError | null> {
+    if (end === null && this.queued) return this.queued;
+    const run = this.tail.then(() => {
+      if (run === this.queued) this.queued = null;
+      return this.write(end);
+    });
+    if (end === null) this.queued = run;
+    this.tail = run;
+    return run;
+  }
+
+  /** Refuses every later save (the engine closed: nothing more is done for the job here). */
+  close(): void {
+    this.closed = true;
+  }
+
+  /** Waits for every queued save. */
+  settled(): Promise<StoreError | null> {
+    return this.tail;
+  }
+
+  private async write(end: JobEnd | null): Promise<StoreError | null> {
+    if (this.closed) return { kind: 'io', location: this.store.location, message: 'the engine was closed' };
+    if (this.last.end !== null) return null;
+    const fields = this.read();
+    const next: JobRecord = {
+      ...this.last,
+      ...fields,
+      end,
+      updatedAt: this.now(),
+      ...(end !== null ? { owner: null, leaseUntil: null } : {}),
+    };
+    const saved = await this.store.save(next);
+    if (saved.isErr()) {
+      this.failure = saved.error;
+      return saved.error;
+    }
+    this.failure = null;
+    this.last = saved.value;
+    return null;
+  }
+}

@@ -1,0 +1,34 @@
+/**
+ * Who holds a job's lease on this host: "<hostname>:<pid>:<process start time>". The start time
+ * (from /proc) tells a live holder from a dead one whose pid was reused. A holder on another
+ * host is judged by the lease expiry alone (a shared store, later).
+ */
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import type { LeaseOwner } from '../core/job-store.js';
+
+function startTime(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 22 (starttime), counted after the parenthesised command name, which may hold spaces.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+export function localOwner(pid = process.pid): LeaseOwner {
+  return { id: `${hostname()}:${pid}:${startTime(pid) ?? '0'}` };
+}
+
+/** False when the holder is provably gone (this host, process dead or pid reused) or the lease expired. */
+export function ownerAlive(id: string | null, leaseUntil: number | null, now: number): boolean {
+  if (id === null) return false;
+  const [host, pid, start] = id.split(':');
+  if (host === hostname() && pid !== undefined) {
+    const current = startTime(Number(pid));
+    return current !== null && current === start;
+  }
+  return leaseUntil !== null && leaseUntil > now;
+}
