@@ -1,7 +1,7 @@
 /**
  * `npm run bench:qemu`: the engine on real QEMU against a bare QMP script issuing the same
  * commands, on a 1 GiB chain with non-zero data (urandom base <- snap1 1/4 overlay <- snap2 1/8
- * overlay, as ../shared/tools/qemu-traces/bench.py), alternating engine and bare in the same run
+ * overlay, as the trace recorder's bench.py), alternating engine and bare in the same run
  * (a fresh daemon and destination per run, the chain in the page cache for both), plus
  * `qemu-img convert` of the chain (+ sync) as the copy-speed reference. Medians of RUNS (≥ 5).
  *

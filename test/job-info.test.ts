@@ -1,6 +1,6 @@
 /**
  * translateJobInfo: what virDomainGetBlockJobInfo reports for a copy job, with every quirk of
- * qemuBlockJobInfoTranslate (../shared/spec/libvirt-api.md §1.6, §2.9).
+ * qemuBlockJobInfoTranslate (libvirt-api.md in the reference notes §1.6, §2.9).
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';

@@ -1,6 +1,6 @@
 /**
  * planCopy: the checks that need facts (domain, disk, destination probe), in the order of
- * qemuDomainBlockCopyCommon (../shared/spec/libvirt-api.md §2.3), and the 2012 design review's
+ * qemuDomainBlockCopyCommon (libvirt-api.md in the reference notes §2.3), and the 2012 design review's
  * eight flag combinations on its chain base <- snap1 <- snap2 (qcow2, 1 GiB).
  */
 import fc from 'fast-check';

@@ -1,7 +1,7 @@
 /**
  * The facts-free checks of block copy: virDomainBlockRebase, virDomainBlockCopy,
  * virDomainBlockJobAbort and virDomainBlockJobSetSpeed arguments, in libvirt's order
- * (../shared/spec/libvirt-api.md §1.3–§1.7, §2.1–§2.3, §2.6, §2.9). Every refusal is checked by
+ * (libvirt-api.md in the reference notes §1.3–§1.7, §2.1–§2.3, §2.6, §2.9). Every refusal is checked by
  * code, number and full message, written out literally.
  */
 import fc from 'fast-check';

@@ -7,7 +7,7 @@
  * transient. A DISK is either a block-export id (the guest device; preferred, because it still
  * names the disk after a pivot) or the node name of the disk's root format node (e.g. `snap2`).
  *
- * The QEMU behaviour this relies on is measured in ../shared/spec/qemu-mirror.md §0; the numbers
+ * The QEMU behaviour this relies on is measured in qemu-mirror.md in the reference notes §0; the numbers
  * below (§0.x) refer to it. Every method returns a ResultAsync that never rejects, and every
  * mutating method is idempotent so that a restored engine job can run it again.
  */

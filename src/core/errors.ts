@@ -1,7 +1,7 @@
 /**
  * Typed libvirt-style errors. Every refusal the engine makes carries libvirt's error code name,
  * its ABI number and a message shaped like libvirt's ("<template>: <detail>"), so that a caller
- * used to libvirt can match on the same codes. See ../shared/spec/libvirt-api.md §1.11.
+ * used to libvirt can match on the same codes. See libvirt-api.md in the reference notes §1.11.
  */
 
 /** libvirt virErrorNumber values used by block copy (ABI, include/libvirt/virterror.h). */

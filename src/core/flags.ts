@@ -1,7 +1,7 @@
 /**
  * libvirt's block-copy flag values (ABI) and their typed names. The numeric values are the ones
  * in libvirt-domain.h; REBASE_* and COPY_* share bits 0 and 1 on purpose (see
- * ../shared/spec/libvirt-api.md §1.1).
+ * libvirt-api.md in the reference notes §1.1).
  */
 
 /** virDomainBlockRebaseFlags */

@@ -1,7 +1,7 @@
 /**
  * Argument checks and planning for block copy, as libvirt's library layer and QEMU driver do
- * them (../shared/spec/libvirt-api.md §1.3–§1.7, §2.1–§2.3, §2.6, §2.9), plus the 2012 design
- * review's rules for reused destinations (../shared/seed/000_aa755b186084f48f.txt).
+ * them (libvirt-api.md in the reference notes, §1.3–§1.7, §2.1–§2.3, §2.6, §2.9), plus the 2012 design
+ * review's rules for reused destinations (the seed).
  *
  * Everything here is pure: no IO, no xstate. Each function returns a neverthrow Result and never
  * throws. The checks run in libvirt's order, because which error a caller sees when a request

@@ -1,7 +1,7 @@
 /**
  * Test harness for the real-QEMU tests: one qemu-storage-daemon per test in a fresh temp dir,
  * holding the chain base <- snap1 <- snap2 (distinct data per layer, a zero cluster in the top,
- * as in ../shared/tools/qemu-traces/scenarios.py but 64 MiB), attached with explicit node names
+ * as in the trace recorder's scenarios.py but 64 MiB), attached with explicit node names
  * and exported read-write over NBD as `vda` (the "guest"). Exported for reuse by engine-level
  * tests: `useQemu()` in a vitest file gives every test its own daemon and cleans up after it,
  * even when the test fails.
