@@ -88,6 +88,7 @@ describe('createEngine options', () => {
     const clock = new VirtualClock();
     const sim = new SimulatedHypervisor({
       clock,
+      directories: ['/dst'],
       domains: [
         {
           name: 'd',

@@ -29,6 +29,8 @@ import type {
 import * as qmp from 'blockcopy/adapters/qmp';
 import type { QemuHypervisor, QemuHypervisorOptions } from 'blockcopy/adapters/qmp';
 import * as sim from 'blockcopy/adapters/sim';
+import * as libvirt from 'blockcopy/adapters/libvirt';
+import * as store from 'blockcopy/adapters/store';
 import type { SimulatedHypervisorOptions } from 'blockcopy/adapters/sim';
 
 const REPO = join(import.meta.dirname, '../..');
@@ -51,6 +53,7 @@ const RUNTIME: Record<string, { readonly module: object; readonly values: readon
       'createEngine',
       'errors',
       'systemClock',
+      'tryCreateEngine',
     ],
   },
   'blockcopy/adapters/sim': {
@@ -71,9 +74,15 @@ const RUNTIME: Record<string, { readonly module: object; readonly values: readon
       'seededRandom',
       'verbAllowed',
       'verbErrorText',
+      'vmDisk',
     ],
   },
   'blockcopy/adapters/qmp': { module: qmp, values: ['QemuHypervisor', 'connectQemu'] },
+  'blockcopy/adapters/libvirt': { module: libvirt, values: ['LibvirtHypervisor', 'connectLibvirt'] },
+  'blockcopy/adapters/store': {
+    module: store,
+    values: ['MemoryJobStore', 'SQLITE_SCHEMA_VERSION', 'SqliteJobStore', 'defaultStorePath', 'openSqliteStore'],
+  },
 };
 
 const manifest = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as {

@@ -25,8 +25,16 @@ export interface TraceLine {
   readonly msg: any;
 }
 
+/**
+ * The VM and block-stream traces (v*, s*: qemu-system-x86_64 devices, legacy drives, busy disks,
+ * block pull). The simulator's VM tests read them; `blockcopy replay` does not replay them yet
+ * (its setup reads a storage daemon's mirror session).
+ */
+export const VM_TRACE_DIR = new URL('../fixtures/traces/qemu-7.2-vm/', import.meta.url);
+
 export function loadTrace(name: string): TraceLine[] {
-  const text = readFileSync(new URL(`${name}.jsonl`, TRACE_DIR), 'utf8');
+  const dir = /^[vs]\d/.test(name) ? VM_TRACE_DIR : TRACE_DIR;
+  const text = readFileSync(new URL(`${name}.jsonl`, dir), 'utf8');
   return text
     .split('\n')
     .filter((l) => l.trim() !== '')
