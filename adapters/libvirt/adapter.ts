@@ -34,7 +34,7 @@ import type {
   MirrorSpec,
 } from '../../src/core/hypervisor-port.js';
 import { chainInfo, destinationXml, findDisk, parseDomainXml, type DomainDisk, type DomainXml } from './domain-xml.js';
-import { LocalImages, parseJson, samePath } from './images.js';
+import { LocalImages, parseJson, samePath } from '../local-images.js';
 import { describeError, LibvirtClient, type LibvirtReconnectOptions, type LibvirtRpcError } from './rpc/client.js';
 import {
   args,

@@ -12,12 +12,12 @@
  * mutating method is idempotent so that a restored engine job can run it again.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { execFile } from 'node:child_process';
-import { promises as fs, realpathSync, type Stats } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve as resolvePath } from 'node:path';
 import { err, ok, ResultAsync, type Result } from 'neverthrow';
 import { Subject, type Observable, type Subscription } from 'rxjs';
 import type { Clock } from '../../src/core/clock.js';
+import { LocalImages, samePath } from '../local-images.js';
 import type {
   BackingRef,
   CreateDestinationSpec,
@@ -382,8 +382,8 @@ export class QemuHypervisor implements HypervisorPort {
   private readonly subject = new Subject<HypervisorEvent>();
   readonly events$: Observable<HypervisorEvent> = this.subject.asObservable();
   private readonly subscriptions: Subscription[] = [];
-  private readonly qemuImg: string;
-  private readonly toolTimeoutMs: number;
+  /** qemu-img and the destination's file, shared with the libvirt adapter. */
+  private readonly images: LocalImages;
   private readonly qemuCwd: string | undefined;
   /** A disk's names → the consumer the guest read it through when first used; survives the pivot. */
   private readonly consumers = new Map<string, Consumer>();
@@ -398,8 +398,7 @@ export class QemuHypervisor implements HypervisorPort {
   ) {
     this.name = `qmp:${options.socket}`;
     this.domain = options.domain ?? 'qemu';
-    this.qemuImg = options.qemuImg ?? 'qemu-img';
-    this.toolTimeoutMs = options.toolTimeoutMs ?? 120_000;
+    this.images = new LocalImages(options.qemuImg ?? 'qemu-img', options.toolTimeoutMs ?? 120_000);
     this.qemuCwd = options.qemuCwd;
     this.subscriptions.push(
       client.events$.subscribe((e) => {
@@ -477,7 +476,7 @@ export class QemuHypervisor implements HypervisorPort {
   // ------------------------------------------------------------------ destination files
 
   probeDestination(path: string): ResultAsync<DestinationProbe, HypervisorError> {
-    return wrap('probeDestination', () => this.probe(path));
+    return wrap('probeDestination', () => this.images.probe(path));
   }
 
   createDestination(spec: CreateDestinationSpec): ResultAsync<void, HypervisorError> {
@@ -486,13 +485,21 @@ export class QemuHypervisor implements HypervisorPort {
       // the claim link stays until releaseDestination, so a rerun after a crash can tell "the file
       // this job created" (same inode as its claim) from a file someone else put there.
       const claim = spec.claim === undefined ? null : claimPath(spec.path, spec.claim);
-      const existing = await this.probe(spec.path);
+      const existing = await this.images.probe(spec.path);
       if (existing.isErr()) return err(existing.error);
       if (existing.value.exists) {
         if (claim === null) return this.sameAsSpec(existing.value, spec);
         if (await sameFile(claim, spec.path)) return ok(undefined);
         return err(invalid('createDestination', `'${spec.path}' exists and was not created by this job`));
       }
+      // qemu-img's own message would name the temporary file below, not the user's path.
+      const dir = await fs.stat(dirname(spec.path)).catch(() => null);
+      if (dir === null || !dir.isDirectory())
+        return err({
+          kind: 'io',
+          command: 'createDestination',
+          desc: `Could not create '${spec.path}': ${dir === null ? 'No such file or directory' : 'Not a directory'}`,
+        });
       // Create under a temporary name, then link(2) it into place: link never replaces an
       // existing file, so a file that appears meanwhile is never overwritten.
       const tmp =
@@ -501,7 +508,7 @@ export class QemuHypervisor implements HypervisorPort {
       const args = ['create', '-q', '-f', spec.format];
       if (spec.backing) args.push('-b', spec.backing.path, '-F', spec.backing.format);
       args.push(tmp, String(spec.virtualSize));
-      const created = await this.tool('qemu-img create', args);
+      const created = await this.images.tool('qemu-img create', args);
       if (created.isErr()) {
         await fs.rm(tmp, { force: true });
         // The temporary name is ours: the caller asked for spec.path and must read that.
@@ -512,7 +519,7 @@ export class QemuHypervisor implements HypervisorPort {
       } catch (e) {
         await fs.rm(tmp, { force: true });
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return err(ioError('link', e));
-        const raced = await this.probe(spec.path);
+        const raced = await this.images.probe(spec.path);
         if (raced.isErr()) return err(raced.error);
         if (claim !== null)
           return err(invalid('createDestination', `'${spec.path}' appeared while it was being created`));
@@ -644,7 +651,8 @@ export class QemuHypervisor implements HypervisorPort {
         'auto-finalize': true,
         'auto-dismiss': false,
       };
-      if (spec.speed > 0) args['speed'] = spec.speed;
+      // Any non-zero speed goes to QEMU, which refuses a negative one (never drop it silently).
+      if (spec.speed !== 0) args['speed'] = spec.speed;
       if (spec.granularity !== undefined) args['granularity'] = spec.granularity;
       if (spec.bufSize !== undefined) args['buf-size'] = spec.bufSize;
       const r = await this.qmp(cmd, args);
@@ -854,53 +862,6 @@ export class QemuHypervisor implements HypervisorPort {
     return cause;
   }
 
-  private async probe(path: string): Res<DestinationProbe> {
-    let st: Stats;
-    try {
-      st = await fs.stat(path);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return ok({ exists: false });
-      return err(ioError('stat', e));
-    }
-    const kind = st.isFile() ? 'file' : st.isBlockDevice() ? 'block' : 'other';
-    if (kind === 'other') return ok({ exists: true, kind, size: st.size, image: null, empty: false });
-    // -U: the file may be open in QEMU (image locking would refuse a plain open).
-    const info = await this.imageInfo(path);
-    let empty = kind === 'file' && st.size === 0;
-    if (!empty && info !== null) {
-      const map = await this.tool('qemu-img map', ['map', '-U', '-f', info.format, '--output=json', path]);
-      const extents = map.isOk() ? (parseJson(map.value) as MapExtent[] | undefined) : undefined;
-      if (Array.isArray(extents)) {
-        // Only the image's own clusters count: a fresh overlay reads its backing's data.
-        const own = extents.filter((x) => x.data === true && x.depth === 0);
-        // `qemu-img create -f raw` writes the first 4 KiB (zeros) to probe the alignment, so a
-        // raw extent with data may still be all zeros: read small ones.
-        empty = own.length === 0 || (info.format === 'raw' && (await rawExtentsAreZero(path, own)));
-      }
-    }
-    return ok({ exists: true, kind, size: st.size, image: info, empty });
-  }
-
-  /** qemu-img info of one image: format, virtual size, backing (absolute); null if unprobeable. */
-  private async imageInfo(path: string): Promise<ImageInfo | null> {
-    const r = await this.tool('qemu-img info', ['info', '-U', '--output=json', path]);
-    if (r.isErr()) return null;
-    const j = parseJson(r.value) as Record<string, unknown> | undefined;
-    const format = j?.['format'];
-    const size = j?.['virtual-size'];
-    if ((format !== 'qcow2' && format !== 'raw') || typeof size !== 'number') return null;
-    let backing: BackingRef | null = null;
-    const bname = j?.['full-backing-filename'] ?? j?.['backing-filename'];
-    if (typeof bname === 'string') {
-      const bpath = resolvePath(dirname(path), bname);
-      let bformat = j?.['backing-filename-format'];
-      if (bformat === undefined) bformat = (await this.imageInfo(bpath))?.format;
-      if (bformat !== 'qcow2' && bformat !== 'raw') return null;
-      backing = { path: bpath, format: bformat };
-    }
-    return { path, format, virtualSize: size, backing };
-  }
-
   private sameAsSpec(
     p: Extract<DestinationProbe, { exists: true }>,
     spec: CreateDestinationSpec,
@@ -921,21 +882,6 @@ export class QemuHypervisor implements HypervisorPort {
       ? `${img.format}, ${img.virtualSize} bytes, backing ${img.backing?.path ?? 'none'}${p.empty ? '' : ', holds data'}`
       : `${p.kind}, ${p.size} bytes, not an image`;
     return err(invalid('createDestination', `'${spec.path}' exists and differs from the requested image (${what})`));
-  }
-
-  /** Runs a local tool; stdout on success, an `io` error with its stderr otherwise. */
-  private tool(command: string, args: readonly string[]): Res<string> {
-    return new Promise((resolve) => {
-      execFile(
-        this.qemuImg,
-        args,
-        { timeout: this.toolTimeoutMs, maxBuffer: 64 * 1024 * 1024 },
-        (e, stdout, stderr) => {
-          if (e) resolve(err({ kind: 'io', command, desc: (String(stderr).trim() || e.message).slice(0, 2000) }));
-          else resolve(ok(String(stdout)));
-        },
-      );
-    });
   }
 }
 
@@ -1124,30 +1070,6 @@ function imageOf(g: BlockGraph, node: string): Result<Omit<ImageInfo, 'backing'>
   return ok({ path, format: n.drv, virtualSize: n.image['virtual-size'] });
 }
 
-interface MapExtent {
-  readonly start: number;
-  readonly length: number;
-  readonly depth?: number;
-  readonly data?: boolean;
-}
-
-/** True when the raw file's bytes in these extents are all zero (false beyond 1 MiB to read). */
-async function rawExtentsAreZero(path: string, extents: readonly MapExtent[]): Promise<boolean> {
-  const total = extents.reduce((n, x) => n + x.length, 0);
-  if (total > 1024 * 1024) return false;
-  const fh = await fs.open(path, 'r');
-  try {
-    for (const x of extents) {
-      const buf = Buffer.alloc(x.length);
-      const { bytesRead } = await fh.read(buf, 0, x.length, x.start);
-      if (buf.subarray(0, bytesRead).some((b) => b !== 0)) return false;
-    }
-    return true;
-  } finally {
-    await fh.close();
-  }
-}
-
 /** The hidden link that marks a destination as created by the job `claim` (until released). */
 export function claimPath(path: string, claim: string): string {
   const tag = createHash('sha256').update(claim).digest('hex').slice(0, 16);
@@ -1161,23 +1083,6 @@ async function sameFile(a: string, b: string): Promise<boolean> {
     return x.ino === y.ino && x.dev === y.dev;
   } catch {
     return false;
-  }
-}
-
-function samePath(a: string, b: string): boolean {
-  if (resolvePath(a) === resolvePath(b)) return true;
-  try {
-    return realpathSync(a) === realpathSync(b);
-  } catch {
-    return false;
-  }
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
   }
 }
 

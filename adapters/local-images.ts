@@ -1,13 +1,13 @@
 /**
- * The local file work around a libvirt copy: probing a destination (stat, `qemu-img info` and
- * `map`, all with -U because QEMU may hold the image open) and reading image sizes. libvirt
- * creates and labels the files itself; nothing here writes.
+ * Local image files as both real adapters (QMP and libvirt) see them: probing a destination
+ * (stat, `qemu-img info` and `map`, all with -U because QEMU may hold the image open), reading an
+ * image's format, size and backing, and running qemu-img. Nothing here writes.
  */
 import { execFile } from 'node:child_process';
 import { promises as fs, realpathSync, type Stats } from 'node:fs';
 import { dirname, resolve as resolvePath } from 'node:path';
 import { err, ok, type Result } from 'neverthrow';
-import type { BackingRef, DestinationProbe, HypervisorError, ImageInfo } from '../../src/core/hypervisor-port.js';
+import type { BackingRef, DestinationProbe, HypervisorError, ImageInfo } from '../src/core/hypervisor-port.js';
 
 type Res<T> = Promise<Result<T, HypervisorError>>;
 
@@ -35,12 +35,15 @@ export class LocalImages {
       if (Array.isArray(extents)) {
         // Only the image's own clusters count: a fresh overlay reads its backing's data.
         const own = extents.filter((x) => x.data === true && x.depth === 0);
+        // `qemu-img create -f raw` writes the first 4 KiB (zeros) to probe the alignment, so a
+        // raw extent with data may still be all zeros: read small ones.
         empty = own.length === 0 || (info.format === 'raw' && (await rawExtentsAreZero(path, own)));
       }
     }
     return ok({ exists: true, kind, size: st.size, image: info, empty });
   }
 
+  /** qemu-img info of one image: format, virtual size, backing (absolute); null if unprobeable. */
   async imageInfo(path: string): Promise<ImageInfo | null> {
     const r = await this.tool('qemu-img info', ['info', '-U', '--output=json', path]);
     if (r.isErr()) return null;
@@ -81,6 +84,7 @@ interface MapExtent {
   readonly data?: boolean;
 }
 
+/** True when the raw file's bytes in these extents are all zero (false beyond 1 MiB to read). */
 async function rawExtentsAreZero(path: string, extents: readonly MapExtent[]): Promise<boolean> {
   const total = extents.reduce((n, x) => n + x.length, 0);
   if (total > 1024 * 1024) return false;
