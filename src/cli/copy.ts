@@ -481,8 +481,9 @@ function watchPauses(hypervisor: HypervisorPort, cmd: CopyCommand, out: Output) 
 function watch(job: BlockCopyJob, cmd: CopyCommand, out: Output): () => void {
   if (!cmd.verbose || cmd.json) return () => {};
   let lastPercent = -1;
-  // The states entered before watching began (validating … mirroring).
-  for (const state of job.states()) out.line(`state: ${state}`);
+  // The states entered before watching began (validating … mirroring); the current one comes
+  // first from stateChanges$, which replays it to a late subscriber.
+  for (const state of job.states().slice(0, -1)) out.line(`state: ${state}`);
   const progress = job.progress$.subscribe((p) => {
     const line = progressLine(p, job.state().startsWith('ready') || job.state() === 'pivoting');
     if (out.tty) {

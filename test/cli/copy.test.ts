@@ -128,6 +128,8 @@ describe('blockcopy copy on the simulator', () => {
     expect(run.exitCode).toBe(0);
     expect(out.lines).toContain('state: mirroring.running');
     expect(out.lines).toContain('state: ready.synced');
+    // Each state once, in the chart's order (the state stream replays the current one).
+    expect(out.lines.filter((l) => l.startsWith('state: ')).map((l) => l.slice(7))).toEqual(run.report.states);
     expect(out.lines).toContain('Now in mirroring phase');
     expect(out.lines.some((l) => /^Block Copy: \[#+-*\]\s+\d+ %/.test(l))).toBe(true);
     // 100 % only once ready.
