@@ -3,13 +3,12 @@
  * (stat, `qemu-img info` and `map`, all with -U because QEMU may hold the image open), reading an
  * image's format, size and backing, and running qemu-img. Nothing here writes.
  */
+import { type Res, ioError } from './hypervisor-results.js';
 import { execFile } from 'node:child_process';
 import { promises as fs, realpathSync, type Stats } from 'node:fs';
 import { dirname, resolve as resolvePath } from 'node:path';
-import { err, ok, type Result } from 'neverthrow';
-import type { BackingRef, DestinationProbe, HypervisorError, ImageInfo } from '../src/core/hypervisor-port.js';
-
-type Res<T> = Promise<Result<T, HypervisorError>>;
+import { err, ok } from 'neverthrow';
+import type { BackingRef, DestinationProbe, ImageInfo } from '../src/core/hypervisor-port.js';
 
 export class LocalImages {
   constructor(
@@ -116,8 +115,4 @@ export function parseJson(text: string): unknown {
   } catch {
     return undefined;
   }
-}
-
-function ioError(command: string, e: unknown): HypervisorError {
-  return { kind: 'io', command, desc: e instanceof Error ? e.message : String(e) };
 }

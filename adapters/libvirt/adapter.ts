@@ -16,8 +16,9 @@
  *   (pauseJob/resumeJob fail with a typed error).
  * Errors libvirt sends pass through unchanged (kind 'libvirt', code, domain, message).
  */
+import { type Res, invalid, ioError, wrap } from '../hypervisor-results.js';
 import { promises as fs } from 'node:fs';
-import { err, ok, ResultAsync, type Result } from 'neverthrow';
+import { err, ok, ResultAsync } from 'neverthrow';
 import { Subject, type Observable, type Subscription } from 'rxjs';
 import type { Clock } from '../../src/core/clock.js';
 import type {
@@ -93,8 +94,6 @@ interface TrackedJob {
   vanishedAt: number | null;
   lastSpeed: number;
 }
-
-type Res<T> = Promise<Result<T, HypervisorError>>;
 
 /** A block job as libvirt reports it (GetBlockJobInfo in bytes + the live `<mirror>`). */
 export interface LibvirtBlockJob {
@@ -776,24 +775,4 @@ export function toHypervisorError(e: LibvirtRpcError, command: string): Hypervis
     case 'protocol':
       return { kind: 'connection', command, desc: `libvirt protocol error: ${e.message}` };
   }
-}
-
-function invalid(command: string, desc: string): HypervisorError {
-  return { kind: 'invalid', command, desc };
-}
-
-function ioError(command: string, e: unknown): HypervisorError {
-  return { kind: 'io', command, desc: e instanceof Error ? e.message : String(e) };
-}
-
-function wrap<T>(command: string, body: () => Res<T>): ResultAsync<T, HypervisorError> {
-  return new ResultAsync(
-    (async () => {
-      try {
-        return await body();
-      } catch (e) {
-        return err<T, HypervisorError>(ioError(command, e));
-      }
-    })(),
-  );
 }

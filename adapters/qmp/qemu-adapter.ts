@@ -11,6 +11,7 @@
  * below (§0.x) refer to it. Every method returns a ResultAsync that never rejects, and every
  * mutating method is idempotent so that a restored engine job can run it again.
  */
+import { type Res, invalid, ioError, wrap } from '../hypervisor-results.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve as resolvePath } from 'node:path';
@@ -373,8 +374,6 @@ export function qdevId(qdev: string | undefined): string | null {
   const m = /^\/machine\/peripheral\/([^/]+)/.exec(qdev);
   return m ? m[1]! : null;
 }
-
-type Res<T> = Promise<Result<T, HypervisorError>>;
 
 export class QemuHypervisor implements HypervisorPort {
   readonly name: string;
@@ -1084,25 +1083,4 @@ async function sameFile(a: string, b: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-function invalid(command: string, desc: string): HypervisorError {
-  return { kind: 'invalid', command, desc };
-}
-
-function ioError(command: string, e: unknown): HypervisorError {
-  return { kind: 'io', command, desc: e instanceof Error ? e.message : String(e) };
-}
-
-/** Runs an async body as a ResultAsync that never rejects (a bug becomes an `io` error value). */
-function wrap<T>(command: string, body: () => Res<T>): ResultAsync<T, HypervisorError> {
-  return new ResultAsync(
-    (async () => {
-      try {
-        return await body();
-      } catch (e) {
-        return err<T, HypervisorError>(ioError(command, e));
-      }
-    })(),
-  );
 }
