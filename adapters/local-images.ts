@@ -83,6 +83,16 @@ interface MapExtent {
   readonly data?: boolean;
 }
 
+/** Removes a file; one already gone is fine (removal is idempotent, as the port requires). */
+export async function removeFile(path: string): Res<void> {
+  try {
+    await fs.unlink(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return err(ioError('unlink', e));
+  }
+  return ok(undefined);
+}
+
 /** True when the raw file's bytes in these extents are all zero (false beyond 1 MiB to read). */
 async function rawExtentsAreZero(path: string, extents: readonly MapExtent[]): Promise<boolean> {
   const total = extents.reduce((n, x) => n + x.length, 0);

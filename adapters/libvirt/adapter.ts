@@ -17,7 +17,6 @@
  * Errors libvirt sends pass through unchanged (kind 'libvirt', code, domain, message).
  */
 import { type Res, invalid, ioError, wrap } from '../hypervisor-results.js';
-import { promises as fs } from 'node:fs';
 import { err, ok, ResultAsync } from 'neverthrow';
 import { Subject, type Observable, type Subscription } from 'rxjs';
 import type { Clock } from '../../src/core/clock.js';
@@ -35,7 +34,7 @@ import type {
   MirrorSpec,
 } from '../../src/core/hypervisor-port.js';
 import { chainInfo, destinationXml, findDisk, parseDomainXml, type DomainDisk, type DomainXml } from './domain-xml.js';
-import { LocalImages, parseJson, samePath } from '../local-images.js';
+import { LocalImages, parseJson, removeFile, samePath } from '../local-images.js';
 import { describeError, LibvirtClient, type LibvirtReconnectOptions, type LibvirtRpcError } from './rpc/client.js';
 import {
   args,
@@ -287,12 +286,7 @@ export class LibvirtHypervisor implements HypervisorPort {
     return wrap('removeDestination', async () => {
       this.reserved.delete(path);
       this.createdByLibvirt.delete(path);
-      try {
-        await fs.unlink(path);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return err(ioError('unlink', e));
-      }
-      return ok(undefined);
+      return removeFile(path);
     });
   }
 

@@ -18,7 +18,7 @@ import { basename, dirname, isAbsolute, join, resolve as resolvePath } from 'nod
 import { err, ok, ResultAsync, type Result } from 'neverthrow';
 import { Subject, type Observable, type Subscription } from 'rxjs';
 import type { Clock } from '../../src/core/clock.js';
-import { LocalImages, samePath } from '../local-images.js';
+import { LocalImages, removeFile, samePath } from '../local-images.js';
 import type {
   BackingRef,
   CreateDestinationSpec,
@@ -551,12 +551,7 @@ export class QemuHypervisor implements HypervisorPort {
           if (del.isErr()) return err(del.error);
         }
       }
-      try {
-        await fs.unlink(path);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return err(ioError('unlink', e));
-      }
-      return ok(undefined);
+      return removeFile(path);
     });
   }
 
