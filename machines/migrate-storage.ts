@@ -44,8 +44,11 @@ export interface DiskPlan {
   readonly oldChain: readonly string[];
 }
 
-/** Where one disk stands. */
-export type DiskState = 'pending' | 'mirroring' | 'ready' | 'pivoted' | 'aborted' | 'failed';
+/**
+ * Where one disk stands. `refused`: its pivot was refused while its copy still runs (failed, but
+ * live until the copy has ended: nothing of it may be removed before).
+ */
+export type DiskState = 'pending' | 'mirroring' | 'ready' | 'refused' | 'pivoted' | 'aborted' | 'failed';
 
 export interface DiskStatus {
   readonly state: DiskState;
@@ -137,7 +140,9 @@ function notProvided(name: string): () => never {
   };
 }
 
-const LIVE: readonly DiskState[] = ['pending', 'mirroring', 'ready'];
+/** The disk's copy job may still run. */
+const LIVE: readonly DiskState[] = ['pending', 'mirroring', 'ready', 'refused'];
+const FAILED: readonly DiskState[] = ['aborted', 'failed', 'refused'];
 
 function disksOf(ctx: MigrationContext): readonly DiskPlan[] {
   return ctx.plan ?? [];
@@ -201,7 +206,7 @@ export const migrateStorageMachine = setup({
     allReady: ({ context }) =>
       disksOf(context).every((d) => ['ready', 'pivoted'].includes(context.status[d.disk]?.state ?? 'pending')),
     anyFailed: ({ context }) =>
-      disksOf(context).some((d) => ['aborted', 'failed'].includes(context.status[d.disk]?.state ?? 'pending')),
+      disksOf(context).some((d) => FAILED.includes(context.status[d.disk]?.state ?? 'pending')),
     anyPivoted: ({ context }) => disksOf(context).some((d) => context.status[d.disk]?.state === 'pivoted'),
     allPivoted: ({ context }) => disksOf(context).every((d) => context.status[d.disk]?.state === 'pivoted'),
     anyLive: ({ context }) => disksOf(context).some((d) => LIVE.includes(context.status[d.disk]?.state ?? 'pending')),
@@ -265,7 +270,8 @@ export const migrateStorageMachine = setup({
         const e = event as Extract<MigrationEvent, { type: 'COPY.ENDED' }>;
         const old = context.status[e.disk];
         if (e.pivoted) return setStatus(context, e.disk, { state: 'pivoted', error: null });
-        const state: DiskState = old?.state === 'failed' ? 'failed' : e.error ? 'failed' : 'aborted';
+        const state: DiskState =
+          old?.state === 'failed' || old?.state === 'refused' ? 'failed' : e.error ? 'failed' : 'aborted';
         return setStatus(context, e.disk, { state, error: old?.error ?? e.error });
       },
       error: ({ context, event }) => {
@@ -280,7 +286,9 @@ export const migrateStorageMachine = setup({
     pivotRefused: assign({
       status: ({ context, event }) => {
         const e = event as Extract<MigrationEvent, { type: 'COPY.PIVOT_REFUSED' }>;
-        return setStatus(context, e.disk, { state: 'failed', error: e.error });
+        return context.status[e.disk]?.state === 'pivoted'
+          ? context.status
+          : setStatus(context, e.disk, { state: 'refused', error: e.error });
       },
       error: ({ context, event }) =>
         context.error ?? (event as Extract<MigrationEvent, { type: 'COPY.PIVOT_REFUSED' }>).error,

@@ -145,6 +145,9 @@ export class SimChainFiles implements ChainFiles {
     const refused = this.fault('removeOwned', path);
     if (refused) return errAsync(refused);
     if (this.claims.get(path) === claim) {
+      // As unlinking under QEMU would be a bug: refuse a file a job or a guest still uses.
+      if (this.sim.jobWithTarget(path) !== null || this.sim.diskBusyWith(path) !== null || this.sim.diskWithTop(path))
+        return errAsync(io('removeOwned', `'${path}' is still in use by the hypervisor`));
       this.sim.images.delete(path);
       this.claims.delete(path);
       this.names.delete(path);

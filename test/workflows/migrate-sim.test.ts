@@ -21,7 +21,7 @@ describe('migrate-storage on the simulator', () => {
     const lab = simMigrationLab();
     const { setup } = lab.engine();
     const before = lab.userFiles();
-    const m = (await lab.settle(migrateStorage(setup, one).then((r) => r._unsafeUnwrap()))) as StorageMigration;
+    const m: StorageMigration = (await lab.settle(migrateStorage(setup, one)))._unsafeUnwrap();
     const progress: number[] = [];
     m.progress$.subscribe((p) => progress.push(p.done / p.total));
     const result = await lab.settle(m.result);
@@ -216,7 +216,8 @@ describe('multi-disk migration with a coordinated pivot (simulator)', () => {
           {
             ...setup,
             inspect: (e) => {
-              if (e.type === '@xstate.actor' && e.actorRef.id.startsWith('copy:')) seen.add(e.actorRef.id);
+              const id = (e.actorRef as { id?: string }).id ?? '';
+              if (e.type === '@xstate.actor' && id.startsWith('copy:')) seen.add(id);
             },
           },
           two,

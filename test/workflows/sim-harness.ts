@@ -44,7 +44,7 @@ export interface SimMigrationLab {
   /** A new engine (a new "process") on the same simulator and store. */
   engine(options?: { port?: HypervisorPort }): { engine: BlockCopyEngine; setup: MigrationSetup };
   /** Runs virtual time until the promise settles (10 virtual minutes at most). */
-  settle<T>(p: Promise<T>): Promise<T>;
+  settle<T>(p: PromiseLike<T>): Promise<T>;
   /** Every image outside DEST-DIR with its header and data size, to compare before and after. */
   userFiles(): string;
   /** Images in DEST-DIR. */
@@ -72,7 +72,8 @@ export function simMigrationLab(disks: readonly SimDiskSpec[] = [seedDisk('vda')
       const engine = createEngine({ hypervisor: port, clock, pollIntervalMs: 500, store, owner });
       return { engine, setup: { engine, hypervisor: port, files, owner, now: () => clock.now() } };
     },
-    async settle<T>(p: Promise<T>): Promise<T> {
+    async settle<T>(like: PromiseLike<T>): Promise<T> {
+      const p = Promise.resolve(like);
       let done = false;
       void p.then(
         () => (done = true),
