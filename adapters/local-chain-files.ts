@@ -108,6 +108,19 @@ export class LocalChainFiles implements ChainFiles {
     });
   }
 
+  compareLayer(a: string, b: string, format: ImageFormat): ResultAsync<CompareResult, HypervisorError> {
+    const alone = (path: string) =>
+      format === 'qcow2'
+        ? `json:${JSON.stringify({ driver: 'qcow2', backing: null, file: { driver: 'file', filename: path } })}`
+        : path;
+    return wrap('qemu-img compare', async () => {
+      const r = await this.run(this.qemuImg, ['compare', '-U', '-f', format, '-F', format, alone(a), alone(b)]);
+      if (r.code === 0 || r.code === 1)
+        return ok({ identical: r.code === 0, detail: (r.stdout + r.stderr).trim() || 'no output' });
+      return err({ kind: 'io', command: 'qemu-img compare', desc: (r.stderr || r.stdout).trim().slice(0, 2000) });
+    });
+  }
+
   createOverlay(
     path: string,
     backingName: string,

@@ -2,9 +2,9 @@
  * The whole-chain live storage migration statechart (the seed's closing use case): one or more
  * disks of a running domain move, each with its entire backing chain, to another directory.
  *
- *   planning → copyingBacking → rebasingBacking → verifyingBacking → creatingTops → mirroring
- *     → pivoting (one disk after the other, once every copy is ready) → confirming → releasing
- *     → migrated | partial
+ *   planning → copyingBacking → rebasingBacking → creatingTops → mirroring (the copies mirror
+ *     while the backing copies are verified) → pivoting (one disk after the other, once every
+ *     copy is ready and every layer verified) → confirming → releasing → migrated | partial
  *   any failure or cancel before the first pivot → abortingCopies → rollingBack → rolledBack
  *
  * Each disk's block copy (REUSE_EXT|SHALLOW into the pre-created top) runs as a child actor
@@ -83,6 +83,10 @@ export interface MigrationContext {
   readonly error: BlockCopyError | null;
   /** Rolling back could not remove everything the migration created. */
   readonly cleanupFailed: boolean;
+  /** Every backing copy was verified (qemu-img compare): no pivot before. */
+  readonly verified: boolean;
+  /** The verification found a bad copy (or could not run). */
+  readonly verifyFailed: boolean;
 }
 
 export interface MigrationInput {
@@ -209,6 +213,8 @@ export const migrateStorageMachine = setup({
       disksOf(context).some((d) => FAILED.includes(context.status[d.disk]?.state ?? 'pending')),
     anyPivoted: ({ context }) => disksOf(context).some((d) => context.status[d.disk]?.state === 'pivoted'),
     allPivoted: ({ context }) => disksOf(context).every((d) => context.status[d.disk]?.state === 'pivoted'),
+    verified: ({ context }) => context.verified,
+    verifyFailed: ({ context }) => context.verifyFailed,
     anyLive: ({ context }) => disksOf(context).some((d) => LIVE.includes(context.status[d.disk]?.state ?? 'pending')),
     currentPivoted: ({ context }) => {
       const d = disksOf(context)[context.pivotIndex];
@@ -317,6 +323,8 @@ export const migrateStorageMachine = setup({
           resumed: false,
           error: null,
           cleanupFailed: false,
+          verified: false,
+          verifyFailed: false,
         },
   initial: 'starting',
   output: ({ context }) => {
@@ -372,14 +380,6 @@ export const migrateStorageMachine = setup({
       invoke: {
         src: 'rebaseBacking',
         input: ({ context }) => ({ plan: disksOf(context) }),
-        onDone: [{ guard: 'canceled', target: 'rollingBack' }, { target: 'verifyingBacking' }],
-        onError: { target: 'rollingBack', actions: 'recordStepError' },
-      },
-    },
-    verifyingBacking: {
-      invoke: {
-        src: 'verifyBacking',
-        input: ({ context }) => ({ plan: disksOf(context) }),
         onDone: [{ guard: 'canceled', target: 'rollingBack' }, { target: 'creatingTops' }],
         onError: { target: 'rollingBack', actions: 'recordStepError' },
       },
@@ -393,12 +393,21 @@ export const migrateStorageMachine = setup({
       },
     },
     mirroring: {
-      description: 'one child copy:<disk> per disk (the block-copy job chart), all mirroring together',
+      description:
+        'one child copy:<disk> per disk (the block-copy job chart), all mirroring together while the backing copies are verified',
       entry: [{ type: 'spawnCopies', params: { abortAtOnce: false } }],
+      // Verified beside the mirrors (the guest reads the old chain until the pivot, which waits for it).
+      invoke: {
+        src: 'verifyBacking',
+        input: ({ context }) => ({ plan: context.verified ? [] : disksOf(context) }),
+        onDone: { actions: assign({ verified: true }) },
+        onError: { actions: ['recordStepError', assign({ verifyFailed: true })] },
+      },
       always: [
+        { guard: 'verifyFailed', target: 'abortingCopies' },
         { guard: 'anyFailed', target: 'abortingCopies' },
         { guard: 'canceled', target: 'abortingCopies' },
-        { guard: 'allReady', target: 'pivoting', actions: 'firstUnpivoted' },
+        { guard: and(['allReady', 'verified']), target: 'pivoting', actions: 'firstUnpivoted' },
       ],
       on: {
         'COPY.STARTED': { actions: 'copyStarted' },
@@ -515,6 +524,8 @@ export const migrateStorageMachine = setup({
             guard: 'decidedForward',
             target: 'mirroring',
             actions: assign({
+              // A pivot is only ever recorded once every layer was verified.
+              verified: true,
               status: ({ context, event }) => {
                 let status = context.status;
                 for (const [disk, found] of Object.entries(event.output.disks)) {

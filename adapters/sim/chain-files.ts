@@ -119,6 +119,22 @@ export class SimChainFiles implements ChainFiles {
     );
   }
 
+  compareLayer(a: string, b: string, _format: ImageFormat): ResultAsync<CompareResult, HypervisorError> {
+    this.log.push(`compareLayer ${a} ${b}`);
+    const refused = this.fault('compare', a);
+    if (refused) return errAsync(refused);
+    const ia = this.sim.images.get(a);
+    const ib = this.sim.images.get(b);
+    if (ia === undefined || ib === undefined)
+      return errAsync(io('qemu-img compare', `Could not open '${ia === undefined ? a : b}'`));
+    if (ia.virtualSize !== ib.virtualSize) return okAsync({ identical: false, detail: 'Image size mismatch!' });
+    return okAsync(
+      this.tokenOf(a) === this.tokenOf(b)
+        ? { identical: true, detail: 'Images are identical.' }
+        : { identical: false, detail: 'Content mismatch at offset 0!' },
+    );
+  }
+
   createOverlay(
     path: string,
     backingName: string,

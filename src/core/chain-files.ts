@@ -47,6 +47,12 @@ export interface ChainFiles {
   rebaseUnsafe(path: string, backingName: string, backingFormat: ImageFormat): ResultAsync<void, HypervisorError>;
   /** `qemu-img compare` of what a guest reads through each image (its backing chain included). */
   compare(a: string, b: string): ResultAsync<CompareResult, HypervisorError>;
+  /**
+   * `qemu-img compare` of the two images' own layers, each opened without its backing file
+   * (what is not allocated in a layer reads as zeros on both sides): a copy checked against its
+   * original at the cost of reading the layer, not the whole chain under it.
+   */
+  compareLayer(a: string, b: string, format: ImageFormat): ResultAsync<CompareResult, HypervisorError>;
   /** `qemu-img create -f qcow2 -b backingName -F backingFormat`, under `claim`; never overwrites. */
   createOverlay(
     path: string,

@@ -433,12 +433,17 @@ class MigrationRun {
         async ({ input }) => this.plan(input.request),
       ),
       copyBacking: fromPromise<undefined, { plan: readonly DiskPlan[] }>(async ({ input }) => {
-        for (const layer of uniqueLayers(input.plan)) {
-          await this.noteCreated(layer.to, `copy:${layer.to}`);
-          await must(this.files.copyImage(layer.from, layer.to, this.claim), `copying ${layer.from} to ${layer.to}`);
-          this.unitsDone++;
-          this.emitProgress();
-        }
+        // Every name is recorded before any copy starts; the layers then copy side by side.
+        const layers = uniqueLayers(input.plan);
+        for (const layer of layers) if (!this.ledger.created.includes(layer.to)) this.ledger.created.push(layer.to);
+        for (const layer of layers) await this.barrier(`copy:${layer.to}`);
+        await all(
+          layers.map(async (layer) => {
+            await must(this.files.copyImage(layer.from, layer.to, this.claim), `copying ${layer.from} to ${layer.to}`);
+            this.unitsDone++;
+            this.emitProgress();
+          }),
+        );
         return undefined;
       }),
       rebaseBacking: fromPromise<undefined, { plan: readonly DiskPlan[] }>(async ({ input }) => {
@@ -455,12 +460,24 @@ class MigrationRun {
       }),
       verifyBacking: fromPromise<undefined, { plan: readonly DiskPlan[] }>(async ({ input }) => {
         await this.barrier('verify');
-        for (const layer of uniqueLayers(input.plan)) {
-          const c = await must(this.files.compare(layer.to, layer.from), `comparing ${layer.to} with ${layer.from}`);
-          if (!c.identical) throw failed(`backing copy ${layer.to} differs from ${layer.from}: ${c.detail}`);
-          this.unitsDone++;
-          this.emitProgress();
-        }
+        // Each copy against its original, layer by layer (side by side), and each header names
+        // the next copy: together, the new chain reads as the old one.
+        await all(
+          uniqueLayers(input.plan).map(async (layer) => {
+            const c = await must(
+              this.files.compareLayer(layer.to, layer.from, layer.format),
+              `comparing ${layer.to} with ${layer.from}`,
+            );
+            if (!c.identical) throw failed(`backing copy ${layer.to} differs from ${layer.from}: ${c.detail}`);
+            const h = await must(this.files.header(layer.to), `reading ${layer.to}`);
+            if (h?.backingName !== layer.backingName || (layer.backingName !== null && h.backingFormat !== layer.backingFormat))
+              throw failed(
+                `backing copy ${layer.to} names ${h?.backingName ?? 'no backing file'}, not ${layer.backingName ?? 'none'}`,
+              );
+            this.unitsDone++;
+            this.emitProgress();
+          }),
+        );
         return undefined;
       }),
       createTops: fromPromise<undefined, { plan: readonly DiskPlan[] }>(async ({ input }) => {
@@ -698,6 +715,13 @@ class MigrationRun {
       for (const s of subs) s.unsubscribe();
     };
   }
+}
+
+/** Waits for every promise; the first failure is thrown once all have settled (no step left running). */
+async function all(promises: readonly Promise<void>[]): Promise<void> {
+  const settled = await Promise.allSettled(promises);
+  const failure = settled.find((r) => r.status === 'rejected');
+  if (failure) throw (failure as PromiseRejectedResult).reason;
 }
 
 /** Every backing layer once (a base shared by two disks is copied once). */
