@@ -43,7 +43,11 @@ async function buildChain(dir: string): Promise<void> {
   await must('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', 'snap1.qcow2'], dir);
   await must('qemu-io', ['-f', 'qcow2', '-c', `write -P 0x5a ${SIZE_MIB / 4}M ${SIZE_MIB / 4}M`, 'snap1.qcow2'], dir);
   await must('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', 'snap1.qcow2', '-F', 'qcow2', 'snap2.qcow2'], dir);
-  await must('qemu-io', ['-f', 'qcow2', '-c', `write -P 0xa5 ${(SIZE_MIB * 5) / 8}M ${SIZE_MIB / 8}M`, 'snap2.qcow2'], dir);
+  await must(
+    'qemu-io',
+    ['-f', 'qcow2', '-c', `write -P 0xa5 ${(SIZE_MIB * 5) / 8}M ${SIZE_MIB / 8}M`, 'snap2.qcow2'],
+    dir,
+  );
 }
 
 /** The manual steps a management application scripts (the files part), as one shell script. */
@@ -113,8 +117,9 @@ try {
     await fs.mkdir(dst);
     const t0 = performance.now();
     if (side === 'blockcopy') {
-      const m = (await migrateStorage({ engine, hypervisor: hv, files }, { domain: 'qemu', disks: ['vda'], destDir: dst }))
-        ._unsafeUnwrap();
+      const m = (
+        await migrateStorage({ engine, hypervisor: hv, files }, { domain: 'qemu', disks: ['vda'], destDir: dst })
+      )._unsafeUnwrap();
       const steps: string[] = [];
       let last = t0;
       m.stateChanges$.subscribe((state) => {

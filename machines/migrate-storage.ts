@@ -196,9 +196,7 @@ export const migrateStorageMachine = setup({
       notProvided('confirmChains'),
     ),
     /** Hands the new chains over (claims dropped); removes what was made for disks not pivoted. */
-    release: fromPromise<undefined, { keep: readonly DiskPlan[]; remove: readonly DiskPlan[] }>(
-      notProvided('release'),
-    ),
+    release: fromPromise<undefined, { keep: readonly DiskPlan[]; remove: readonly DiskPlan[] }>(notProvided('release')),
     /** Removes every file the migration created (never one it did not). */
     removeCreated: fromPromise<undefined, { remove: readonly DiskPlan[] }>(notProvided('removeCreated')),
     /** After a restart: what the guest reads and which copies still run. */
@@ -225,8 +223,7 @@ export const migrateStorageMachine = setup({
       return d !== undefined && context.status[d.disk]?.state === 'ready';
     },
     morePivots: ({ context }) => context.pivotIndex + 1 < disksOf(context).length,
-    decidedForward: ({ event }) =>
-      (event as unknown as { output: Reconciled }).output.decision === 'forward',
+    decidedForward: ({ event }) => (event as unknown as { output: Reconciled }).output.decision === 'forward',
     spawned: ({ context }) => context.spawned,
   },
   actions: {
@@ -284,8 +281,7 @@ export const migrateStorageMachine = setup({
         const e = event as Extract<MigrationEvent, { type: 'COPY.ENDED' }>;
         if (e.pivoted || context.error) return context.error;
         return (
-          e.error ??
-          blockCopyError('VIR_ERR_OPERATION_FAILED', `block copy of disk '${e.disk}' ended before its pivot`)
+          e.error ?? blockCopyError('VIR_ERR_OPERATION_FAILED', `block copy of disk '${e.disk}' ended before its pivot`)
         );
       },
     }),
@@ -451,7 +447,11 @@ export const migrateStorageMachine = setup({
         next: {
           always: [
             { guard: 'allPivoted', target: '#migrateStorage.confirming' },
-            { guard: and(['currentPivoted', 'morePivots', not('anyFailed')]), target: 'recording', actions: 'nextPivot' },
+            {
+              guard: and(['currentPivoted', 'morePivots', not('anyFailed')]),
+              target: 'recording',
+              actions: 'nextPivot',
+            },
             { target: '#migrateStorage.abortingCopies' },
           ],
         },

@@ -623,7 +623,10 @@ export class QemuHypervisor implements HypervisorPort {
         const bFile = b === null ? undefined : g.protocolFile(b);
         if (ownChain !== null ? bFile === undefined || !samePath(bFile, ownChain) : b !== backingNode)
           return err(
-            invalid(cmd, `node '${names.format}' has backing ${b ?? 'none'}, needs ${ownChain ?? backingNode ?? 'none'}`),
+            invalid(
+              cmd,
+              `node '${names.format}' has backing ${b ?? 'none'}, needs ${ownChain ?? backingNode ?? 'none'}`,
+            ),
           );
       } else {
         const fileNode = g.node(names.file);

@@ -66,12 +66,7 @@ function secondDiskArgs(dir: string): string[] {
 }
 
 /** qemu-system-x86_64 arguments for a stopped TCG VM with the chain in `dir` as its one disk. */
-export function vmArgs(
-  dir: string,
-  style: VmDiskStyle,
-  monitors: readonly string[],
-  secondDisk = false,
-): string[] {
+export function vmArgs(dir: string, style: VmDiskStyle, monitors: readonly string[], secondDisk = false): string[] {
   const abs = (f: string) => join(dir, f);
   const blockdev = (o: object) => ['-blockdev', JSON.stringify(o)];
   const disk =

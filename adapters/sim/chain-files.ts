@@ -183,7 +183,7 @@ export class SimChainFiles implements ChainFiles {
 
   private chainTokens(path: string): string[] {
     const out: string[] = [];
-    for (let p: string | undefined = path; p !== undefined && out.length < 64; ) {
+    for (let p: string | undefined = path; p !== undefined && out.length < 64;) {
       out.push(this.tokenOf(p));
       p = this.sim.images.get(p)?.backing?.path;
     }

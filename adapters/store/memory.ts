@@ -108,9 +108,7 @@ export class MemoryJobStore implements JobStore, WorkflowStore {
       if (filter.kind !== undefined && r.kind !== filter.kind) continue;
       out.push(r);
     }
-    return okAsync(
-      out.sort((a, b) => b.createdAt - a.createdAt || (a.workflowId < b.workflowId ? -1 : 1)),
-    );
+    return okAsync(out.sort((a, b) => b.createdAt - a.createdAt || (a.workflowId < b.workflowId ? -1 : 1)));
   }
 
   claimWorkflow(
@@ -123,7 +121,11 @@ export class MemoryJobStore implements JobStore, WorkflowStore {
     if (open) return errAsync(open);
     const stored = this.workflows.get(workflowId);
     if (stored === undefined)
-      return errAsync({ kind: 'conflict', location: this.location, message: `no workflow '${workflowId}' in the store` });
+      return errAsync({
+        kind: 'conflict',
+        location: this.location,
+        message: `no workflow '${workflowId}' in the store`,
+      });
     const r = JSON.parse(stored) as WorkflowRecord;
     if (r.owner !== expectedOwner && r.owner !== owner.id)
       return errAsync({

@@ -337,7 +337,7 @@ class MigrationRun {
               else this.resolvePlanned(null);
             }
             if (snap.status === 'done') {
-              const output = snap.output!;
+              const output = snap.output;
               void this.journal.checkpoint().then(() => {
                 this.state$.complete();
                 this.progress$.complete();
@@ -356,23 +356,22 @@ class MigrationRun {
         }),
       );
     });
-    const self = this;
     this.handle = {
       workflowId: input.workflowId,
       domain: input.request.domain,
       origin,
-      state: () => self.states[self.states.length - 1] ?? 'starting',
-      states: () => [...self.states],
-      plan: () => self.actor.getSnapshot().context.plan,
-      progress: () => self.progress$.getValue(),
+      state: () => this.states[this.states.length - 1] ?? 'starting',
+      states: () => [...this.states],
+      plan: () => this.actor.getSnapshot().context.plan,
+      progress: () => this.progress$.getValue(),
       progress$: new Observable<MigrationProgress>((sub) =>
-        self.progress$.subscribe({
+        this.progress$.subscribe({
           next: (p) => p && sub.next(p),
           complete: () => sub.complete(),
         }),
       ),
       stateChanges$: this.state$.asObservable(),
-      cancel: () => self.actor.send({ type: 'CANCEL' }),
+      cancel: () => this.actor.send({ type: 'CANCEL' }),
       result,
     };
   }
@@ -470,7 +469,10 @@ class MigrationRun {
             );
             if (!c.identical) throw failed(`backing copy ${layer.to} differs from ${layer.from}: ${c.detail}`);
             const h = await must(this.files.header(layer.to), `reading ${layer.to}`);
-            if (h?.backingName !== layer.backingName || (layer.backingName !== null && h.backingFormat !== layer.backingFormat))
+            if (
+              h?.backingName !== layer.backingName ||
+              (layer.backingName !== null && h.backingFormat !== layer.backingFormat)
+            )
               throw failed(
                 `backing copy ${layer.to} names ${h?.backingName ?? 'no backing file'}, not ${layer.backingName ?? 'none'}`,
               );
@@ -522,8 +524,7 @@ class MigrationRun {
         await this.barrier('release');
         const kept = new Set(input.keep.flatMap(newPaths));
         for (const path of kept)
-          if (this.ledger.created.includes(path))
-            await must(this.files.release(path, this.claim), `releasing ${path}`);
+          if (this.ledger.created.includes(path)) await must(this.files.release(path, this.claim), `releasing ${path}`);
         await this.remove(input.remove.flatMap(newPaths).filter((p) => !kept.has(p)));
         return undefined;
       }),
@@ -720,8 +721,8 @@ class MigrationRun {
 /** Waits for every promise; the first failure is thrown once all have settled (no step left running). */
 async function all(promises: readonly Promise<void>[]): Promise<void> {
   const settled = await Promise.allSettled(promises);
-  const failure = settled.find((r) => r.status === 'rejected');
-  if (failure) throw (failure as PromiseRejectedResult).reason;
+  const failure = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failure) throw failure.reason;
 }
 
 /** Every backing layer once (a base shared by two disks is copied once). */

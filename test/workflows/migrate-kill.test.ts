@@ -32,7 +32,7 @@ function runChild(args: string[]): Promise<{ signal: NodeJS.Signals | null; code
 let vm: MigrationVm;
 beforeAll(async () => {
   vm = await MigrationVm.start();
-}, 60_000);
+}, 120_000);
 afterAll(async () => {
   await vm?.dispose();
 });
@@ -45,7 +45,8 @@ const points: [string, 'migrated' | 'rolled-back'][] = [
   ['after:completeJob', 'migrated'],
 ];
 
-describe('kill -9 during a whole-chain migration (QEMU)', () => {
+// Real VMs and a child process on a loaded 2-core machine: generous deadlines.
+describe('kill -9 during a whole-chain migration (QEMU)', { timeout: 180_000 }, () => {
   let n = 0;
   for (const [point, expected] of points) {
     it(`killed at ${point} → ${expected} after recovery`, async () => {

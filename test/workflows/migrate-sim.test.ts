@@ -61,7 +61,8 @@ describe('migrate-storage on the simulator', () => {
     const lab = simMigrationLab();
     const { setup } = lab.engine();
     const before = lab.userFiles();
-    const refused = async (req: MigrateStorageRequest) => (await lab.settle(migrateStorage(setup, req)))._unsafeUnwrapErr();
+    const refused = async (req: MigrateStorageRequest) =>
+      (await lab.settle(migrateStorage(setup, req)))._unsafeUnwrapErr();
     expect(await refused({ ...one, destDir: 'relative/dir' })).toMatchObject({ code: 'VIR_ERR_INVALID_ARG' });
     expect(await refused({ ...one, destDir: '/no/such/dir' })).toMatchObject({
       code: 'VIR_ERR_INVALID_ARG',
@@ -91,7 +92,11 @@ describe('migrate-storage on the simulator', () => {
       'No space left on device',
     ],
     ['a backing copy that fails verification', (lab) => lab.files.corruptCopyOf(`${SRC}/vda-base.qcow2`), 'differs'],
-    ['qemu-img rebase failing', (lab) => lab.files.failNext('rebaseUnsafe', 'Could not open: Permission denied'), 'Permission denied'],
+    [
+      'qemu-img rebase failing',
+      (lab) => lab.files.failNext('rebaseUnsafe', 'Could not open: Permission denied'),
+      'Permission denied',
+    ],
     [
       'no space left for the new top',
       (lab) => lab.files.failNext('createOverlay', 'qemu-img: No space left on device'),
