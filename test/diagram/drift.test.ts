@@ -27,6 +27,12 @@ describe('committed diagrams', () => {
       'visualizations/block-copy-job.mmd',
       'visualizations/block-copy-job.dot',
       'visualizations/block-copy-job.svg',
+      'visualizations/migrate-storage.mmd',
+      'visualizations/migrate-storage.dot',
+      'visualizations/migrate-storage.svg',
+      'visualizations/migrate-storage-with-copies.mmd',
+      'visualizations/migrate-storage-with-copies.dot',
+      'visualizations/migrate-storage-with-copies.svg',
     ]);
     for (const file of files) {
       expect(existsSync(join(root, file.path)), `${file.path} is missing`).toBe(true);
