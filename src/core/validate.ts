@@ -62,9 +62,9 @@ export interface CopyArgs {
   readonly options?: CopyOptions;
 }
 
-/** virDomainGetBlockJobInfo's virDomainBlockJobInfo, for a copy job. */
+/** virDomainGetBlockJobInfo's virDomainBlockJobInfo: a copy job (2), or a pull job (1). */
 export interface BlockJobInfo {
-  readonly type: 2;
+  readonly type: 1 | 2;
   /** MiB/s rounded up, or bytes/s with BANDWIDTH_BYTES. */
   readonly bandwidth: number;
   readonly cur: number;
@@ -380,7 +380,12 @@ export function planCopy(request: CopyRequest, facts: CopyFacts): Result<CopyPla
   if (facts.disk === null) return err(facts.diskNotFound ?? errors.diskNotFound(request.disk));
   // libvirt finds a disk by target or by source path; messages from here on use the target name.
   const disk = facts.disk.disk;
-  if (facts.diskBusy) return err(errors.diskInCopyJob(disk));
+  if (facts.diskBusy)
+    return err(
+      facts.busyWithOther === true
+        ? blockCopyError('VIR_ERR_OPERATION_UNSUPPORTED', `disk '${disk}' already in active block job`)
+        : errors.diskInCopyJob(disk),
+    );
   if (!request.transientJob && domain.persistent) return err(errors.domainNotTransient());
 
   const top = facts.disk.chain[0];
