@@ -347,13 +347,17 @@ export class SimulatedHypervisor implements HypervisorPort {
       const topNode = this.nodeNames.get(top) ?? top;
       if (spec.base !== null) {
         const baseNode = this.nodeNames.get(spec.base.path) ?? spec.base.path;
-        if (this.images.get(spec.base.path) === undefined) return err(qmpError(command, `Cannot find device='' nor node-name='${baseNode}'`));
+        if (this.images.get(spec.base.path) === undefined)
+          return err(qmpError(command, `Cannot find device='' nor node-name='${baseNode}'`));
         if (disk.chain.indexOf(spec.base.path) < 1)
           return err(qmpError(command, `Node '${baseNode}' is not a backing image of '${topNode}'`));
       }
       if (disk.job !== null)
         return err(
-          qmpError(command, `Node '${topNode}' is busy: block device is in use by block job: ${disk.job.stream ? 'stream' : 'mirror'}`),
+          qmpError(
+            command,
+            `Node '${topNode}' is busy: block device is in use by block job: ${disk.job.stream ? 'stream' : 'mirror'}`,
+          ),
         );
       const speedType = checkSpeedType(command, spec.speed);
       if (speedType.isErr()) return err(speedType.error);

@@ -80,8 +80,7 @@ export const pullErrors = {
     blockCopyError('VIR_ERR_INVALID_ARG', 'flag VIR_DOMAIN_BLOCK_REBASE_RELATIVE is valid only with non-null base'),
   baseNotInChain: (base: string, top: string, disk: string) =>
     blockCopyError('VIR_ERR_INVALID_ARG', `could not find image '${base}' beneath '${top}' in chain for '${disk}'`),
-  cannotKeepRelative: () =>
-    blockCopyError('VIR_ERR_OPERATION_INVALID', "can't keep relative backing relationship"),
+  cannotKeepRelative: () => blockCopyError('VIR_ERR_OPERATION_INVALID', "can't keep relative backing relationship"),
   /** qemuDomainDiskBlockJobIsActive: a disk with a job that is not a mirror. */
   diskInActiveJob: (disk: string) =>
     blockCopyError('VIR_ERR_OPERATION_UNSUPPORTED', `disk '${disk}' already in active block job`),
@@ -106,7 +105,9 @@ function flagsValue(flags: number): Result<number, BlockCopyError> {
 function bandwidthValue(bandwidth: number): Result<number, BlockCopyError> {
   return Number.isInteger(bandwidth) && bandwidth >= 0
     ? ok(bandwidth)
-    : err(blockCopyError('VIR_ERR_INVALID_ARG', `bandwidth must be a non-negative integer, not '${String(bandwidth)}'`));
+    : err(
+        blockCopyError('VIR_ERR_INVALID_ARG', `bandwidth must be a non-negative integer, not '${String(bandwidth)}'`),
+      );
 }
 
 /** virDomainBlockRebase without COPY: the library checks, then qemuDomainBlockPullCommon's head. */
@@ -185,11 +186,7 @@ export function isPullRebase(flags: number): boolean {
  * relative one names the image whose name is written so in its child's header, or that path
  * resolved against the top image's directory. Only images beneath the top count.
  */
-function findBase(
-  chain: readonly ImageInfo[],
-  written: readonly (string | null)[] | undefined,
-  base: string,
-): number {
+function findBase(chain: readonly ImageInfo[], written: readonly (string | null)[] | undefined, base: string): number {
   const top = chain[0]!;
   const wanted = posix.isAbsolute(base) ? posix.normalize(base) : posix.join(posix.dirname(top.path), base);
   for (let i = 1; i < chain.length; i++) {

@@ -151,7 +151,9 @@ export interface BlockCopyEngine {
    * whose handle has `type: 'PULL'`. The type parameter names the handle for pull callers; the
    * default is the copy's (blockPullRebase is the typed pull entry).
    */
-  blockRebase<J extends BlockCopyJob | BlockPullJob = BlockCopyJob>(...args: RebaseCall): ResultAsync<J, BlockCopyError>;
+  blockRebase<J extends BlockCopyJob | BlockPullJob = BlockCopyJob>(
+    ...args: RebaseCall
+  ): ResultAsync<J, BlockCopyError>;
   /** virDomainBlockRebase without COPY (RELATIVE, BANDWIDTH_BYTES): a block pull. */
   blockPullRebase(
     domain: string,
@@ -161,7 +163,12 @@ export interface BlockCopyEngine {
     flags: number,
   ): ResultAsync<BlockPullJob, BlockCopyError>;
   /** virDomainBlockPull: the whole chain pulled into the active image (flags: BANDWIDTH_BYTES). */
-  blockPull(domain: string, disk: string | null, bandwidth: number, flags: number): ResultAsync<BlockPullJob, BlockCopyError>;
+  blockPull(
+    domain: string,
+    disk: string | null,
+    bandwidth: number,
+    flags: number,
+  ): ResultAsync<BlockPullJob, BlockCopyError>;
   /** Block pull jobs (active; with includeEnded also those that ended in this process). */
   pullJobs(filter?: { readonly includeEnded?: boolean }): readonly BlockPullJob[];
   /** virDomainBlockCopy: destination {path, format}, params in bytes. */
@@ -321,7 +328,9 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
       try {
         return checkJobId(options.jobId ? makeJobId(domain, disk) : `pull-${qemuIdPart(disk)}-${randomSuffix()}`);
       } catch (e) {
-        return err(blockCopyError('VIR_ERR_INVALID_ARG', `job id factory failed: ${e instanceof Error ? e.message : String(e)}`));
+        return err(
+          blockCopyError('VIR_ERR_INVALID_ARG', `job id factory failed: ${e instanceof Error ? e.message : String(e)}`),
+        );
       }
     },
     copyHolds: (domain, disk) => heldBy(domain, disk) !== undefined,
@@ -749,7 +758,10 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     blockRebase: <J extends BlockCopyJob | BlockPullJob = BlockCopyJob>(...args: RebaseCall) =>
       (isPullRebase(args[4])
         ? engine.blockPullRebase(args[0], args[1], args[2], args[3], args[4])
-        : rebaseRequest(...args).asyncAndThen((request) => startJob(request, args[5]))) as ResultAsync<J, BlockCopyError>,
+        : rebaseRequest(...args).asyncAndThen((request) => startJob(request, args[5]))) as ResultAsync<
+        J,
+        BlockCopyError
+      >,
     blockPullRebase: (domain, disk, base, bandwidth, flags) =>
       validateRebasePull({ domain, disk, base, bandwidth, flags }).asyncAndThen((request) =>
         closed

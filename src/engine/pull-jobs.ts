@@ -119,7 +119,10 @@ export class PullJobs {
       // One job per disk: a copy holds it (BLOCK_COPY_ACTIVE), or another pull (OPERATION_UNSUPPORTED).
       if (copyBusy(req.disk)) return errAsync(errors.diskInCopyJob(req.disk));
       const other = this.held(req.domain, req.disk);
-      if (other) return errAsync(blockCopyError('VIR_ERR_OPERATION_UNSUPPORTED', `disk '${other.disk}' already in active block job`));
+      if (other)
+        return errAsync(
+          blockCopyError('VIR_ERR_OPERATION_UNSUPPORTED', `disk '${other.disk}' already in active block job`),
+        );
       const id = this.deps.makeJobId(req.domain, req.disk);
       if (id.isErr()) return errAsync(id.error);
       const runner = this.newRunner(id.value, req);
@@ -136,7 +139,11 @@ export class PullJobs {
         });
         void runner.result.then((result) => {
           if (result.outcome === 'detached')
-            resolve(err(blockCopyError('VIR_ERR_OPERATION_ABORTED', `block pull of disk '${req.disk}': the engine was closed`)));
+            resolve(
+              err(
+                blockCopyError('VIR_ERR_OPERATION_ABORTED', `block pull of disk '${req.disk}': the engine was closed`),
+              ),
+            );
         });
       });
       const inserted = journal ? journal.checkpoint() : Promise.resolve(null);
@@ -274,7 +281,12 @@ export class PullJobs {
       chartVersion: PULL_CHART_VERSION,
       snapshot: null,
       state: 'validating',
-      side: { states: [], readyAnnounced: false, pause: { userPauseRequested: false, stoppedOnError: false }, progress: null },
+      side: {
+        states: [],
+        readyAnnounced: false,
+        pause: { userPauseRequested: false, stoppedOnError: false },
+        progress: null,
+      },
       endIntent,
       end: null,
       createdAt: at,

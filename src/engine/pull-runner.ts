@@ -59,7 +59,9 @@ export function gatherPullFacts(
         held ?? (foreign ? (foreign.type === 'mirror' || foreign.type === 'commit' ? 'mirror' : 'other') : null);
       const facts: PullFacts = { domain, disk: { disk: d.disk, chain: d.chain }, busy: kind };
       if (!request.keepRelative || !hv.backingNames) return okAsync<PullFacts, HypervisorError>(facts);
-      return hv.backingNames(request.domain, d.disk).map((written): PullFacts => ({ ...facts, writtenBacking: written }));
+      return hv
+        .backingNames(request.domain, d.disk)
+        .map((written): PullFacts => ({ ...facts, writtenBacking: written }));
     }),
   );
 }

@@ -1,5 +1,7 @@
 /** Block pull through the public API on the simulator: outcomes, chain shape, events, refusals. */
+import type { ResultAsync } from 'neverthrow';
 import { describe, expect, it } from 'vitest';
+import type { BlockCopyError } from '../../src/core/errors.js';
 import { AbortFlags, RebaseFlags } from '../../src/core/flags.js';
 import type { BlockPullJob } from '../../src/engine/pull-jobs.js';
 import { MemoryJobStore } from '../../adapters/store/memory.js';
@@ -88,7 +90,10 @@ describe('engine on the simulator: block pull', () => {
     const job = (await engine.blockPull('demo', 'vda', 1, 0))._unsafeUnwrap();
     await clock.advance(1000);
     let returned = false;
-    const abort = engine.blockJobAbort('demo', 'vda', 0).then((r) => ((returned = true), r));
+    const abort = engine.blockJobAbort('demo', 'vda', 0);
+    void abort.then(() => {
+      returned = true;
+    });
     await clock.advance(1);
     await clock.runUntil(() => returned, 60_000, 10);
     expect((await abort).isOk()).toBe(true);
@@ -129,8 +134,7 @@ describe('engine on the simulator: block pull', () => {
 
   it('refuses bad arguments in libvirt order and changes nothing', async () => {
     const { engine, sim } = pullHarness();
-    const e = async (p: Promise<{ isErr(): boolean; _unsafeUnwrapErr(): { message: string } }>) =>
-      (await p)._unsafeUnwrapErr().message;
+    const e = async (p: ResultAsync<BlockPullJob, BlockCopyError>) => (await p)._unsafeUnwrapErr().message;
     expect(await e(engine.blockPullRebase('demo', 'vda', null, 0, RebaseFlags.RELATIVE))).toBe(
       'invalid argument: flag VIR_DOMAIN_BLOCK_REBASE_RELATIVE is valid only with non-null base',
     );
