@@ -169,6 +169,8 @@ export interface BlockCopyEngine {
     bandwidth: number,
     flags: number,
   ): ResultAsync<BlockPullJob, BlockCopyError>;
+  /** The engine's block pull on the disk (any of its names), if one runs. */
+  pullJob(domain: string, disk: string): BlockPullJob | undefined;
   /** Block pull jobs (active; with includeEnded also those that ended in this process). */
   pullJobs(filter?: { readonly includeEnded?: boolean }): readonly BlockPullJob[];
   /** virDomainBlockCopy: destination {path, format}, params in bytes. */
@@ -775,6 +777,10 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
           : pulls.start(request, (d) => heldBy(domain, d) !== undefined),
       ),
     pullJobs: (filter = {}) => pulls.jobs(filter.includeEnded ?? false),
+    pullJob: (domain, disk) => {
+      const runner = pulls.held(domain, disk);
+      return runner ? pulls.jobById(runner.jobId) : undefined;
+    },
     blockCopy(domain, disk, destination, params, flags, copyOptions) {
       const [copy, controls] = splitControls(copyOptions);
       return validateCopy({

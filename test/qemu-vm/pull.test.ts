@@ -9,6 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { AbortFlags, RebaseFlags } from '../../src/core/flags.js';
 import type { BlockPullJob } from '../../src/engine/pull-jobs.js';
 import { must } from '../../adapters/qmp/lab.js';
+import { main } from '../../src/cli/main.js';
+import { captureOutput } from '../cli/capture.js';
 import { useVm, type VmFixture } from './harness.js';
 
 const vm = useVm();
@@ -112,5 +114,39 @@ describe('VM: block pull', () => {
     expect(await chainShape(fx)).toHaveLength(3);
     await guestReadsSeed(fx);
     expect(await nodeNames(fx)).toEqual(['base', 'base-file', 'snap1', 'snap1-file', 'snap2', 'snap2-file']);
+  });
+
+  it('CLI: blockpull starts a recorded pull, blockjob --info/--pivot/--abort act on it, blockpull --wait completes', async () => {
+    const fx = await vm('blockdev');
+    // The CLI talks to QEMU on its own monitor.
+    await fx.other.close();
+    const hv = ['--hypervisor', `qmp:${fx.lab.socket('other')}`, '--store', `${fx.dir}/jobs.db`];
+    const started = captureOutput();
+    expect(await main(['blockpull', 'vda', ...hv, '--bandwidth', '1', '--json'], started)).toBe(0);
+    const report = JSON.parse(started.lines[0]!) as { status: string; jobId: string };
+    expect(report.status).toBe('started');
+
+    const info = captureOutput();
+    expect(await main(['blockjob', 'vda', ...hv, '--info'], info)).toBe(0);
+    expect(info.lines[0]).toMatch(new RegExp(`^Block Pull: \\[ *\\d+ %\\] .*\\(job ${report.jobId}\\)$`));
+    const pivot = captureOutput();
+    expect(await main(['blockjob', 'vda', ...hv, '--pivot'], pivot)).toBe(1);
+    expect(pivot.errors).toEqual([
+      `error: block copy still active: block job '${report.jobId}' not ready for pivot yet`,
+    ]);
+    const abort = captureOutput();
+    expect(await main(['blockjob', 'vda', ...hv, '--abort'], abort)).toBe(0);
+    expect(abort.lines).toEqual(['Job aborted']);
+    expect(await fx.cmd('query-jobs')).toEqual([]);
+    expect(await chainShape(fx)).toHaveLength(3);
+
+    const waited = captureOutput();
+    expect(await main(['blockpull', 'vda', ...hv, '--base', fx.paths.base, '--wait', '--json'], waited)).toBe(0);
+    expect(JSON.parse(waited.lines[0]!)).toMatchObject({ status: 'completed', error: null });
+    expect(await chainShape(fx)).toEqual([
+      [fx.paths.snap2, fx.paths.base],
+      [fx.paths.base, null],
+    ]);
+    await guestReadsSeed(fx);
   });
 });
