@@ -27,6 +27,9 @@ describe('committed diagrams', () => {
       'visualizations/block-copy-job.mmd',
       'visualizations/block-copy-job.dot',
       'visualizations/block-copy-job.svg',
+      'visualizations/block-pull-job.mmd',
+      'visualizations/block-pull-job.dot',
+      'visualizations/block-pull-job.svg',
     ]);
     for (const file of files) {
       expect(existsSync(join(root, file.path)), `${file.path} is missing`).toBe(true);
