@@ -14,7 +14,9 @@
  *   with both a bad argument and a missing domain reports the argument.
  * - virCheckFlags names the driver function (qemuDomainBlockRebase); this engine has no driver
  *   layer and names the public API (virDomainBlockRebase).
- * - Refusals libvirt does not have: block pull (rebase without COPY), block-device destinations
+ * - validateRebase validates copies only: rebase without COPY is a block pull, which the engine
+ *   validates and plans with validateRebasePull / planPull (src/core/pull.ts) instead.
+ * - Refusals libvirt does not have: block-device destinations
  *   (COPY_DEV, or a path that is a block device), overwriting an existing empty file, and reused
  *   destinations whose size, contents or backing do not fit (seed rules checked up front).
  * - JS numbers stand in for C integers; see checkUnsigned and fitsLongLong.
@@ -96,11 +98,11 @@ const refuse = {
   flagsNotUnsigned: (flags: number) =>
     blockCopyError('VIR_ERR_INVALID_ARG', `flags must be an unsigned 32-bit integer, not '${String(flags)}'`),
   destxmlNull: () => blockCopyError('VIR_ERR_INVALID_ARG', 'destxml in virDomainBlockCopy must not be NULL'),
-  /** Rebase without COPY is a block pull; this engine only runs copy jobs. */
+  /** Rebase without COPY is a block pull: not a copy request (the engine routes it to pull.ts). */
   blockPull: () =>
     blockCopyError(
       'VIR_ERR_ARGUMENT_UNSUPPORTED',
-      'block pull (virDomainBlockRebase without VIR_DOMAIN_BLOCK_REBASE_COPY) is not supported by this engine',
+      'block pull (virDomainBlockRebase without VIR_DOMAIN_BLOCK_REBASE_COPY) is not a copy request: validate it with validateRebasePull',
     ),
   bandwidthNotUnsigned: (value: number) =>
     blockCopyError('VIR_ERR_INVALID_ARG', `bandwidth must be a non-negative integer, not '${String(value)}'`),
