@@ -80,14 +80,20 @@ describe('pull chart properties', () => {
           const calls = { start: 0, cancel: 0, finish: [] as boolean[] };
           const machine = blockPullJobMachine.provide({
             actors: {
-              inspectFacts: fromPromise<PullFacts, { jobId: string; request: PullRequest }>(() => Promise.resolve(facts(io.busy ? 'other' : null))),
-              startStream: fromPromise<undefined, { jobId: string; plan: PullPlan }>(() => {
+              inspectFacts: fromPromise<PullFacts, { jobId: string; request: PullRequest }>(() =>
+                Promise.resolve(facts(io.busy ? 'other' : null)),
+              ),
+              startStream: fromPromise<undefined, { jobId: string; plan: PullPlan }>(async () => {
                 calls.start++;
-                return io.failStart ? Promise.reject(failure) : Promise.resolve(undefined);
+                await Promise.resolve();
+                if (io.failStart) throw failure;
+                return undefined;
               }),
-              cancelJob: fromPromise<undefined, { jobId: string; force: boolean }>(() => {
+              cancelJob: fromPromise<undefined, { jobId: string; force: boolean }>(async () => {
                 calls.cancel++;
-                return io.failCancel ? Promise.reject(failure) : Promise.resolve(undefined);
+                await Promise.resolve();
+                if (io.failCancel) throw failure;
+                return undefined;
               }),
               finishJob: fromPromise<undefined, { jobId: string; started: boolean }>(({ input }) => {
                 calls.finish.push(input.started);
