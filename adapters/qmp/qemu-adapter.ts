@@ -180,6 +180,11 @@ class BlockGraph {
     }
   }
 
+  /** Every named node. */
+  nodeNames(): string[] {
+    return [...this.byName.keys()];
+  }
+
   node(name: string): NamedNode | undefined {
     return this.byName.get(name);
   }
@@ -690,8 +695,15 @@ export class QemuHypervisor implements HypervisorPort {
         between.push(cur);
         cur = g.skipFilters(g.child(cur, 'backing'));
       }
-      if (spec.base !== null && baseNode === null)
-        return err(invalid(cmd, `'${spec.base.path}' is not a backing image of disk '${spec.disk}'`));
+      // A base elsewhere in the graph, or not opened at all (then named by its path): QEMU's words.
+      if (spec.base !== null && baseNode === null) {
+        const wanted = spec.base.path;
+        baseNode =
+          g.nodeNames().find((n) => {
+            const file = g.protocolFile(n);
+            return g.node(n)?.drv !== 'file' && file !== undefined && samePath(file, wanted);
+          }) ?? wanted;
+      }
       const args: Record<string, unknown> = {
         'job-id': spec.jobId,
         device: d.top,
