@@ -159,7 +159,7 @@ describe('pull chart properties', () => {
           actor.stop();
         },
       ),
-      { numRuns: 300 },
+      { numRuns: 200 },
     );
   });
 });
