@@ -7,3 +7,10 @@ export const JOB_CHART_VERSION = 1;
 
 /** Chart versions this build restores. */
 export const READABLE_CHART_VERSIONS: readonly number[] = [1];
+
+/**
+ * Version of the block-pull job chart's persisted shape (machines/block-pull-job.ts). Pull
+ * records carry it in the same chartVersion field; recovery reads the versions listed below.
+ */
+export const PULL_CHART_VERSION = 1;
+export const READABLE_PULL_CHART_VERSIONS: readonly number[] = [1];

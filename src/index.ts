@@ -18,6 +18,8 @@ export type {
   JobStateChange,
 } from './engine/engine.js';
 export type { JobProgress, JobResult } from './engine/job-runner.js';
+export type { BlockPullJob } from './engine/pull-jobs.js';
+export type { PullPlan, PullRequest } from './core/pull.js';
 export { AbortFlags, BandwidthFlags, BlockJobStatus, BlockJobType, CopyFlags, RebaseFlags } from './core/flags.js';
 export type { BlockJobStatusName } from './core/flags.js';
 export { ErrorNumber, blockCopyError, errors } from './core/errors.js';
@@ -43,6 +45,7 @@ export type {
   ImageInfo,
   JobStatus,
   MirrorSpec,
+  StreamSpec,
 } from './core/hypervisor-port.js';
 // The whole-chain live storage migration (the seed's closing use case), on the engine's public API.
 export { migrateStorage, recoverMigrations } from './workflows/migrate-storage.js';

@@ -81,7 +81,7 @@ const RELATIVE_BACKING: Expected = [
 const BLOCK_PULL: Expected = [
   'VIR_ERR_ARGUMENT_UNSUPPORTED',
   74,
-  'argument unsupported: block pull (virDomainBlockRebase without VIR_DOMAIN_BLOCK_REBASE_COPY) is not supported by this engine',
+  'argument unsupported: block pull (virDomainBlockRebase without VIR_DOMAIN_BLOCK_REBASE_COPY) is not a copy request: validate it with validateRebasePull',
 ];
 const unsupported = (hex: string, fn: string): Expected => [
   'VIR_ERR_INVALID_ARG',
@@ -179,7 +179,7 @@ describe('validateRebase: library checks', () => {
     expectError(validateRebase(rebase({ flags: RELATIVE | BANDWIDTH_BYTES, base: null })), BLOCK_PULL);
   });
 
-  it('no COPY at all is a block pull, which this engine does not run', () => {
+  it('no COPY at all is a block pull, not a copy request (the engine plans it in core/pull.ts)', () => {
     expectError(validateRebase(rebase({ flags: 0, base: null })), BLOCK_PULL);
   });
 });

@@ -32,6 +32,7 @@ import type {
   HypervisorPort,
   JobStatus,
   MirrorSpec,
+  StreamSpec,
 } from '../../src/core/hypervisor-port.js';
 import { chainInfo, destinationXml, findDisk, parseDomainXml, type DomainDisk, type DomainXml } from './domain-xml.js';
 import { LocalImages, parseJson, removeFile, samePath } from '../local-images.js';
@@ -56,7 +57,10 @@ export const LibvirtFlags = {
   ABORT_ASYNC: 1,
   ABORT_PIVOT: 2,
   BANDWIDTH_BYTES: 1,
+  JOB_TYPE_PULL: 1,
   JOB_TYPE_COPY: 2,
+  REBASE_RELATIVE: 16,
+  REBASE_BANDWIDTH_BYTES: 64,
   JOB_COMPLETED: 0,
   JOB_FAILED: 1,
   JOB_CANCELED: 2,
@@ -92,6 +96,8 @@ interface TrackedJob {
   /** Clock time the job was first seen gone without its end event. */
   vanishedAt: number | null;
   lastSpeed: number;
+  /** A block pull (libvirt job type PULL) instead of a copy; `base` is what it pulls down to. */
+  readonly stream?: { readonly base: string | null };
 }
 
 /** A block job as libvirt reports it (GetBlockJobInfo in bytes + the live `<mirror>`). */
@@ -345,11 +351,115 @@ export class LibvirtHypervisor implements HypervisorPort {
     });
   }
 
+  /**
+   * Block pull through virDomainBlockRebase (no COPY; base null pulls the whole chain), bandwidth
+   * in bytes, RELATIVE when a backing name is to be kept relative (libvirt computes it itself).
+   */
+  startStream(spec: StreamSpec): ResultAsync<void, HypervisorError> {
+    return wrap('startStream', async () => {
+      if (this.jobs.has(spec.jobId)) return ok(undefined);
+      const dom = await this.lookup(spec.domain);
+      if (dom.isErr()) return err(dom.error);
+      if (dom.value === null) return err(invalid('startStream', `no domain with matching name '${spec.domain}'`));
+      const xml = await this.liveXml(dom.value);
+      if (xml.isErr()) return err(xml.error);
+      const target = findDisk(xml.value, spec.disk)?.target ?? spec.disk;
+      let flags = LibvirtFlags.REBASE_BANDWIDTH_BYTES;
+      if (spec.backingFile !== null) flags |= LibvirtFlags.REBASE_RELATIVE;
+      const r = await this.call(
+        Proc.DOMAIN_BLOCK_REBASE,
+        args.blockRebase(dom.value, target, spec.base?.path ?? null, BigInt(spec.speed), flags),
+        rets.void,
+      );
+      if (r.isErr()) return err(r.error);
+      this.jobs.set(spec.jobId, {
+        jobId: spec.jobId,
+        domain: spec.domain,
+        dom: dom.value,
+        disk: target,
+        destination: '',
+        end: null,
+        softCancel: false,
+        vanishedAt: null,
+        lastSpeed: spec.speed,
+        stream: { base: spec.base?.path ?? null },
+      });
+      return ok(undefined);
+    });
+  }
+
+  /** Backing names as written in each header (libvirt's XML shows resolved paths only). */
+  backingNames(domain: string, disk: string): ResultAsync<readonly (string | null)[], HypervisorError> {
+    return wrap('backingNames', async () => {
+      const found = await this.diskOf(domain, disk);
+      if (found.isErr()) return err(found.error);
+      const top = found.value?.disk.chain[0]?.path;
+      if (top === undefined) return err(invalid('backingNames', `disk '${disk}' not found`));
+      const r = await this.images.tool('qemu-img info', ['info', '-U', '--backing-chain', '--output=json', top]);
+      if (r.isErr()) return err(r.error);
+      const infos = parseJson(r.value);
+      if (!Array.isArray(infos)) return err(ioError('qemu-img info', `unreadable output for '${top}'`));
+      return ok(
+        infos.map((i) => {
+          const name = (i as Record<string, unknown>)['backing-filename'];
+          return typeof name === 'string' ? name : null;
+        }),
+      );
+    });
+  }
+
+  /** A tracked pull as job info: running while libvirt lists it, else by its end event or the chain. */
+  private async queryStream(job: TrackedJob): Res<HypervisorJobInfo | null> {
+    const info = await this.call(
+      Proc.DOMAIN_GET_BLOCK_JOB_INFO,
+      args.diskFlags(job.dom, job.disk, LibvirtFlags.BANDWIDTH_BYTES),
+      rets.blockJobInfo,
+    );
+    if (job.end) return ok(concluded(job));
+    if (info.isErr()) return info.error.libvirt?.code === 42 ? ok(null) : err(info.error);
+    if (info.value.found && info.value.type === LibvirtFlags.JOB_TYPE_PULL) {
+      job.vanishedAt = null;
+      return ok({
+        jobId: job.jobId,
+        status: 'running',
+        offset: Number(info.value.cur),
+        len: Number(info.value.end),
+        speed: Number(info.value.bandwidth),
+        ready: false,
+        paused: false,
+        ioStatus: 'ok',
+      });
+    }
+    job.vanishedAt ??= this.now();
+    if (this.now() - job.vanishedAt < this.graceMs)
+      return ok({
+        jobId: job.jobId,
+        status: 'pending',
+        offset: 0,
+        len: 0,
+        speed: 0,
+        ready: false,
+        paused: false,
+        ioStatus: 'ok',
+      });
+    // The end event is lost: the chain tells whether the pull happened (top backed by base).
+    const found = await this.diskOf(job.domain, job.disk);
+    const chain = found.isOk() ? found.value?.disk.chain : undefined;
+    const below = chain?.[1]?.path;
+    const base = job.stream?.base ?? null;
+    if (chain && (base === null ? below === undefined : below !== undefined && samePath(below, base))) {
+      job.end = { cancelled: false };
+      return ok(concluded(job));
+    }
+    return ok(null);
+  }
+
   queryJob(jobId: string): ResultAsync<HypervisorJobInfo | null, HypervisorError> {
     return wrap('queryJob', async () => {
       const job = this.jobs.get(jobId);
       if (!job) return ok(null);
       if (job.end) return ok(concluded(job));
+      if (job.stream) return this.queryStream(job);
       const [info, xml] = await Promise.all([
         this.call(
           Proc.DOMAIN_GET_BLOCK_JOB_INFO,
@@ -608,9 +718,13 @@ export class LibvirtHypervisor implements HypervisorPort {
 
   private onEvent(e: LibvirtEvent): void {
     if (e.kind === 'block-job') {
-      if (e.type !== LibvirtFlags.JOB_TYPE_COPY) return;
+      if (e.type !== LibvirtFlags.JOB_TYPE_COPY && e.type !== LibvirtFlags.JOB_TYPE_PULL) return;
       const job = [...this.jobs.values()].find(
-        (j) => j.end === null && j.dom.uuid.equals(e.domain.uuid) && j.disk === e.disk,
+        (j) =>
+          j.end === null &&
+          j.dom.uuid.equals(e.domain.uuid) &&
+          j.disk === e.disk &&
+          (j.stream !== undefined) === (e.type === LibvirtFlags.JOB_TYPE_PULL),
       );
       if (!job) return;
       switch (e.status) {

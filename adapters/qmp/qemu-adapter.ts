@@ -18,7 +18,7 @@ import { basename, dirname, isAbsolute, join, resolve as resolvePath } from 'nod
 import { err, ok, ResultAsync, type Result } from 'neverthrow';
 import { Subject, type Observable, type Subscription } from 'rxjs';
 import type { Clock } from '../../src/core/clock.js';
-import { LocalImages, removeFile, samePath } from '../local-images.js';
+import { LocalImages, parseJson, removeFile, samePath } from '../local-images.js';
 import type {
   BackingRef,
   CreateDestinationSpec,
@@ -33,6 +33,7 @@ import type {
   ImageInfo,
   JobStatus,
   MirrorSpec,
+  StreamSpec,
 } from '../../src/core/hypervisor-port.js';
 import { isJobStatus } from '../../src/core/hypervisor-port.js';
 import { resolveDisk as resolveDiskName } from '../../src/core/disk-identity.js';
@@ -177,6 +178,11 @@ class BlockGraph {
       this.graphById.set(g.id, g);
       if (g.type === 'block-driver' && g.name) this.graphByName.set(g.name, g);
     }
+  }
+
+  /** Every named node. */
+  nodeNames(): string[] {
+    return [...this.byName.keys()];
   }
 
   node(name: string): NamedNode | undefined {
@@ -388,6 +394,8 @@ export class QemuHypervisor implements HypervisorPort {
   private readonly consumers = new Map<string, Consumer>();
   /** Job id → the source's top node when the job started: the old chain to release after a pivot. */
   private readonly sources = new Map<string, string>();
+  /** Stream job → the format nodes it pulls out of the chain (released after it completed). */
+  private readonly streams = new Map<string, string[]>();
   /** Destination node (format) → its file, for the destinations this adapter attached. */
   private readonly targetPaths = new Map<string, string>();
 
@@ -680,6 +688,83 @@ export class QemuHypervisor implements HypervisorPort {
     });
   }
 
+  /**
+   * block-stream into the disk's top node from `base-node` (or the whole chain), libvirt-style:
+   * explicit job id, auto-finalize, auto-dismiss off, `backing-file` only for RELATIVE.
+   */
+  startStream(spec: StreamSpec): ResultAsync<void, HypervisorError> {
+    return wrap('startStream', async () => {
+      const cmd = 'block-stream';
+      if (spec.domain !== this.domain) return err(invalid(cmd, `no domain '${spec.domain}'`));
+      const jobs = await this.qmp<QueryJob[]>('query-jobs');
+      if (jobs.isErr()) return err(jobs.error);
+      if (jobs.value.some((j) => j.id === spec.jobId)) return ok(undefined);
+      const vr = await this.view();
+      if (vr.isErr()) return err(vr.error);
+      const g = vr.value.g;
+      const d = findDisk(vr.value.disks, spec.disk);
+      if (!d) return err(invalid(cmd, `disk '${spec.disk}' not found`));
+      this.remember(d);
+      // The nodes between the top and base: what the stream copies and then drops.
+      const between: string[] = [];
+      let baseNode: string | null = null;
+      for (let cur = g.skipFilters(g.child(d.top, 'backing')); cur !== undefined;) {
+        const file = g.protocolFile(cur);
+        if (spec.base !== null && file !== undefined && samePath(file, spec.base.path)) {
+          baseNode = cur;
+          break;
+        }
+        between.push(cur);
+        cur = g.skipFilters(g.child(cur, 'backing'));
+      }
+      // A base elsewhere in the graph, or not opened at all (then named by its path): QEMU's words.
+      if (spec.base !== null && baseNode === null) {
+        const wanted = spec.base.path;
+        baseNode =
+          g.nodeNames().find((n) => {
+            const file = g.protocolFile(n);
+            return g.node(n)?.drv !== 'file' && file !== undefined && samePath(file, wanted);
+          }) ?? wanted;
+      }
+      const args: Record<string, unknown> = {
+        'job-id': spec.jobId,
+        device: d.top,
+        'auto-finalize': true,
+        'auto-dismiss': false,
+      };
+      if (baseNode !== null) args['base-node'] = baseNode;
+      if (spec.backingFile !== null) args['backing-file'] = spec.backingFile;
+      if (spec.speed !== 0) args['speed'] = spec.speed;
+      const r = await this.qmp(cmd, args);
+      if (r.isErr()) {
+        if (r.error.kind === 'qmp' && r.error.desc === `Job ID '${spec.jobId}' already in use`) return ok(undefined);
+        return err(r.error);
+      }
+      this.streams.set(spec.jobId, between);
+      return ok(undefined);
+    });
+  }
+
+  /** The backing names as written in each header (qemu-img info -U: QEMU holds the images). */
+  backingNames(domain: string, disk: string): ResultAsync<readonly (string | null)[], HypervisorError> {
+    return wrap('backingNames', async () => {
+      const described = await this.describeDisk(domain, disk);
+      if (described.isErr()) return err(described.error);
+      const top = described.value?.chain[0]?.path;
+      if (top === undefined) return err(invalid('backingNames', `disk '${disk}' not found`));
+      const r = await this.images.tool('qemu-img info', ['info', '-U', '--backing-chain', '--output=json', top]);
+      if (r.isErr()) return err(r.error);
+      const infos = parseJson(r.value);
+      if (!Array.isArray(infos)) return err(ioError('qemu-img info', `unreadable output for '${top}'`));
+      return ok(
+        infos.map((i) => {
+          const name = (i as Record<string, unknown>)['backing-filename'];
+          return typeof name === 'string' ? name : null;
+        }),
+      );
+    });
+  }
+
   queryJob(jobId: string): ResultAsync<HypervisorJobInfo | null, HypervisorError> {
     return wrap('queryJob', async () => {
       // query-jobs has the error text, query-block-jobs has ready/paused/io-status/speed (§7).
@@ -753,6 +838,20 @@ export class QemuHypervisor implements HypervisorPort {
       // top of the source (e.g. snap2) stays attached after a pivot; it is not the job's to remove.
       const g = await this.graph();
       if (g.isErr()) return err(g.error);
+      const pulled = this.streams.get(jobId);
+      if (pulled !== undefined) {
+        // A completed pull left the pulled-out nodes attached but unused: release them, as libvirt
+        // does. After a cancel they are still the disk's backing (in use) and stay.
+        for (const top of pulled) {
+          if (!g.value.node(top) || g.value.inUse(top)) continue;
+          for (const node of g.value.releasable(top)) {
+            const del = await this.blockdevDel(node);
+            if (del.isErr()) return err(del.error);
+          }
+        }
+        this.streams.delete(jobId);
+        return ok(undefined);
+      }
       const names = targetNodeNames(jobId);
       if (g.value.node(names.format) && g.value.inUse(names.format)) {
         // Pivoted: release the old chain, as libvirt does, but never a node still in use.

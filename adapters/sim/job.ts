@@ -51,12 +51,19 @@ export interface MirrorJobInit {
   readonly sourcePaths: readonly string[];
   /** Set when the target's size differs from the source's: the job fails right after starting. */
   readonly failure?: string;
+  /**
+   * A block-stream (block pull) instead of a mirror: the "target" is the disk's own top image, the
+   * speed limit applies throughout, there is no READY, and the job ends by itself (waiting,
+   * pending, the chain rewritten, BLOCK_JOB_COMPLETED, concluded). Guest writes add nothing to do.
+   */
+  readonly stream?: boolean;
 }
 
 export class MirrorJob {
   readonly id: string;
   readonly spec: MirrorSpec;
   readonly sourcePaths: readonly string[];
+  readonly stream: boolean;
   status: JobStatus = 'undefined';
   offset = 0;
   len: number;
@@ -92,6 +99,7 @@ export class MirrorJob {
     this.len = init.len;
     this.speed = init.spec.speed;
     this.failure = init.failure;
+    this.stream = init.stream ?? false;
     this.lastTick = host.now();
   }
 
@@ -177,6 +185,12 @@ export class MirrorJob {
     }
     if (!limited) this.paid = 0;
     if (this.offset < this.len) return;
+    if (this.stream) {
+      // stream_run() ends by itself: the chain is rewritten at pending (the "pivot" of a pull).
+      this.ending = 'pivot';
+      this.finish();
+      return;
+    }
     if (this.status === 'running') {
       // JSC(ready) always just before BLOCK_JOB_READY; READY is never repeated (sticky).
       this.to('ready');
@@ -191,7 +205,7 @@ export class MirrorJob {
 
   /** A guest write to the source while the job runs. */
   guestWrite(bytes: number): void {
-    if (!this.live || this.status === 'aborting' || bytes <= 0) return;
+    if (!this.live || this.status === 'aborting' || bytes <= 0 || this.stream) return;
     if (this.spec.copyMode === 'write-blocking') {
       // Active mirroring: the write is copied synchronously, even while paused (g2).
       this.len += bytes;

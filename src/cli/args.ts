@@ -90,7 +90,7 @@ export interface VersionCommand {
 
 /** Commands that parse their own arguments (diagram, inspect, replay). */
 export interface PassThroughCommand {
-  readonly command: 'diagram' | 'inspect' | 'replay' | 'blockjob' | 'list' | 'daemon' | 'migrate-storage';
+  readonly command: 'diagram' | 'inspect' | 'replay' | 'blockjob' | 'blockpull' | 'list' | 'daemon' | 'migrate-storage';
   readonly argv: readonly string[];
 }
 
@@ -300,6 +300,7 @@ export function parseCommand(argv: readonly string[]): Result<Command, CommandUs
     case 'inspect':
     case 'replay':
     case 'blockjob':
+    case 'blockpull':
     case 'list':
     case 'daemon':
     case 'migrate-storage':

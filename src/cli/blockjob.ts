@@ -117,7 +117,7 @@ function report(answer: ControlAnswer, request: ControlRequest, disk: string, js
   }
   if (json) return 0;
   const value = answer.value as {
-    info?: { cur: number; end: number; bandwidth: number } | null;
+    info?: { type: number; cur: number; end: number; bandwidth: number } | null;
     job?: { jobId: string; state: string };
     jobId?: string;
     state?: string;
@@ -129,7 +129,7 @@ function report(answer: ControlAnswer, request: ControlRequest, disk: string, js
         const { cur, end } = value.info;
         const pct = end > 0 ? Math.floor((cur * 100) / end) : 0;
         out.line(
-          `Block Copy: [${String(pct).padStart(3)} %]    ${value.job?.state ?? ''} (job ${value.job?.jobId ?? '?'})`,
+          `${value.info.type === 1 ? 'Block Pull' : 'Block Copy'}: [${String(pct).padStart(3)} %]    ${value.job?.state ?? ''} (job ${value.job?.jobId ?? '?'})`,
         );
       }
       return 0;

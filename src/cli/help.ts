@@ -7,6 +7,7 @@ import type { HelpCommand } from './args.js';
 export const USAGE = `usage:
   blockcopy copy DISK DEST --hypervisor sim|qmp:SOCKET | --connect URI --domain NAME [options]
   blockcopy domblklist [--domain NAME] [--json] --hypervisor sim|qmp:SOCKET | --connect URI
+  blockcopy blockpull DISK [--base PATH] [--bandwidth N] [--wait] [--async] [--keep-relative] [--json] ...
   blockcopy demo [--json] [--hypervisor sim|qemu]
   blockcopy replay TRACE.jsonl [--json]
   blockcopy diagram [--format mermaid|dot|svg] [--output FILE]
@@ -15,6 +16,7 @@ export const USAGE = `usage:
   blockcopy help [COMMAND] | blockcopy --version
 
 copy       starts a block copy of DISK into DEST, as virsh blockcopy does.
+blockpull  pulls DISK's backing images into its active image, as virsh blockpull does.
 domblklist lists a domain's disks: every name that refers to each, its images, any block job.
 demo       runs a whole copy with progress and pivot: on real QEMU when qemu-storage-daemon,
            qemu-img and qemu-io are installed, otherwise on the simulator (it says which).

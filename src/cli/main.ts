@@ -58,6 +58,8 @@ export async function main(
       return (await import('./replay.js')).runReplayCommand(cmd.argv, out);
     case 'blockjob':
       return (await import('./blockjob.js')).runBlockjobCommand(cmd.argv, out);
+    case 'blockpull':
+      return (await import('./blockpull.js')).runBlockpullCommand(cmd.argv, out, environment);
     case 'list':
       return (await import('./list.js')).runListCommand(cmd.argv, out);
     case 'daemon':

@@ -151,6 +151,20 @@ export interface MirrorSpec {
   readonly bufSize?: number;
 }
 
+/** block-stream: a block pull into the disk's active image (src/core/pull.ts). */
+export interface StreamSpec {
+  /** Explicit QEMU job id. */
+  readonly jobId: string;
+  readonly domain: string;
+  readonly disk: string;
+  /** The image kept as the new backing (QEMU base-node); null: the whole chain is pulled. */
+  readonly base: BackingRef | null;
+  /** backing-file written into the top image (RELATIVE); null: QEMU writes base's filename. */
+  readonly backingFile: string | null;
+  /** Bytes per second; 0 = unlimited. */
+  readonly speed: number;
+}
+
 /** A job as query-jobs + query-block-jobs report it. */
 export interface HypervisorJobInfo {
   readonly jobId: string;
@@ -236,6 +250,17 @@ export interface HypervisorPort {
 
   /** blockdev-mirror (after attaching the destination). Idempotent: an existing job with this id is fine. */
   startMirror(spec: MirrorSpec): ResultAsync<void, HypervisorError>;
+  /**
+   * block-stream (block pull) with auto-dismiss off, so its outcome stays readable until
+   * dismissJob. Idempotent: an existing job with this id is fine. Optional: a port without it
+   * refuses block pull.
+   */
+  startStream?(spec: StreamSpec): ResultAsync<void, HypervisorError>;
+  /**
+   * The backing names as written in each image header of the disk's chain, top first (null: no
+   * backing), for RELATIVE pulls. Optional: without it RELATIVE is refused.
+   */
+  backingNames?(domain: string, disk: string): ResultAsync<readonly (string | null)[], HypervisorError>;
   /** null when the hypervisor has no such job. */
   queryJob(jobId: string): ResultAsync<HypervisorJobInfo | null, HypervisorError>;
   /** block-job-complete: the pivot request. */

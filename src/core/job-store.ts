@@ -11,6 +11,7 @@
 import type { ResultAsync } from 'neverthrow';
 import type { BlockCopyError } from './errors.js';
 import type { CopyPlan, CopyRequest } from './plan.js';
+import type { PullPlan, PullRequest } from './pull.js';
 
 /** Version of the record layout below (not of the chart, which has its own). */
 export const JOB_RECORD_FORMAT = 1;
@@ -48,6 +49,9 @@ export interface JobRecord {
   readonly origin: 'engine' | 'adopted';
   readonly request: CopyRequest | null;
   readonly plan: CopyPlan | null;
+  /** 'pull': a block pull (request and plan in `pull`, not above). Absent: a copy (older records). */
+  readonly jobType?: 'copy' | 'pull';
+  readonly pull?: { readonly request: PullRequest; readonly plan: PullPlan | null };
   /** Version of the job chart that wrote `snapshot`; a reader refuses versions it cannot read. */
   readonly chartVersion: number;
   /** The chart's persisted snapshot (XState getPersistedSnapshot), plain JSON; null for adopted jobs. */

@@ -45,6 +45,8 @@ export interface CopyFacts {
   readonly disk: DiskInfo | null;
   /** True when another block job already owns the disk. */
   readonly diskBusy: boolean;
+  /** The busy disk's job is not a mirror (e.g. a block pull): libvirt answers OPERATION_UNSUPPORTED. */
+  readonly busyWithOther?: boolean;
   /** Why the disk was not found (the names that would work), when `disk` is null. */
   readonly diskNotFound?: BlockCopyError;
   readonly destination: DestinationProbe;

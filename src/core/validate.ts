@@ -14,7 +14,9 @@
  *   with both a bad argument and a missing domain reports the argument.
  * - virCheckFlags names the driver function (qemuDomainBlockRebase); this engine has no driver
  *   layer and names the public API (virDomainBlockRebase).
- * - Refusals libvirt does not have: block pull (rebase without COPY), block-device destinations
+ * - validateRebase validates copies only: rebase without COPY is a block pull, which the engine
+ *   validates and plans with validateRebasePull / planPull (src/core/pull.ts) instead.
+ * - Refusals libvirt does not have: block-device destinations
  *   (COPY_DEV, or a path that is a block device), overwriting an existing empty file, and reused
  *   destinations whose size, contents or backing do not fit (seed rules checked up front).
  * - JS numbers stand in for C integers; see checkUnsigned and fitsLongLong.
@@ -69,9 +71,9 @@ export interface CopyArgs {
   readonly options?: CopyOptions;
 }
 
-/** virDomainGetBlockJobInfo's virDomainBlockJobInfo, for a copy job. */
+/** virDomainGetBlockJobInfo's virDomainBlockJobInfo: a copy job (2), or a pull job (1). */
 export interface BlockJobInfo {
-  readonly type: 2;
+  readonly type: 1 | 2;
   /** MiB/s rounded up, or bytes/s with BANDWIDTH_BYTES. */
   readonly bandwidth: number;
   readonly cur: number;
@@ -103,11 +105,11 @@ const refuse = {
   flagsNotUnsigned: (flags: number) =>
     blockCopyError('VIR_ERR_INVALID_ARG', `flags must be an unsigned 32-bit integer, not '${String(flags)}'`),
   destxmlNull: () => blockCopyError('VIR_ERR_INVALID_ARG', 'destxml in virDomainBlockCopy must not be NULL'),
-  /** Rebase without COPY is a block pull; this engine only runs copy jobs. */
+  /** Rebase without COPY is a block pull: not a copy request (the engine routes it to pull.ts). */
   blockPull: () =>
     blockCopyError(
       'VIR_ERR_ARGUMENT_UNSUPPORTED',
-      'block pull (virDomainBlockRebase without VIR_DOMAIN_BLOCK_REBASE_COPY) is not supported by this engine',
+      'block pull (virDomainBlockRebase without VIR_DOMAIN_BLOCK_REBASE_COPY) is not a copy request: validate it with validateRebasePull',
     ),
   bandwidthNotUnsigned: (value: number) =>
     blockCopyError('VIR_ERR_INVALID_ARG', `bandwidth must be a non-negative integer, not '${String(value)}'`),
@@ -393,7 +395,12 @@ export function planCopy(request: CopyRequest, facts: CopyFacts): Result<CopyPla
   if (facts.disk === null) return err(facts.diskNotFound ?? errors.diskNotFound(request.disk));
   // libvirt finds a disk by target or by source path; messages from here on use the target name.
   const disk = facts.disk.disk;
-  if (facts.diskBusy) return err(errors.diskInCopyJob(disk));
+  if (facts.diskBusy)
+    return err(
+      facts.busyWithOther === true
+        ? blockCopyError('VIR_ERR_OPERATION_UNSUPPORTED', `disk '${disk}' already in active block job`)
+        : errors.diskInCopyJob(disk),
+    );
   if (!request.transientJob && domain.persistent) return err(errors.domainNotTransient());
 
   const top = facts.disk.chain[0];

@@ -14,6 +14,7 @@ import type { HypervisorPort } from '../core/hypervisor-port.js';
 import type { EndIntent, JobStore } from '../core/job-store.js';
 import type { IoErrorPolicy } from '../core/hypervisor-port.js';
 import type { BlockCopyEngine, BlockCopyJob } from '../engine/engine.js';
+import type { BlockPullJob } from '../engine/pull-jobs.js';
 import { createEngine, storeFailure } from '../engine/engine.js';
 import { validateAbort, validateSetSpeed } from '../core/validate.js';
 import { callDaemon } from './client.js';
@@ -261,13 +262,21 @@ export function createController(options: ControllerOptions) {
 export type Controller = ReturnType<typeof createController>;
 
 /** The engine's job on the disk, adopting a mirror it did not start. */
-function ensureJob(engine: BlockCopyEngine, domain: string, disk: string): ResultAsync<BlockCopyJob, BlockCopyError> {
+function ensureJob(
+  engine: BlockCopyEngine,
+  domain: string,
+  disk: string,
+): ResultAsync<BlockCopyJob | BlockPullJob, BlockCopyError> {
+  // A block pull of this engine (recovered from the store, too) is taken as it is: never adopted.
+  const pull = engine.pullJob(domain, disk);
+  if (pull) return okAsync(pull);
   const mine = engine.job(domain, disk);
   return mine ? okAsync(mine) : engine.adopt(domain, disk);
 }
 
-function summary(job: BlockCopyJob) {
+function summary(job: BlockCopyJob | BlockPullJob) {
   return {
+    type: 'type' in job ? job.type : ('COPY' as const),
     jobId: job.jobId,
     domain: job.domain,
     disk: job.disk,
@@ -279,7 +288,7 @@ function summary(job: BlockCopyJob) {
 }
 
 /** A job's summary, with its end once it has ended. */
-async function summaryWithEnd(job: BlockCopyJob) {
+async function summaryWithEnd(job: BlockCopyJob | BlockPullJob) {
   const ended = /^(completed|canceled|failed)$/.test(job.state());
   return { ...summary(job), states: job.states(), end: ended ? await job.result : null };
 }

@@ -7,6 +7,7 @@ import type { AnyStateMachine } from 'xstate';
 import { blockCopyJobMachine } from '../../machines/block-copy-job.js';
 import { migrateStorageMachine } from '../../machines/migrate-storage.js';
 import { withChildChart } from './nest.js';
+import { blockPullJobMachine } from '../../machines/block-pull-job.js';
 import { toDot } from './dot.js';
 import { toMermaid } from './mermaid.js';
 import { dotToSvg } from './svg.js';
@@ -25,6 +26,7 @@ export type DiagramFormat = 'mermaid' | 'dot' | 'svg';
 /** Machines with a diagram, by the name used in file names and on the command line. */
 export const diagramMachines: Readonly<Record<string, AnyStateMachine>> = {
   'block-copy-job': blockCopyJobMachine,
+  'block-pull-job': blockPullJobMachine,
   'migrate-storage': migrateStorageMachine,
 };
 

@@ -28,6 +28,9 @@ import { localOwner } from './lease.js';
 import type { RecoveryReport } from './recovery.js';
 import { recoverJobs } from './recovery.js';
 import { adoptionOf } from './adoption.js';
+import type { BlockPullJob } from './pull-jobs.js';
+import { PullJobs } from './pull-jobs.js';
+import { isPullRebase, validateBlockPull, validateRebasePull } from '../core/pull.js';
 import { resolveDisk } from '../core/disk-identity.js';
 import { checkEngineOptions, checkJobId, refusingEngine } from './options.js';
 import type { CopyPlan, CopyRequest } from '../core/plan.js';
@@ -86,7 +89,7 @@ export interface BlockJobEvent {
   readonly domain: string;
   readonly disk: string;
   readonly jobId: string;
-  readonly type: 'COPY';
+  readonly type: 'COPY' | 'PULL';
   readonly status: BlockJobStatusName;
   readonly pivoted: boolean;
   readonly destinationConsistent: boolean;
@@ -142,8 +145,34 @@ export type RebaseCall = [
 ];
 
 export interface BlockCopyEngine {
-  /** virDomainBlockRebase with VIR_DOMAIN_BLOCK_REBASE_COPY: resolves once the job has started. */
-  blockRebase(...args: RebaseCall): ResultAsync<BlockCopyJob, BlockCopyError>;
+  /**
+   * virDomainBlockRebase: resolves once the job has started. With VIR_DOMAIN_BLOCK_REBASE_COPY a
+   * copy job; without it a block pull into the active image from `base` (null: the whole chain),
+   * whose handle has `type: 'PULL'`. The type parameter names the handle for pull callers; the
+   * default is the copy's (blockPullRebase is the typed pull entry).
+   */
+  blockRebase<J extends BlockCopyJob | BlockPullJob = BlockCopyJob>(
+    ...args: RebaseCall
+  ): ResultAsync<J, BlockCopyError>;
+  /** virDomainBlockRebase without COPY (RELATIVE, BANDWIDTH_BYTES): a block pull. */
+  blockPullRebase(
+    domain: string,
+    disk: string | null,
+    base: string | null,
+    bandwidth: number,
+    flags: number,
+  ): ResultAsync<BlockPullJob, BlockCopyError>;
+  /** virDomainBlockPull: the whole chain pulled into the active image (flags: BANDWIDTH_BYTES). */
+  blockPull(
+    domain: string,
+    disk: string | null,
+    bandwidth: number,
+    flags: number,
+  ): ResultAsync<BlockPullJob, BlockCopyError>;
+  /** The engine's block pull on the disk (any of its names), if one runs. */
+  pullJob(domain: string, disk: string): BlockPullJob | undefined;
+  /** Block pull jobs (active; with includeEnded also those that ended in this process). */
+  pullJobs(filter?: { readonly includeEnded?: boolean }): readonly BlockPullJob[];
   /** virDomainBlockCopy: destination {path, format}, params in bytes. */
   blockCopy(
     domain: string,
@@ -281,6 +310,36 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   const key = (domain: string, disk: string) => `${domain}\u0000${disk}`;
   /** Every name each job's disk answered to when the job started: any spelling finds the job. */
   const diskNames = new Map<JobRunner, DiskNames>();
+  /** Block pulls (src/engine/pull-jobs.ts): one job per disk across copy and pull. */
+  const pulls = new PullJobs({
+    hypervisor,
+    clock,
+    pollTicks$,
+    inspect: options.inspect,
+    store,
+    owner,
+    now,
+    route: (jobId) => {
+      const routed = new Subject<HypervisorEvent>();
+      jobEvents.set(jobId, routed);
+      routeEvents();
+      return routed;
+    },
+    unroute: (jobId) => jobEvents.delete(jobId),
+    makeJobId: (domain, disk) => {
+      try {
+        return checkJobId(options.jobId ? makeJobId(domain, disk) : `pull-${qemuIdPart(disk)}-${randomSuffix()}`);
+      } catch (e) {
+        return err(
+          blockCopyError('VIR_ERR_INVALID_ARG', `job id factory failed: ${e instanceof Error ? e.message : String(e)}`),
+        );
+      }
+    },
+    copyHolds: (domain, disk) => heldBy(domain, disk) !== undefined,
+    events$,
+    jobStates$,
+    closed: () => closed,
+  });
 
   /** The engine's job on the disk `typed` names, by its canonical name or any other name. */
   function heldBy(domain: string, typed: string): JobRunner | undefined {
@@ -498,6 +557,8 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     if (closed) return errAsync(blockCopyError('VIR_ERR_OPERATION_INVALID', 'the engine is closed'));
     const early = heldBy(request.domain, request.disk);
     if (early) return errAsync(errors.diskInCopyJob(early.disk));
+    const pulling = pulls.held(request.domain, request.disk);
+    if (pulling) return errAsync(pullBusy(pulling.disk));
     const resolved: Promise<Result<DiskNames | null, BlockCopyError>> = (async () => {
       const listed = await hypervisor.listDisks(request.domain);
       const found = listed.isOk() && listed.value !== null ? resolveDisk(listed.value, request.disk) : null;
@@ -517,6 +578,8 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     const k = key(request.domain, request.disk);
     const held = heldBy(request.domain, request.disk);
     if (held) return errAsync(errors.diskInCopyJob(held.disk));
+    const pulling = pulls.held(request.domain, request.disk);
+    if (pulling) return errAsync(pullBusy(pulling.disk));
     if (controls.signal?.aborted) return errAsync(aborted(request.disk));
     let made: unknown;
     try {
@@ -601,6 +664,8 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     const parsed = validateAbort(flags);
     if (parsed.isErr()) return errAsync(parsed.error);
     const { async, pivot } = parsed.value;
+    const pull = pulls.held(domain, disk);
+    if (pull) return pulls.abort(pull, async, pivot);
     return withRunner(domain, disk, (runner) => abortJob(runner, async, pivot, abortOptions));
   }
 
@@ -692,7 +757,30 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
         ...(copy ? { options: copy } : {}),
       }).asyncAndThen(plan);
     },
-    blockRebase: (...args) => rebaseRequest(...args).asyncAndThen((request) => startJob(request, args[5])),
+    blockRebase: <J extends BlockCopyJob | BlockPullJob = BlockCopyJob>(...args: RebaseCall) =>
+      (isPullRebase(args[4])
+        ? engine.blockPullRebase(args[0], args[1], args[2], args[3], args[4])
+        : rebaseRequest(...args).asyncAndThen((request) => startJob(request, args[5]))) as ResultAsync<
+        J,
+        BlockCopyError
+      >,
+    blockPullRebase: (domain, disk, base, bandwidth, flags) =>
+      validateRebasePull({ domain, disk, base, bandwidth, flags }).asyncAndThen((request) =>
+        closed
+          ? errAsync(blockCopyError('VIR_ERR_OPERATION_INVALID', 'the engine is closed'))
+          : pulls.start(request, (d) => heldBy(domain, d) !== undefined),
+      ),
+    blockPull: (domain, disk, bandwidth, flags) =>
+      validateBlockPull({ domain, disk, bandwidth, flags }).asyncAndThen((request) =>
+        closed
+          ? errAsync(blockCopyError('VIR_ERR_OPERATION_INVALID', 'the engine is closed'))
+          : pulls.start(request, (d) => heldBy(domain, d) !== undefined),
+      ),
+    pullJobs: (filter = {}) => pulls.jobs(filter.includeEnded ?? false),
+    pullJob: (domain, disk) => {
+      const runner = pulls.held(domain, disk);
+      return runner ? pulls.jobById(runner.jobId) : undefined;
+    },
     blockCopy(domain, disk, destination, params, flags, copyOptions) {
       const [copy, controls] = splitControls(copyOptions);
       return validateCopy({
@@ -714,6 +802,8 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     getBlockJobInfo(domain, disk, flags) {
       const checked = translateJobInfo(null, flags);
       if (checked.isErr()) return errAsync(checked.error);
+      const pull = pulls.held(domain, disk);
+      if (pull) return pulls.info(pull, flags);
       const runner = heldBy(domain, disk);
       // No job of ours: libvirt answers 0 for a disk without a job, an error for no such disk.
       if (!runner)
@@ -723,6 +813,8 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     blockJobSetSpeed(domain, disk, bandwidth, flags) {
       const speed = validateSetSpeed(bandwidth, flags);
       if (speed.isErr()) return errAsync(speed.error);
+      const pull = pulls.held(domain, disk);
+      if (pull) return pulls.setSpeed(pull, speed.value);
       return withRunner(domain, disk, (runner) =>
         hypervisor.setJobSpeed(runner.jobId, speed.value).mapErr((e) => fromHypervisorError(e, runner.jobId)),
       );
@@ -750,6 +842,13 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     },
     checkDomainOperation(domain, operation, disk) {
       const active = [...runners.values()].filter((r) => r.domain === domain);
+      // A block pull: libvirt refuses save/snapshot for any block job, detach for the disk's job.
+      if (operation === 'save' || operation === 'snapshot-create' || operation === 'detach') {
+        const pull = operation === 'detach' ? (disk === undefined ? undefined : pulls.held(domain, disk)) : undefined;
+        if (pull) return errAsync(pullBusy(pull.disk));
+        if (operation !== 'detach' && active.length === 0 && pulls.active(domain))
+          return errAsync(blockCopyError('VIR_ERR_OPERATION_INVALID', 'domain has active block job'));
+      }
       switch (operation) {
         case 'save':
         case 'snapshot-create':
@@ -801,8 +900,10 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
         owner,
         now,
         running: (jobId) =>
-          byId.has(jobId) && runners.get(key(byId.get(jobId)!.domain, byId.get(jobId)!.disk)) !== undefined,
-        diskTaken: (domain, disk) => heldBy(domain, disk) !== undefined,
+          pulls.running(jobId) ||
+          (byId.has(jobId) && runners.get(key(byId.get(jobId)!.domain, byId.get(jobId)!.disk)) !== undefined),
+        diskTaken: (domain, disk) => heldBy(domain, disk) !== undefined || pulls.held(domain, disk) !== undefined,
+        resumePull: (record) => pulls.resume(record),
         resume: async (record) => {
           const runner = newRunner(record.jobId, record.request!, { snapshot: record.snapshot, side: record.side });
           recovered.add(runner);
@@ -872,6 +973,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
       closed = true;
       for (const journal of journals.values()) journal.close();
       for (const runner of [...runners.values()]) runner.detach();
+      pulls.close();
       runners.clear();
       diskNames.clear();
       jobEvents.clear();
@@ -882,6 +984,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     },
     async shutdown() {
       await Promise.all([...journals.values()].map((j) => j.settled()));
+      await pulls.settled();
       engine.close();
     },
   };
@@ -912,6 +1015,11 @@ function endOf(result: JobResult): JobEnd {
 /** A store that cannot be written is an internal error: the engine does nothing unrecorded. */
 export function storeFailure(e: StoreError): BlockCopyError {
   return blockCopyError('VIR_ERR_INTERNAL_ERROR', `job store ${e.location}: ${e.message}`);
+}
+
+/** libvirt's qemuDomainDiskBlockJobIsActive for a disk whose job is not a mirror. */
+function pullBusy(disk: string): BlockCopyError {
+  return blockCopyError('VIR_ERR_OPERATION_UNSUPPORTED', `disk '${disk}' already in active block job`);
 }
 
 function aborted(disk: string, why = 'cancelled before mirroring started'): BlockCopyError {

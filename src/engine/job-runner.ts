@@ -96,10 +96,13 @@ export function gatherFacts(
           };
         const d = found.value;
         const foreignJob = d.job !== null && d.job.jobId !== ownJobId;
+        const held = busy(d.disk);
         return {
           domain,
           disk: { domain: d.domain, disk: d.disk, chain: d.chain },
-          diskBusy: busy(d.disk) || foreignJob,
+          diskBusy: held || foreignJob,
+          // libvirt: BLOCK_COPY_ACTIVE for a mirror (copy, active commit), else OPERATION_UNSUPPORTED.
+          ...(!held && foreignJob && d.job?.type === 'stream' ? { busyWithOther: true } : {}),
           destination,
         };
       }),

@@ -6,7 +6,8 @@
  */
 import type { JobEnd, JobRecord, JobStore, StoreError } from '../core/job-store.js';
 
-export type RecordFields = Pick<JobRecord, 'snapshot' | 'state' | 'side' | 'plan' | 'endIntent'>;
+export type RecordFields = Pick<JobRecord, 'snapshot' | 'state' | 'side' | 'plan' | 'endIntent'> &
+  Partial<Pick<JobRecord, 'pull'>>;
 
 export class JobJournal {
   private last: JobRecord;

@@ -17,7 +17,7 @@ import { ResultAsync } from 'neverthrow';
 import type { HypervisorPort } from '../core/hypervisor-port.js';
 import type { JobEnd, JobRecord, JobStore, LeaseOwner, StoreError } from '../core/job-store.js';
 import { JOB_RECORD_FORMAT } from '../core/job-store.js';
-import { READABLE_CHART_VERSIONS } from '../../machines/chart-version.js';
+import { READABLE_CHART_VERSIONS, READABLE_PULL_CHART_VERSIONS } from '../../machines/chart-version.js';
 import type { BlockCopyJobContext } from '../../machines/block-copy-job.js';
 import { ownerAlive } from './lease.js';
 
@@ -47,6 +47,8 @@ export interface RecoveryContext {
   readonly diskTaken: (domain: string, disk: string) => boolean;
   /** Starts a runner from the record's snapshot. */
   readonly resume: (record: JobRecord) => Promise<unknown>;
+  /** Starts a block pull's runner from its record (its chart reconciles with the hypervisor). */
+  readonly resumePull?: (record: JobRecord) => Promise<unknown>;
 }
 
 /** Lease length for stores shared between hosts; local holders are judged by their process. */
@@ -69,10 +71,11 @@ async function run(ctx: RecoveryContext) {
   for (const stored of listed.value) {
     const id = { jobId: stored.jobId, domain: stored.domain, disk: stored.disk };
     if (ctx.running(stored.jobId)) continue;
-    if (stored.format !== JOB_RECORD_FORMAT || !READABLE_CHART_VERSIONS.includes(stored.chartVersion)) {
+    const readable = stored.jobType === 'pull' ? READABLE_PULL_CHART_VERSIONS : READABLE_CHART_VERSIONS;
+    if (stored.format !== JOB_RECORD_FORMAT || !readable.includes(stored.chartVersion)) {
       skipped.push({
         ...id,
-        reason: `record format ${stored.format}, chart version ${stored.chartVersion}: this blockcopy reads format ${JOB_RECORD_FORMAT}, chart versions ${READABLE_CHART_VERSIONS.join(', ')}; left untouched`,
+        reason: `record format ${stored.format}, chart version ${stored.chartVersion}: this blockcopy reads format ${JOB_RECORD_FORMAT}, chart versions ${readable.join(', ')}; left untouched`,
       });
       continue;
     }
@@ -91,6 +94,13 @@ async function run(ctx: RecoveryContext) {
       continue;
     }
     const record = claimed.value;
+    // A block pull: its chart polls the hypervisor and settles the job (completed, cancelled,
+    // or vanished); a pull that never started is started again from its recorded step.
+    if (record.jobType === 'pull' && record.pull && record.snapshot !== null && ctx.resumePull) {
+      await ctx.resumePull(record);
+      resumed.push({ ...id, state: record.state });
+      continue;
+    }
     const context = (record.snapshot as { context?: BlockCopyJobContext } | null)?.context;
     if (!context || !record.request) {
       // Nothing was ever done for it: the first record is written before the first side effect.

@@ -12,6 +12,8 @@
 export interface PageOptions {
   /** The job machine's chart as rendered by dotToSvg(toDot(...)). */
   readonly svg: string;
+  /** The block-pull job machine's chart, for pull jobs (machines/block-pull-job.ts). */
+  readonly pullSvg?: string;
   /** CSP nonce for the inline style and script. */
   readonly nonce: string;
   readonly title?: string;
@@ -74,6 +76,7 @@ export function renderPage(options: PageOptions): string {
 <p id="notice" hidden></p>
 <main id="jobs"><p id="empty">No jobs yet. Run <code>blockcopy inspect</code> for the demo, or start a copy with <code>--inspect</code>.</p></main>
 <template id="chart-template">${chartTemplate(options.svg)}</template>
+${options.pullSvg !== undefined ? `<template id="chart-template-pull">${chartTemplate(options.pullSvg)}</template>` : ''}
 <script nonce="${nonce}">${SCRIPT}</script>
 </body>
 </html>
@@ -217,7 +220,7 @@ const SCRIPT = String.raw`
 
   function newJob(id) {
     return { id: id, where: '', leaf: null, active: [], path: [], visited: new Set(), status: 'active',
-      context: null, progress: null, outcome: null, error: null, edges: [], log: [], first: null, dom: null };
+      context: null, progress: null, outcome: null, error: null, edges: [], log: [], first: null, dom: null, machine: 'copy' };
   }
 
   function job(id, time) {
@@ -249,7 +252,11 @@ const SCRIPT = String.raw`
       if (snap.context) {
         j.context = snap.context;
         var req = snap.context.request;
-        if (req) j.where = req.domain + '/' + req.disk + ' → ' + req.destination;
+        // A block pull's request has no destination: it pulls into the disk from its base.
+        if (req) j.machine = req.destination === undefined && 'keepRelative' in req ? 'pull' : 'copy';
+        if (req) j.where = j.machine === 'pull'
+          ? 'block pull ' + req.domain + '/' + req.disk + ' ← ' + (req.base || 'the whole chain')
+          : req.domain + '/' + req.disk + ' → ' + req.destination;
         j.outcome = snap.context.outcome || null;
         j.error = snap.context.error || null;
       }
@@ -322,7 +329,8 @@ const SCRIPT = String.raw`
     progress.append(bar, stats);
     var path = el('ol', 'path');
     var chart = el('div', 'chart');
-    chart.append(template.content.cloneNode(true));
+    var pullTemplate = document.getElementById('chart-template-pull');
+    chart.append((j.machine === 'pull' && pullTemplate ? pullTemplate : template).content.cloneNode(true));
     chart.title = 'click to zoom';
     // The chart is wide; a click shows it at full size (scroll sideways), another fits it again.
     chart.addEventListener('click', function () { chart.classList.toggle('zoom'); });
@@ -338,13 +346,16 @@ const SCRIPT = String.raw`
     lower.append(logBox, side);
     root.append(head, progress, path, chart, lower);
     j.dom = { root: root, where: where, badge: badge, outcome: outcome, fill: fill, bytes: bytes, rate: rate, eta: eta,
-      path: path, states: states, edges: edges, tbody: tbody, pre: pre, error: error, lit: [], taken: [], pathLen: -1, logKey: '' };
+      path: path, states: states, edges: edges, tbody: tbody, pre: pre, error: error, lit: [], taken: [], pathLen: -1, logKey: '',
+      machine: j.machine };
     return root;
   }
 
   var SYNCED = /^(ready|pivoting|confirmingPivot|aborting|finishing|settled|completed|canceled|failed)/;
 
   function render(j) {
+    // The job's chart was drawn before its kind was known: draw it again with the right chart.
+    if (j.dom && j.dom.machine !== j.machine) { j.dom.root.remove(); j.dom = null; }
     if (!j.dom) {
       jobsEl.append(buildDom(j));
       emptyEl.hidden = true;

@@ -83,7 +83,7 @@ export class InspectionRecorder {
   attach(engine: BlockCopyEngine): () => void {
     const subscriptions: Subscription[] = [];
     const watched = new Set<string>();
-    const watch = (job: BlockCopyJob): void => {
+    const watch = (job: Pick<BlockCopyJob, 'jobId' | 'progress$'>): void => {
       if (watched.has(job.jobId)) return;
       watched.add(job.jobId);
       const meter = new ProgressMeter();
@@ -103,12 +103,12 @@ export class InspectionRecorder {
         }),
       );
     };
-    for (const job of engine.jobs()) watch(job);
+    for (const job of [...engine.jobs(), ...engine.pullJobs()]) watch(job);
     subscriptions.push(
       engine.jobStates$.subscribe((change) => {
         if (watched.has(change.jobId)) return;
         // A job handle exists once the hypervisor job does (mirroring); earlier states have no progress.
-        const job = engine.job(change.domain, change.disk);
+        const job = engine.job(change.domain, change.disk) ?? engine.pullJob(change.domain, change.disk);
         if (job && job.jobId === change.jobId) watch(job);
       }),
       engine.events$.subscribe((e) => {

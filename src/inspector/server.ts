@@ -17,6 +17,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { InspectionEvent } from 'xstate';
 import { blockCopyJobMachine } from '../../machines/block-copy-job.js';
+import { blockPullJobMachine } from '../../machines/block-pull-job.js';
 import { dotToSvg, toDot, walkMachine } from '../diagram/index.js';
 import type { BlockCopyEngine } from '../engine/engine.js';
 import { renderPage } from './page.js';
@@ -57,6 +58,7 @@ const MACHINE = 'blockCopyJob';
 const HEARTBEAT_MS = 15_000;
 
 let chartSvg: Promise<string> | null = null;
+let pullChartSvg: Promise<string> | null = null;
 /** The page's chart: the same SVG that `npm run diagrams` writes to visualizations/. */
 function jobChartSvg(): Promise<string> {
   chartSvg ??= dotToSvg(toDot(walkMachine(blockCopyJobMachine)));
@@ -75,6 +77,8 @@ export async function startInspector(options: InspectorOptions = {}): Promise<In
   const recorder = new InspectionRecorder(options.capacity !== undefined ? { capacity: options.capacity } : {});
   const header = headerRecord(MACHINE, new Date());
   const svg = await jobChartSvg();
+  pullChartSvg ??= dotToSvg(toDot(walkMachine(blockPullJobMachine)));
+  const pullSvg = await pullChartSvg;
 
   let file: WriteStream | null = null;
   let stopFile = (): void => {};
@@ -119,7 +123,7 @@ export async function startInspector(options: InspectorOptions = {}): Promise<In
         res.end(
           req.method === 'HEAD'
             ? undefined
-            : renderPage({ svg, nonce, ...(options.title ? { title: options.title } : {}) }),
+            : renderPage({ svg, pullSvg, nonce, ...(options.title ? { title: options.title } : {}) }),
         );
         return;
       }

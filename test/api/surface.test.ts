@@ -15,6 +15,7 @@ import type {
   BlockCopyEngine,
   BlockCopyError,
   BlockCopyJob,
+  BlockPullJob,
   BlockJobEvent,
   BlockJobInfo,
   CopyPlan,
@@ -196,9 +197,11 @@ describe('API types', () => {
   });
 
   it('every engine call returns a neverthrow ResultAsync with a BlockCopyError', () => {
+    // Without COPY, blockRebase starts a block pull (a BlockPullJob, `type: 'PULL'`).
     expectTypeOf<ReturnType<BlockCopyEngine['blockRebase']>>().toEqualTypeOf<
-      ResultAsync<BlockCopyJob, BlockCopyError>
+      ResultAsync<BlockCopyJob | BlockPullJob, BlockCopyError>
     >();
+    expectTypeOf<ReturnType<BlockCopyEngine['blockPull']>>().toEqualTypeOf<ResultAsync<BlockPullJob, BlockCopyError>>();
     expectTypeOf<ReturnType<BlockCopyEngine['blockCopy']>>().toEqualTypeOf<ResultAsync<BlockCopyJob, BlockCopyError>>();
     expectTypeOf<ReturnType<BlockCopyEngine['planRebase']>>().toEqualTypeOf<ResultAsync<CopyPlan, BlockCopyError>>();
     expectTypeOf<ReturnType<BlockCopyEngine['blockJobAbort']>>().toEqualTypeOf<ResultAsync<void, BlockCopyError>>();
@@ -210,7 +213,7 @@ describe('API types', () => {
       ResultAsync<void, BlockCopyError>
     >();
     // Awaiting one gives a Result whose value is reachable only after a check.
-    expectTypeOf<Awaited<ReturnType<BlockCopyEngine['blockRebase']>>>().toEqualTypeOf<
+    expectTypeOf<Awaited<ReturnType<BlockCopyEngine['blockCopy']>>>().toEqualTypeOf<
       Result<BlockCopyJob, BlockCopyError>
     >();
   });

@@ -14,6 +14,7 @@ import type {
   HypervisorJobInfo,
   ImageFormat,
   MirrorSpec,
+  StreamSpec,
 } from '../../src/core/hypervisor-port.js';
 import { namesOf, resolveDisk } from '../../src/core/disk-identity.js';
 import { AbortFlags, RebaseFlags } from '../../src/core/flags.js';
@@ -759,6 +760,69 @@ export const SCENARIOS: readonly Scenario[] = [
       expect(await d.fileExists(dest)).toBe(false);
       expect(await guestReads(d)).toBe(d.paths.snap2);
       engine.close();
+    },
+  },
+  {
+    name: 'block-stream of the whole chain (block pull): no READY, ends by itself, the top stands alone',
+    async run(d) {
+      const stream = { jobId: 's-all', domain: d.domain, disk: d.disk, base: null, backingFile: null, speed: 0 };
+      await must('startStream', d.port.startStream!(stream));
+      // The same request again is a retry.
+      await must('startStream again', d.port.startStream!(stream));
+      await untilTrail(d, 's-all', 'concluded');
+      expect(trail(d, 's-all')).toEqual(['created', 'running', 'waiting', 'pending', 'job-completed', 'concluded']);
+      expect(await job(d, 's-all')).toMatchObject({ status: 'concluded', offset: d.size, len: d.size });
+      expect((await job(d, 's-all'))?.error).toBeUndefined();
+      await must('dismissJob', d.port.dismissJob('s-all'));
+      expect(await job(d, 's-all')).toBeNull();
+      expect(await chainPaths(d)).toEqual([d.paths.snap2]);
+      expect(await guestReads(d)).toBe(d.paths.snap2);
+    },
+  },
+  {
+    name: "block-stream refusals in QEMU's words, a stream down to base cancelled: the chain stays whole",
+    async run(d) {
+      const base = { path: d.paths.base, format: 'qcow2' as const };
+      const stream = (jobId: string, o: Partial<StreamSpec> = {}): StreamSpec => ({
+        jobId,
+        domain: d.domain,
+        disk: d.disk,
+        base,
+        backingFile: null,
+        speed: 0,
+        ...o,
+      });
+      const nowhere = `${d.dir}/nowhere.qcow2`;
+      expect(
+        await refused('unknown base', d.port.startStream!(stream('s-x', { base: { path: nowhere, format: 'qcow2' } }))),
+      ).toMatchObject(qmp(`Cannot find device='' nor node-name='${nowhere}'`));
+      expect(await refused('negative speed', d.port.startStream!(stream('s-neg', { speed: -1 })))).toMatchObject(
+        qmp("Parameter 'speed' expects a non-negative value"),
+      );
+      expect(await refused('job id with #', d.port.startStream!(stream('s#1')))).toMatchObject(
+        qmp("Invalid job ID 's#1'"),
+      );
+      // 1 MiB/s: still streaming while the busy disk is refused and the cancel lands.
+      await must('startStream', d.port.startStream!(stream('s-base', { speed: MiB })));
+      const busy = await refused('busy disk', d.port.startStream!(stream('s-two', { base: null })));
+      expect(busy).toMatchObject({ kind: 'qmp', errorClass: 'GenericError' });
+      expect(busy.desc).toMatch(/^Node '.+' is busy: block device is in use by block job: stream$/);
+      expect((await must('listDisks', d.port.listDisks(d.domain)))?.[0]?.job).toMatchObject({
+        jobId: 's-base',
+        type: 'stream',
+      });
+      expect(await refused('complete', d.port.completeJob('s-base'))).toMatchObject(
+        qmp("Job 's-base' in state 'running' cannot accept command verb 'complete'"),
+      );
+      await must('cancelJob', d.port.cancelJob('s-base', false));
+      await untilTrail(d, 's-base', 'concluded');
+      expect(trail(d, 's-base')).toEqual(['created', 'running', 'aborting', 'job-cancelled', 'concluded']);
+      expect(await job(d, 's-base')).toMatchObject({ status: 'concluded', error: 'Operation canceled' });
+      await must('dismissJob', d.port.dismissJob('s-base'));
+      expect(await chainPaths(d)).toEqual([d.paths.snap2, d.paths.snap1, d.paths.base]);
+      expect(d.events.filter((e) => 'jobId' in e && e.jobId === 's-neg').map((e) => 'status' in e && e.status)).toEqual(
+        ['created', 'null'],
+      );
     },
   },
 ];

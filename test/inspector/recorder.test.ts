@@ -154,4 +154,29 @@ describe('InspectionRecorder', () => {
     );
     expect(recorder.records().map((r) => (r.kind === 'progress' ? r.cur : 0))).toEqual([3, 4, 5]);
   });
+
+  it('records a block pull: its chart states, progress and its PULL event', async () => {
+    const clock = new VirtualClock();
+    let time = 1_000_000;
+    const recorder = new InspectionRecorder({ now: () => time++ });
+    const hypervisor = new SimulatedHypervisor({ clock, copyRate: 256 * MiB });
+    const engine = createEngine({ hypervisor, clock, pollIntervalMs: 200, inspect: recorder.inspect });
+    recorder.attach(engine);
+    const job = (await engine.blockPull('demo', 'vda', 0, 0))._unsafeUnwrap();
+    await clock.runUntil(() => job.state() === 'completed');
+    const result = await job.result;
+    engine.close();
+    await hypervisor.close();
+    const records = recorder.records();
+    expect(rootStates(records, job.jobId)).toEqual(result.states);
+    expect(result.states).toContain('streaming.running');
+    const context = records.find(
+      (r) => r.kind === 'inspection' && r.jobId === job.jobId && r.root && r.snapshot?.context !== undefined,
+    ) as InspectionRecord;
+    expect(context.snapshot!.context).toMatchObject({ request: { api: 'virDomainBlockPull', base: null } });
+    expect(records.some((r) => r.kind === 'progress' && r.jobId === job.jobId && r.cur > 0)).toBe(true);
+    expect(records.filter((r) => r.kind === 'job-event').map((r) => r.kind === 'job-event' && r.status)).toEqual([
+      'COMPLETED',
+    ]);
+  });
 });

@@ -106,6 +106,9 @@ describe('inspector server', () => {
     expect(html).toContain(`<script nonce="${nonce}">`);
     expect(html).toContain('data-state="mirroring.running"');
     expect(html).toContain('data-edge="settled:completed:always"');
+    // Block pull jobs get the pull chart (machines/block-pull-job.ts) from their own template.
+    expect(html).toContain('<template id="chart-template-pull">');
+    expect(html).toContain('data-state="streaming.running"');
     // Nothing is loaded from anywhere else, and every copy of the chart can be in the page at once.
     expect(html).not.toMatch(/(src|href)="(https?:)?\/\//);
     expect(html).not.toMatch(/ id="state:/);

@@ -25,6 +25,7 @@ import { captureOutput } from '../cli/capture.js';
 import { whenReady, whenState } from '../qemu-engine/helpers.js';
 import { ensureLibvirtd, killLibvirtd, startLibvirtd, stopStarted, SOCKET } from '../../adapters/libvirt/lab-daemon.js';
 import { CHAIN_SIZE, LibvirtLab, MiB, run, virsh, type Guest } from '../../adapters/libvirt/lab.js';
+import { describePull } from './pull-suite.js';
 
 const { COPY, SHALLOW, REUSE_EXT, COPY_RAW } = RebaseFlags;
 const KEEPALIVE_IDLE_MS = 40_000;
@@ -323,6 +324,8 @@ describe('pivot, abort and refusals on libvirt', () => {
     await lab.destroy(guest);
   });
 });
+
+describePull(() => ({ lab, engine }));
 
 describe('interoperation with virsh', () => {
   it('a copy started by virsh blockcopy is visible, adopted and pivoted by blockcopy', async () => {
