@@ -132,6 +132,8 @@ export class LibvirtHypervisor implements HypervisorPort {
   readonly name: string;
   private readonly subject = new Subject<HypervisorEvent>();
   readonly events$: Observable<HypervisorEvent> = this.subject.asObservable();
+  /** libvirt passes granularity and buf-size to QEMU, which refuses bad ones before the job starts. */
+  readonly checksCopyLimits = true;
   private readonly subscriptions: Subscription[] = [];
   private readonly jobs = new Map<string, TrackedJob>();
   /** Destinations createDestination reserved: libvirt creates them in startMirror. */
@@ -226,9 +228,11 @@ export class LibvirtHypervisor implements HypervisorPort {
           chain,
           job: info.value.found
             ? {
-                jobId: tracked?.jobId ?? `libvirt:${domain}/${d.target}`,
+                jobId: tracked?.jobId ?? `${FOREIGN_PREFIX}${domain}/${d.target}`,
                 type: QEMU_JOB_TYPE[info.value.type] ?? 'unknown',
                 status: d.mirror?.ready === 'yes' ? 'ready' : d.mirror?.ready === 'abort' ? 'aborting' : 'running',
+                offset: Number(info.value.cur),
+                len: Number(info.value.end),
               }
             : null,
         });
@@ -321,8 +325,13 @@ export class LibvirtHypervisor implements HypervisorPort {
       // The engine lets a copy on a persistent domain start only with TRANSIENT_JOB.
       if (persistent.value === 1) flags |= LibvirtFlags.COPY_TRANSIENT_JOB;
       if (spec.copyMode === 'write-blocking') flags |= LibvirtFlags.COPY_SYNCHRONOUS_WRITES;
-      const params: TypedParam[] =
-        spec.speed > 0 ? [{ field: 'bandwidth', type: 'ullong', value: BigInt(spec.speed) }] : [];
+      // virDomainBlockCopy's typed parameters; 0 or absent means the hypervisor's default, as in libvirt.
+      const params: TypedParam[] = [];
+      if (spec.speed > 0) params.push({ field: 'bandwidth', type: 'ullong', value: BigInt(spec.speed) });
+      if (spec.granularity !== undefined && spec.granularity > 0)
+        params.push({ field: 'granularity', type: 'uint', value: spec.granularity });
+      if (spec.bufSize !== undefined && spec.bufSize > 0)
+        params.push({ field: 'buf-size', type: 'ullong', value: BigInt(spec.bufSize) });
       const target = disk?.target ?? spec.disk;
       const r = await this.call(
         Proc.DOMAIN_BLOCK_COPY,
@@ -347,7 +356,7 @@ export class LibvirtHypervisor implements HypervisorPort {
 
   queryJob(jobId: string): ResultAsync<HypervisorJobInfo | null, HypervisorError> {
     return wrap('queryJob', async () => {
-      const job = this.jobs.get(jobId);
+      const job = await this.jobOf(jobId);
       if (!job) return ok(null);
       if (job.end) return ok(concluded(job));
       const [info, xml] = await Promise.all([
@@ -415,7 +424,7 @@ export class LibvirtHypervisor implements HypervisorPort {
 
   completeJob(jobId: string): ResultAsync<void, HypervisorError> {
     return wrap('completeJob', async () => {
-      const job = this.jobs.get(jobId);
+      const job = await this.jobOf(jobId);
       if (!job) return err(invalid('completeJob', `no block job '${jobId}'`));
       const r = await this.call(
         Proc.DOMAIN_BLOCK_JOB_ABORT,
@@ -434,7 +443,7 @@ export class LibvirtHypervisor implements HypervisorPort {
 
   cancelJob(jobId: string, _force: boolean): ResultAsync<void, HypervisorError> {
     return wrap('cancelJob', async () => {
-      const job = this.jobs.get(jobId);
+      const job = await this.jobOf(jobId);
       if (!job) return ok(undefined); // no job: nothing to cancel
       const before = await this.mirrorOf(job);
       // libvirt has no force cancel: it always soft-cancels (block-job-cancel force=false).
@@ -470,7 +479,7 @@ export class LibvirtHypervisor implements HypervisorPort {
 
   setJobSpeed(jobId: string, bytesPerSecond: number): ResultAsync<void, HypervisorError> {
     return wrap('setJobSpeed', async () => {
-      const job = this.jobs.get(jobId);
+      const job = await this.jobOf(jobId);
       if (!job) return err(invalid('setJobSpeed', `no block job '${jobId}'`));
       const r = await this.call(
         Proc.DOMAIN_BLOCK_JOB_SET_SPEED,
@@ -583,12 +592,76 @@ export class LibvirtHypervisor implements HypervisorPort {
     });
   }
 
+  /**
+   * The port's reattachJob: `jobId` is the copy of `domain`/`disk` into `destination` that an engine
+   * recorded before it restarted. libvirt names jobs by disk only, so a fresh adapter learns the
+   * engine's id here. Tracks it while the disk mirrors into that destination, or already reads it
+   * (pivoted while nobody watched: queryJob then reports it concluded); otherwise tracks nothing,
+   * and queryJob answers null, as for a job the hypervisor no longer knows.
+   */
+  reattachJob(job: {
+    readonly jobId: string;
+    readonly domain: string;
+    readonly disk: string;
+    readonly destination: string;
+  }): ResultAsync<void, HypervisorError> {
+    return wrap('reattachJob', async () => {
+      if (this.jobs.has(job.jobId)) return ok(undefined);
+      const found = await this.diskOf(job.domain, job.disk);
+      if (found.isErr()) return err(found.error);
+      if (found.value === null) return ok(undefined);
+      const d = found.value.disk;
+      const mirrors = d.mirror !== null && d.mirror.path !== null && samePath(d.mirror.path, job.destination);
+      const top = d.chain[0]?.path;
+      const pivoted = d.mirror === null && top !== undefined && samePath(top, job.destination);
+      if (!mirrors && !pivoted) return ok(undefined);
+      const info = await this.call(
+        Proc.DOMAIN_GET_BLOCK_JOB_INFO,
+        args.diskFlags(found.value.dom, d.target, LibvirtFlags.BANDWIDTH_BYTES),
+        rets.blockJobInfo,
+      );
+      if (info.isErr()) return err(info.error);
+      const speed = info.value.found ? Number(info.value.bandwidth) : 0;
+      this.track(
+        {
+          jobId: job.jobId,
+          domain: job.domain,
+          disk: d.target,
+          destination: { path: job.destination, format: 'qcow2' },
+          destinationBacking: null,
+          sync: 'full',
+          speed,
+          onTargetError: 'report',
+          onSourceError: 'report',
+          copyMode: 'background',
+        },
+        found.value.dom,
+        d.target,
+      );
+      return ok(undefined);
+    });
+  }
+
   /** Jobs this adapter tracks (engine job id → libvirt domain and disk). */
   trackedJobs(): readonly { readonly jobId: string; readonly domain: string; readonly disk: string }[] {
     return [...this.jobs.values()].map((j) => ({ jobId: j.jobId, domain: j.domain, disk: j.disk }));
   }
 
   // ------------------------------------------------------------------ internals
+
+  /**
+   * The job `jobId` names: one this adapter tracks, else a job listDisks named
+   * `libvirt:<domain>/<target>` (started by anyone), taken over on first use, as engine.adopt needs.
+   */
+  private async jobOf(jobId: string): Promise<TrackedJob | undefined> {
+    const tracked = this.jobs.get(jobId);
+    if (tracked || !jobId.startsWith(FOREIGN_PREFIX)) return tracked;
+    const name = jobId.slice(FOREIGN_PREFIX.length);
+    const slash = name.lastIndexOf('/');
+    if (slash <= 0) return undefined;
+    const adopted = await this.adoptJob(jobId, name.slice(0, slash), name.slice(slash + 1));
+    return adopted.isOk() ? this.jobs.get(jobId) : undefined;
+  }
 
   private track(spec: MirrorSpec, dom: DomainRef, target: string): TrackedJob {
     const job: TrackedJob = {
@@ -716,6 +789,9 @@ export class LibvirtHypervisor implements HypervisorPort {
 }
 
 // ---------------------------------------------------------------- helpers
+
+/** How listDisks names a block job this adapter does not track (e.g. one virsh started). */
+const FOREIGN_PREFIX = 'libvirt:';
 
 /** libvirt's job type → QEMU's job type name (what the port's DiskNames.job.type speaks). */
 const QEMU_JOB_TYPE: Readonly<Record<number, string>> = {

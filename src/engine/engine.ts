@@ -683,26 +683,32 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     planRebase: (...args) => rebaseRequest(...args).asyncAndThen(plan),
     planBlockCopy: (domain, disk, destination, params, flags, copyOptions) => {
       const [copy] = splitControls(copyOptions);
-      return validateCopy({
-        domain,
-        disk,
-        destination,
-        params,
-        flags,
-        ...(copy ? { options: copy } : {}),
-      }).asyncAndThen(plan);
+      return validateCopy(
+        {
+          domain,
+          disk,
+          destination,
+          params,
+          flags,
+          ...(copy ? { options: copy } : {}),
+        },
+        { hypervisorLimits: hypervisor.checksCopyLimits === true },
+      ).asyncAndThen(plan);
     },
     blockRebase: (...args) => rebaseRequest(...args).asyncAndThen((request) => startJob(request, args[5])),
     blockCopy(domain, disk, destination, params, flags, copyOptions) {
       const [copy, controls] = splitControls(copyOptions);
-      return validateCopy({
-        domain,
-        disk,
-        destination,
-        params,
-        flags,
-        ...(copy ? { options: copy } : {}),
-      }).asyncAndThen((request) => startJob(request, controls));
+      return validateCopy(
+        {
+          domain,
+          disk,
+          destination,
+          params,
+          flags,
+          ...(copy ? { options: copy } : {}),
+        },
+        { hypervisorLimits: hypervisor.checksCopyLimits === true },
+      ).asyncAndThen((request) => startJob(request, controls));
     },
     blockJobAbort: abort,
     listDisks(domain) {
