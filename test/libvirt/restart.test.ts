@@ -75,5 +75,4 @@ describe('libvirtd restart', () => {
     await verifyPivot(guest, dest);
     await lab.destroy(guest);
   }, 180_000);
-
 });
