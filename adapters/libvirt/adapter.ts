@@ -16,7 +16,7 @@
  *   (pauseJob/resumeJob fail with a typed error).
  * Errors libvirt sends pass through unchanged (kind 'libvirt', code, domain, message).
  */
-import { type Res, invalid, ioError, wrap } from '../hypervisor-results.js';
+import { type Res, invalid, wrap } from '../hypervisor-results.js';
 import { err, ok, ResultAsync } from 'neverthrow';
 import { Subject, type Observable, type Subscription } from 'rxjs';
 import type { Clock } from '../../src/core/clock.js';
@@ -34,7 +34,8 @@ import type {
   MirrorSpec,
 } from '../../src/core/hypervisor-port.js';
 import { chainInfo, destinationXml, findDisk, parseDomainXml, type DomainDisk, type DomainXml } from './domain-xml.js';
-import { LocalImages, parseJson, removeFile, samePath } from '../local-images.js';
+import { LocalImages, removeFile, samePath } from '../local-images.js';
+import { BackingSizes } from './backing-sizes.js';
 import { describeError, LibvirtClient, type LibvirtReconnectOptions, type LibvirtRpcError } from './rpc/client.js';
 import {
   args,
@@ -141,6 +142,7 @@ export class LibvirtHypervisor implements HypervisorPort {
   /** Destinations libvirt created for this adapter (createDestination stays idempotent). */
   private readonly createdByLibvirt = new Set<string>();
   private readonly images: LocalImages;
+  private readonly backingSizes: BackingSizes;
   private readonly graceMs: number;
   private readonly clock: Clock | undefined;
 
@@ -150,6 +152,7 @@ export class LibvirtHypervisor implements HypervisorPort {
   ) {
     this.name = `libvirt:${options.uri ?? 'qemu:///system'}`;
     this.images = new LocalImages(options.qemuImg ?? 'qemu-img', options.toolTimeoutMs ?? 120_000);
+    this.backingSizes = new BackingSizes(this.images);
     this.graceMs = options.endEventGraceMs ?? 2000;
     this.clock = options.clock;
     this.subscriptions.push(
@@ -207,7 +210,7 @@ export class LibvirtHypervisor implements HypervisorPort {
       if (xml.isErr()) return err(xml.error);
       const out: DiskNames[] = [];
       for (const d of xml.value.disks) {
-        const sizes = await this.chainSizes(d);
+        const sizes = await this.chainSizes(dom.value, d);
         const chain = sizes.isOk() ? (chainInfo(d, sizes.value) ?? []) : [];
         const info = await this.call(
           Proc.DOMAIN_GET_BLOCK_JOB_INFO,
@@ -247,7 +250,7 @@ export class LibvirtHypervisor implements HypervisorPort {
       if (found.isErr()) return err(found.error);
       if (found.value === null) return ok(null);
       const d = found.value.disk;
-      const sizes = await this.chainSizes(d);
+      const sizes = await this.chainSizes(found.value.dom, d);
       if (sizes.isErr()) return err(sizes.error);
       const chain = chainInfo(d, sizes.value);
       if (chain === null)
@@ -768,23 +771,19 @@ export class LibvirtHypervisor implements HypervisorPort {
   }
 
   /**
-   * Virtual sizes of the chain's images, from one `qemu-img info --backing-chain -U` of the top
-   * (QEMU holds the images open; one process instead of one per layer keeps the start fast).
+   * Virtual sizes of the chain's images: the active image's from libvirt (virDomainGetBlockInfo,
+   * one round trip), the backing images' remembered per file (backing-sizes.ts), so that starting
+   * a copy costs no `qemu-img` run once the chain is known.
    */
-  private async chainSizes(d: DomainDisk): Res<number[]> {
-    const top = d.chain[0];
-    if (top === undefined) return ok([]);
-    const r = await this.images.tool('qemu-img info', ['info', '-U', '--backing-chain', '--output=json', top.path]);
-    if (r.isErr()) return err(r.error);
-    const infos = parseJson(r.value);
-    if (!Array.isArray(infos)) return err(ioError('qemu-img info', `unreadable output for '${top.path}'`));
-    const sizes: number[] = [];
-    for (let i = 0; i < d.chain.length; i++) {
-      const size = (infos[i] as Record<string, unknown> | undefined)?.['virtual-size'];
-      if (typeof size !== 'number') return err(ioError('qemu-img info', `no size for '${d.chain[i]!.path}'`));
-      sizes.push(size);
-    }
-    return ok(sizes);
+  private async chainSizes(dom: DomainRef, d: DomainDisk): Res<number[]> {
+    if (d.chain[0] === undefined) return ok([]);
+    const [top, backing] = await Promise.all([
+      this.call(Proc.DOMAIN_GET_BLOCK_INFO, args.diskFlags(dom, d.target, 0), rets.blockInfo),
+      this.backingSizes.sizes(d.chain.slice(1).map((c) => c.path)),
+    ]);
+    if (top.isErr()) return err(top.error);
+    if (backing.isErr()) return err(backing.error);
+    return ok([Number(top.value.capacity), ...backing.value]);
   }
 }
 

@@ -8,6 +8,7 @@
  * libvirt's refusals of bad values passed through unchanged. Every pivot is checked with
  * `qemu-img compare` against the chain and the live domain XML's source.
  */
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -304,6 +305,57 @@ describe('engine process restart with the store', () => {
         expect(stored?.end).toMatchObject({ outcome: 'completed', pivoted: true });
       } finally {
         await engine?.shutdown();
+        opened.close();
+        await fresh.close();
+      }
+      await lab.destroy(guest);
+    },
+  );
+});
+
+/** Runs kill-child.ts, which SIGKILLs itself at `point`. */
+function runKillChild(argv: readonly string[]): Promise<{ signal: NodeJS.Signals | null; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', KILL_CHILD, ...argv], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve) => child.on('exit', (_code, signal) => resolve({ signal, stderr })));
+}
+const KILL_CHILD = new URL('./kill-child.ts', import.meta.url).pathname;
+
+describe('engine process SIGKILLed at each step of a pivot, recovered on libvirt', () => {
+  it.each([
+    'after:startMirror',
+    'state:mirroring.running',
+    'state:ready.synced',
+    'after:completeJob',
+    'state:confirmingPivot',
+  ])(
+    'killed at %s: a new engine on the store ends it pivoted, once, data intact',
+    { timeout: 180_000 },
+    async (point) => {
+      const guest = await lab.guest(`kill-${point.replace(/[:.]/g, '-')}`);
+      const dest = join(guest.dir, 'copy.qcow2');
+      const store = join(guest.dir, 'jobs.db');
+      const killed = await runKillChild([guest.name, store, dest, point]);
+      expect(killed.signal, killed.stderr).toBe('SIGKILL');
+
+      const fresh: LibvirtHypervisor = (await connectLibvirt({ uri: URI }))._unsafeUnwrap();
+      const opened = openSqliteStore(store)._unsafeUnwrap();
+      const engine = createEngine({ hypervisor: fresh, store: opened, pollIntervalMs: 100 });
+      try {
+        const report = (await engine.recover())._unsafeUnwrap();
+        expect(report.skipped).toEqual([]);
+        const resumed = report.resumed[0];
+        const result = resumed ? await engine.jobById(resumed.jobId)!.result : report.finished[0]?.end;
+        expect(result).toMatchObject({ outcome: 'completed', pivoted: true, destinationConsistent: true });
+        await verifyPivot(guest, dest);
+        expect((await lab.hv.listBlockJobs(guest.name))._unsafeUnwrap()).toEqual([]);
+        const records = (await opened.list({ includeEnded: true }))._unsafeUnwrap();
+        expect(records.map((r) => r.end?.outcome)).toEqual(['completed']);
+      } finally {
+        await engine.shutdown();
         opened.close();
         await fresh.close();
       }
