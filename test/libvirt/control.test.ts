@@ -326,11 +326,11 @@ const KILL_CHILD = new URL('./kill-child.ts', import.meta.url).pathname;
 
 describe('engine process SIGKILLed at each step of a pivot, recovered on libvirt', () => {
   it.each([
+    // The copy started but not yet recorded as started; ready, the pivot not asked for; the
+    // pivot asked for and not recorded (the CLI test above covers a kill while mirroring).
     'after:startMirror',
-    'state:mirroring.running',
     'state:ready.synced',
     'after:completeJob',
-    'state:confirmingPivot',
   ])(
     'killed at %s: a new engine on the store ends it pivoted, once, data intact',
     { timeout: 180_000 },
