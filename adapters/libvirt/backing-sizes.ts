@@ -31,7 +31,7 @@ export class BackingSizes {
       const k = this.known.get(p);
       return k !== undefined && keys[i] !== null && k.key === keys[i] ? k.virtualSize : null;
     });
-    if (cached.every((s) => s !== null)) return ok(cached as number[]);
+    if (cached.every((s) => s !== null)) return ok(cached);
     // One run reads the whole chain below the first image.
     const r = await this.images.tool('qemu-img info', ['info', '-U', '--backing-chain', '--output=json', paths[0]!]);
     if (r.isErr()) return err(r.error);
