@@ -407,6 +407,11 @@ describe('interoperation with virsh', () => {
 });
 
 describe('the CLI on libvirt', () => {
+  // The run's own job store and no daemon: never the host's /var/lib/blockcopy or /run/blockcopy.
+  const store = () => join(lab.root, 'cli-jobs.db');
+  beforeAll(() => {
+    process.env['BLOCKCOPY_SOCKET'] = join(lab.root, 'no-daemon.sock');
+  });
   it('blockcopy copy --connect qemu+unix:///system?socket=… --domain NAME --pivot: pivoted, data intact', async () => {
     const guest = await lab.guest('cli');
     const dest = join(guest.dir, 'cli.qcow2');
@@ -423,6 +428,8 @@ describe('the CLI on libvirt', () => {
         guest.name,
         '--pivot',
         '--json',
+        '--store',
+        store(),
       ],
       out,
     );
@@ -436,7 +443,10 @@ describe('the CLI on libvirt', () => {
   it('an unknown domain is libvirt-style NO_DOMAIN, nothing created', async () => {
     const out = captureOutput();
     const dest = join(lab.root, 'never.qcow2');
-    const code = await main(['copy', 'vda', dest, '--connect', 'qemu:///system', '--domain', 'no-such-guest'], out);
+    const code = await main(
+      ['copy', 'vda', dest, '--connect', 'qemu:///system', '--domain', 'no-such-guest', '--store', store()],
+      out,
+    );
     expect(code).toBe(1);
     expect(out.errors.join('\n')).toMatch(/Domain not found: no domain with matching name 'no-such-guest'/);
     expect(existsSync(dest)).toBe(false);
