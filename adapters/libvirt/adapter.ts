@@ -16,7 +16,7 @@
  *   (pauseJob/resumeJob fail with a typed error).
  * Errors libvirt sends pass through unchanged (kind 'libvirt', code, domain, message).
  */
-import { type Res, invalid, ioError, wrap } from '../hypervisor-results.js';
+import { type Res, invalid, wrap } from '../hypervisor-results.js';
 import { err, ok, ResultAsync } from 'neverthrow';
 import { Subject, type Observable, type Subscription } from 'rxjs';
 import type { Clock } from '../../src/core/clock.js';
@@ -35,7 +35,8 @@ import type {
   StreamSpec,
 } from '../../src/core/hypervisor-port.js';
 import { chainInfo, destinationXml, findDisk, parseDomainXml, type DomainDisk, type DomainXml } from './domain-xml.js';
-import { LocalImages, parseJson, removeFile, samePath } from '../local-images.js';
+import { LocalImages, removeFile, samePath } from '../local-images.js';
+import { BackingSizes } from './backing-sizes.js';
 import { describeError, LibvirtClient, type LibvirtReconnectOptions, type LibvirtRpcError } from './rpc/client.js';
 import {
   args,
@@ -138,6 +139,8 @@ export class LibvirtHypervisor implements HypervisorPort {
   readonly name: string;
   private readonly subject = new Subject<HypervisorEvent>();
   readonly events$: Observable<HypervisorEvent> = this.subject.asObservable();
+  /** libvirt passes granularity and buf-size to QEMU, which refuses bad ones before the job starts. */
+  readonly checksCopyLimits = true;
   private readonly subscriptions: Subscription[] = [];
   private readonly jobs = new Map<string, TrackedJob>();
   /** Destinations createDestination reserved: libvirt creates them in startMirror. */
@@ -145,6 +148,7 @@ export class LibvirtHypervisor implements HypervisorPort {
   /** Destinations libvirt created for this adapter (createDestination stays idempotent). */
   private readonly createdByLibvirt = new Set<string>();
   private readonly images: LocalImages;
+  private readonly backingSizes: BackingSizes;
   private readonly graceMs: number;
   private readonly clock: Clock | undefined;
 
@@ -154,6 +158,7 @@ export class LibvirtHypervisor implements HypervisorPort {
   ) {
     this.name = `libvirt:${options.uri ?? 'qemu:///system'}`;
     this.images = new LocalImages(options.qemuImg ?? 'qemu-img', options.toolTimeoutMs ?? 120_000);
+    this.backingSizes = new BackingSizes(this.images);
     this.graceMs = options.endEventGraceMs ?? 2000;
     this.clock = options.clock;
     this.subscriptions.push(
@@ -211,7 +216,7 @@ export class LibvirtHypervisor implements HypervisorPort {
       if (xml.isErr()) return err(xml.error);
       const out: DiskNames[] = [];
       for (const d of xml.value.disks) {
-        const sizes = await this.chainSizes(d);
+        const sizes = await this.chainSizes(dom.value, d);
         const chain = sizes.isOk() ? (chainInfo(d, sizes.value) ?? []) : [];
         const info = await this.call(
           Proc.DOMAIN_GET_BLOCK_JOB_INFO,
@@ -232,9 +237,11 @@ export class LibvirtHypervisor implements HypervisorPort {
           chain,
           job: info.value.found
             ? {
-                jobId: tracked?.jobId ?? `libvirt:${domain}/${d.target}`,
+                jobId: tracked?.jobId ?? `${FOREIGN_PREFIX}${domain}/${d.target}`,
                 type: QEMU_JOB_TYPE[info.value.type] ?? 'unknown',
                 status: d.mirror?.ready === 'yes' ? 'ready' : d.mirror?.ready === 'abort' ? 'aborting' : 'running',
+                offset: Number(info.value.cur),
+                len: Number(info.value.end),
               }
             : null,
         });
@@ -249,7 +256,7 @@ export class LibvirtHypervisor implements HypervisorPort {
       if (found.isErr()) return err(found.error);
       if (found.value === null) return ok(null);
       const d = found.value.disk;
-      const sizes = await this.chainSizes(d);
+      const sizes = await this.chainSizes(found.value.dom, d);
       if (sizes.isErr()) return err(sizes.error);
       const chain = chainInfo(d, sizes.value);
       if (chain === null)
@@ -327,8 +334,13 @@ export class LibvirtHypervisor implements HypervisorPort {
       // The engine lets a copy on a persistent domain start only with TRANSIENT_JOB.
       if (persistent.value === 1) flags |= LibvirtFlags.COPY_TRANSIENT_JOB;
       if (spec.copyMode === 'write-blocking') flags |= LibvirtFlags.COPY_SYNCHRONOUS_WRITES;
-      const params: TypedParam[] =
-        spec.speed > 0 ? [{ field: 'bandwidth', type: 'ullong', value: BigInt(spec.speed) }] : [];
+      // virDomainBlockCopy's typed parameters; 0 or absent means the hypervisor's default, as in libvirt.
+      const params: TypedParam[] = [];
+      if (spec.speed > 0) params.push({ field: 'bandwidth', type: 'ullong', value: BigInt(spec.speed) });
+      if (spec.granularity !== undefined && spec.granularity > 0)
+        params.push({ field: 'granularity', type: 'uint', value: spec.granularity });
+      if (spec.bufSize !== undefined && spec.bufSize > 0)
+        params.push({ field: 'buf-size', type: 'ullong', value: BigInt(spec.bufSize) });
       const target = disk?.target ?? spec.disk;
       const r = await this.call(
         Proc.DOMAIN_BLOCK_COPY,
@@ -456,7 +468,7 @@ export class LibvirtHypervisor implements HypervisorPort {
 
   queryJob(jobId: string): ResultAsync<HypervisorJobInfo | null, HypervisorError> {
     return wrap('queryJob', async () => {
-      const job = this.jobs.get(jobId);
+      const job = await this.jobOf(jobId);
       if (!job) return ok(null);
       if (job.end) return ok(concluded(job));
       if (job.stream) return this.queryStream(job);
@@ -525,7 +537,7 @@ export class LibvirtHypervisor implements HypervisorPort {
 
   completeJob(jobId: string): ResultAsync<void, HypervisorError> {
     return wrap('completeJob', async () => {
-      const job = this.jobs.get(jobId);
+      const job = await this.jobOf(jobId);
       if (!job) return err(invalid('completeJob', `no block job '${jobId}'`));
       const r = await this.call(
         Proc.DOMAIN_BLOCK_JOB_ABORT,
@@ -544,7 +556,7 @@ export class LibvirtHypervisor implements HypervisorPort {
 
   cancelJob(jobId: string, _force: boolean): ResultAsync<void, HypervisorError> {
     return wrap('cancelJob', async () => {
-      const job = this.jobs.get(jobId);
+      const job = await this.jobOf(jobId);
       if (!job) return ok(undefined); // no job: nothing to cancel
       const before = await this.mirrorOf(job);
       // libvirt has no force cancel: it always soft-cancels (block-job-cancel force=false).
@@ -580,7 +592,7 @@ export class LibvirtHypervisor implements HypervisorPort {
 
   setJobSpeed(jobId: string, bytesPerSecond: number): ResultAsync<void, HypervisorError> {
     return wrap('setJobSpeed', async () => {
-      const job = this.jobs.get(jobId);
+      const job = await this.jobOf(jobId);
       if (!job) return err(invalid('setJobSpeed', `no block job '${jobId}'`));
       const r = await this.call(
         Proc.DOMAIN_BLOCK_JOB_SET_SPEED,
@@ -693,12 +705,76 @@ export class LibvirtHypervisor implements HypervisorPort {
     });
   }
 
+  /**
+   * The port's reattachJob: `jobId` is the copy of `domain`/`disk` into `destination` that an engine
+   * recorded before it restarted. libvirt names jobs by disk only, so a fresh adapter learns the
+   * engine's id here. Tracks it while the disk mirrors into that destination, or already reads it
+   * (pivoted while nobody watched: queryJob then reports it concluded); otherwise tracks nothing,
+   * and queryJob answers null, as for a job the hypervisor no longer knows.
+   */
+  reattachJob(job: {
+    readonly jobId: string;
+    readonly domain: string;
+    readonly disk: string;
+    readonly destination: string;
+  }): ResultAsync<void, HypervisorError> {
+    return wrap('reattachJob', async () => {
+      if (this.jobs.has(job.jobId)) return ok(undefined);
+      const found = await this.diskOf(job.domain, job.disk);
+      if (found.isErr()) return err(found.error);
+      if (found.value === null) return ok(undefined);
+      const d = found.value.disk;
+      const mirrors = d.mirror !== null && d.mirror.path !== null && samePath(d.mirror.path, job.destination);
+      const top = d.chain[0]?.path;
+      const pivoted = d.mirror === null && top !== undefined && samePath(top, job.destination);
+      if (!mirrors && !pivoted) return ok(undefined);
+      const info = await this.call(
+        Proc.DOMAIN_GET_BLOCK_JOB_INFO,
+        args.diskFlags(found.value.dom, d.target, LibvirtFlags.BANDWIDTH_BYTES),
+        rets.blockJobInfo,
+      );
+      if (info.isErr()) return err(info.error);
+      const speed = info.value.found ? Number(info.value.bandwidth) : 0;
+      this.track(
+        {
+          jobId: job.jobId,
+          domain: job.domain,
+          disk: d.target,
+          destination: { path: job.destination, format: 'qcow2' },
+          destinationBacking: null,
+          sync: 'full',
+          speed,
+          onTargetError: 'report',
+          onSourceError: 'report',
+          copyMode: 'background',
+        },
+        found.value.dom,
+        d.target,
+      );
+      return ok(undefined);
+    });
+  }
+
   /** Jobs this adapter tracks (engine job id → libvirt domain and disk). */
   trackedJobs(): readonly { readonly jobId: string; readonly domain: string; readonly disk: string }[] {
     return [...this.jobs.values()].map((j) => ({ jobId: j.jobId, domain: j.domain, disk: j.disk }));
   }
 
   // ------------------------------------------------------------------ internals
+
+  /**
+   * The job `jobId` names: one this adapter tracks, else a job listDisks named
+   * `libvirt:<domain>/<target>` (started by anyone), taken over on first use, as engine.adopt needs.
+   */
+  private async jobOf(jobId: string): Promise<TrackedJob | undefined> {
+    const tracked = this.jobs.get(jobId);
+    if (tracked || !jobId.startsWith(FOREIGN_PREFIX)) return tracked;
+    const name = jobId.slice(FOREIGN_PREFIX.length);
+    const slash = name.lastIndexOf('/');
+    if (slash <= 0) return undefined;
+    const adopted = await this.adoptJob(jobId, name.slice(0, slash), name.slice(slash + 1));
+    return adopted.isOk() ? this.jobs.get(jobId) : undefined;
+  }
 
   private track(spec: MirrorSpec, dom: DomainRef, target: string): TrackedJob {
     const job: TrackedJob = {
@@ -809,27 +885,26 @@ export class LibvirtHypervisor implements HypervisorPort {
   }
 
   /**
-   * Virtual sizes of the chain's images, from one `qemu-img info --backing-chain -U` of the top
-   * (QEMU holds the images open; one process instead of one per layer keeps the start fast).
+   * Virtual sizes of the chain's images: the active image's from libvirt (virDomainGetBlockInfo,
+   * one round trip), the backing images' remembered per file (backing-sizes.ts), so that starting
+   * a copy costs no `qemu-img` run once the chain is known.
    */
-  private async chainSizes(d: DomainDisk): Res<number[]> {
-    const top = d.chain[0];
-    if (top === undefined) return ok([]);
-    const r = await this.images.tool('qemu-img info', ['info', '-U', '--backing-chain', '--output=json', top.path]);
-    if (r.isErr()) return err(r.error);
-    const infos = parseJson(r.value);
-    if (!Array.isArray(infos)) return err(ioError('qemu-img info', `unreadable output for '${top.path}'`));
-    const sizes: number[] = [];
-    for (let i = 0; i < d.chain.length; i++) {
-      const size = (infos[i] as Record<string, unknown> | undefined)?.['virtual-size'];
-      if (typeof size !== 'number') return err(ioError('qemu-img info', `no size for '${d.chain[i]!.path}'`));
-      sizes.push(size);
-    }
-    return ok(sizes);
+  private async chainSizes(dom: DomainRef, d: DomainDisk): Res<number[]> {
+    if (d.chain[0] === undefined) return ok([]);
+    const [top, backing] = await Promise.all([
+      this.call(Proc.DOMAIN_GET_BLOCK_INFO, args.diskFlags(dom, d.target, 0), rets.blockInfo),
+      this.backingSizes.sizes(d.chain.slice(1).map((c) => c.path)),
+    ]);
+    if (top.isErr()) return err(top.error);
+    if (backing.isErr()) return err(backing.error);
+    return ok([Number(top.value.capacity), ...backing.value]);
   }
 }
 
 // ---------------------------------------------------------------- helpers
+
+/** How listDisks names a block job this adapter does not track (e.g. one virsh started). */
+const FOREIGN_PREFIX = 'libvirt:';
 
 /** libvirt's job type → QEMU's job type name (what the port's DiskNames.job.type speaks). */
 const QEMU_JOB_TYPE: Readonly<Record<number, string>> = {

@@ -12,8 +12,9 @@ import { createController } from '../daemon/server.js';
 import type { Output } from './copy.js';
 import { daemonRuns, defaultDomainOf, openStore, socketPath, storePath } from './durable.js';
 import { openHypervisorByName } from './hypervisor.js';
+import { parseConnectUri } from '../../adapters/libvirt/uri.js';
 
-export const BLOCKJOB_USAGE = `usage: blockcopy blockjob DISK [--domain NAME] [--hypervisor sim|qmp:SOCKET] [--store PATH]
+export const BLOCKJOB_USAGE = `usage: blockcopy blockjob DISK [--domain NAME] [--hypervisor sim|qmp:SOCKET | --connect URI] [--store PATH]
                          [--socket PATH] (--info | --pivot | --abort [--async] [--force] |
                          --bandwidth MIB | --pause | --resume) [--json]`;
 
@@ -24,7 +25,8 @@ export async function runBlockjobCommand(argv: readonly string[], out: Output): 
       args: [...argv],
       options: {
         domain: { type: 'string' },
-        hypervisor: { type: 'string', default: 'sim' },
+        hypervisor: { type: 'string' },
+        connect: { type: 'string' },
         store: { type: 'string' },
         socket: { type: 'string' },
         info: { type: 'boolean', default: false },
@@ -65,7 +67,14 @@ export async function runBlockjobCommand(argv: readonly string[], out: Output): 
   if (values.force && !values.abort) return usage('--force goes with --abort');
   if (values.bandwidth !== undefined && !/^\d+$/.test(values.bandwidth))
     return usage(`--bandwidth expects a whole number of MiB/s, got '${values.bandwidth}'`);
-  const hypervisor = values.hypervisor;
+  // --connect URI drives libvirtd, as virsh -c does (the daemon knows it as libvirt:URI).
+  if (values.connect !== undefined) {
+    if (values.hypervisor !== undefined) return usage('--connect and --hypervisor are mutually exclusive');
+    if (values.domain === undefined) return usage('--connect needs --domain NAME');
+    const uri = parseConnectUri(values.connect);
+    if (uri.isErr()) return usage(uri.error);
+  }
+  const hypervisor = values.connect !== undefined ? `libvirt:${values.connect}` : (values.hypervisor ?? 'sim');
   const domain = values.domain ?? defaultDomainOf(hypervisor);
   const async = values.async ? AbortFlags.ASYNC : 0;
   const request: ControlRequest = values.pivot

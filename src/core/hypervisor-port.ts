@@ -96,7 +96,14 @@ export interface DiskNames {
   /** Top first. */
   readonly chain: readonly ImageInfo[];
   /** Any block job on this disk, started by anyone (busy check, adoption). */
-  readonly job: { readonly jobId: string; readonly type: string; readonly status: JobStatus } | null;
+  readonly job: {
+    readonly jobId: string;
+    readonly type: string;
+    readonly status: JobStatus;
+    /** Progress in bytes, where the adapter reads it in the same call (libvirt's job info). */
+    readonly offset?: number;
+    readonly len?: number;
+  } | null;
 }
 
 export type DestinationProbe =
@@ -232,6 +239,11 @@ export interface HypervisorPort {
   /** "sim" or "qmp:<socket>". */
   readonly name: string;
   readonly events$: Observable<HypervisorEvent>;
+  /**
+   * The hypervisor refuses a granularity or buf-size outside QEMU's limits itself before any job
+   * starts (libvirt does, with its own code and message): the engine then leaves those checks to it.
+   */
+  readonly checksCopyLimits?: boolean;
 
   getDomain(domain: string): ResultAsync<DomainInfo | null, HypervisorError>;
   /** Every disk of the domain by all its names; null when there is no such domain. */
@@ -245,6 +257,18 @@ export interface HypervisorPort {
    * Idempotent. Optional: an adapter that keeps no claim need not have it.
    */
   releaseDestination?(path: string, claim: string): ResultAsync<void, HypervisorError>;
+  /**
+   * For a hypervisor that names a job by its disk, not by the engine's id (libvirt): tells a fresh
+   * adapter that `jobId` is the copy of `domain`/`disk` into `destination`, as recorded before a
+   * restart, so that queryJob and the job calls find it. Does nothing when the disk has no such
+   * job. Optional: QEMU keeps the engine's job id itself.
+   */
+  reattachJob?(job: {
+    readonly jobId: string;
+    readonly domain: string;
+    readonly disk: string;
+    readonly destination: string;
+  }): ResultAsync<void, HypervisorError>;
   /** Removes an image the engine created. Idempotent: a missing file is fine. */
   removeDestination(path: string): ResultAsync<void, HypervisorError>;
 

@@ -88,6 +88,7 @@ const LLONG_MAX = 9223372036854775807n;
 const MAX_BANDWIDTH_MIB = 8796093022207;
 const MIB = 1024 * 1024;
 const UINT_MAX = 0xffffffff;
+const ULLONG_MAX = 18446744073709551615n;
 const INT_MIN = -(2 ** 31);
 /** virDomainBlockCopy's typed parameters (bandwidth, granularity, buf-size), by their API names. */
 const COPY_PARAMS: readonly string[] = ['bandwidth', 'granularity', 'bufSize'];
@@ -311,7 +312,15 @@ export function validateRebase(args: RebaseArgs): Result<CopyRequest, BlockCopyE
  * qemuDomainBlockCopyCommon (§2.3 steps 1–2), and last QEMU's granularity range, which QEMU
  * itself would only report when the mirror starts (as an INTERNAL_ERROR through libvirt).
  */
-export function validateCopy(args: CopyArgs): Result<CopyRequest, BlockCopyError> {
+export function validateCopy(
+  args: CopyArgs,
+  /**
+   * hypervisorLimits: the hypervisor refuses granularity and buf-size outside QEMU's limits itself,
+   * before anything starts (libvirt): those checks are left to it, so that its own refusal (code
+   * and message) reaches the caller unchanged.
+   */
+  context: { readonly hypervisorLimits?: boolean } = {},
+): Result<CopyRequest, BlockCopyError> {
   const { domain, disk, destination } = args;
   const flagsValue = checkFlagsValue(args.flags);
   if (flagsValue.isErr()) return err(flagsValue.error);
@@ -347,9 +356,15 @@ export function validateCopy(args: CopyArgs): Result<CopyRequest, BlockCopyError
   if (!fitsLongLong(bandwidth)) return err(errors.bandwidthBytesOverflow());
 
   // QEMU's own limits (blockdev_mirror_common), refused here rather than after the job started.
-  if (granularity !== 0 && (granularity < MIN_GRANULARITY || granularity > MAX_GRANULARITY))
+  if (
+    !context.hypervisorLimits &&
+    granularity !== 0 &&
+    (granularity < MIN_GRANULARITY || granularity > MAX_GRANULARITY)
+  )
     return err(refuse.granularityRange());
-  if (!fitsLongLong(bufSize)) return err(refuse.bufSizeOverflow());
+  // A typed parameter holds at most ULLONG_MAX, whoever checks the rest.
+  if (!fitsLongLong(bufSize) && !(context.hypervisorLimits && BigInt(bufSize) <= ULLONG_MAX))
+    return err(refuse.bufSizeOverflow());
 
   const policies = resolveOptions(args.options);
   if (policies.isErr()) return err(policies.error);

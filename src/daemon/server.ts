@@ -166,6 +166,14 @@ export function createController(options: ControllerOptions) {
       return listed.mapErr(storeFailure);
     }
     const domain = stringArg(args, 'domain');
+    if (verb === 'disks') {
+      // The domain's disks and any block job on them, whoever started it (list --connect).
+      if (domain.isErr()) return err(domain.error);
+      if (domain.value === undefined) return err(invalid("argument 'domain' is required"));
+      const conn = await connect(request.hypervisor);
+      if (conn.isErr()) return err(conn.error);
+      return conn.value.engine.listDisks(domain.value);
+    }
     const disk = stringArg(args, 'disk');
     const flags = numberArg(args, 'flags', 0);
     if (domain.isErr()) return err(domain.error);

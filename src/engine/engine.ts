@@ -748,14 +748,17 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     planRebase: (...args) => rebaseRequest(...args).asyncAndThen(plan),
     planBlockCopy: (domain, disk, destination, params, flags, copyOptions) => {
       const [copy] = splitControls(copyOptions);
-      return validateCopy({
-        domain,
-        disk,
-        destination,
-        params,
-        flags,
-        ...(copy ? { options: copy } : {}),
-      }).asyncAndThen(plan);
+      return validateCopy(
+        {
+          domain,
+          disk,
+          destination,
+          params,
+          flags,
+          ...(copy ? { options: copy } : {}),
+        },
+        { hypervisorLimits: hypervisor.checksCopyLimits === true },
+      ).asyncAndThen(plan);
     },
     blockRebase: <J extends BlockCopyJob | BlockPullJob = BlockCopyJob>(...args: RebaseCall) =>
       (isPullRebase(args[4])
@@ -783,14 +786,17 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     },
     blockCopy(domain, disk, destination, params, flags, copyOptions) {
       const [copy, controls] = splitControls(copyOptions);
-      return validateCopy({
-        domain,
-        disk,
-        destination,
-        params,
-        flags,
-        ...(copy ? { options: copy } : {}),
-      }).asyncAndThen((request) => startJob(request, controls));
+      return validateCopy(
+        {
+          domain,
+          disk,
+          destination,
+          params,
+          flags,
+          ...(copy ? { options: copy } : {}),
+        },
+        { hypervisorLimits: hypervisor.checksCopyLimits === true },
+      ).asyncAndThen((request) => startJob(request, controls));
     },
     blockJobAbort: abort,
     listDisks(domain) {

@@ -115,6 +115,19 @@ async function run(ctx: RecoveryContext) {
       finished.push({ ...id, end, reason: 'the record holds no chart snapshot; nothing had been done' });
       continue;
     }
+    // libvirt names jobs by disk: tell a fresh adapter which job the recorded id is.
+    if (context.plan && hypervisor.reattachJob) {
+      const reattached = await hypervisor.reattachJob({
+        jobId: record.jobId,
+        domain: context.plan.domain,
+        disk: context.plan.disk,
+        destination: context.plan.destination.path,
+      });
+      if (reattached.isErr()) {
+        skipped.push({ ...id, reason: `hypervisor unreachable: ${reattached.error.desc}` });
+        continue;
+      }
+    }
     if (MIRRORING.test(record.state) && context.plan) {
       const known = await hypervisor.queryJob(record.jobId);
       if (known.isErr()) {

@@ -26,6 +26,7 @@ export const Proc = {
   DOMAIN_IS_ACTIVE: 150,
   DOMAIN_IS_PERSISTENT: 151,
   CONNECT_GET_LIB_VERSION: 157,
+  DOMAIN_GET_BLOCK_INFO: 194,
   DOMAIN_GET_STATE: 212,
   DOMAIN_BLOCK_JOB_ABORT: 237,
   DOMAIN_GET_BLOCK_JOB_INFO: 238,
@@ -165,6 +166,8 @@ export const rets = {
   domain: readDomain,
   authList: (r: XdrReader) => r.array((x) => x.int(), 20),
   state: (r: XdrReader) => ({ state: r.int(), reason: r.int() }),
+  /** virDomainGetBlockInfo: capacity is the guest-visible (virtual) size. */
+  blockInfo: (r: XdrReader) => ({ allocation: r.uhyper(), capacity: r.uhyper(), physical: r.uhyper() }),
   blockJobInfo: (r: XdrReader) => ({
     found: r.int() !== 0,
     type: r.int(),

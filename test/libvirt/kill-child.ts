@@ -1,0 +1,47 @@
+/**
+ * The engine process the libvirt kill tests kill: a copy through the public API on libvirtd with
+ * a SQLite store, which SIGKILLs itself at one point: on entering a chart state ("state:NAME"), or
+ * right after a side effect returned and before the engine recorded it ("after:METHOD").
+ * Usage: node --import tsx kill-child.ts DOMAIN STORE DEST KILLPOINT
+ */
+import { connectLibvirt } from '../../adapters/libvirt/adapter.js';
+import { openSqliteStore } from '../../adapters/store/sqlite.js';
+import { AbortFlags, RebaseFlags } from '../../src/core/flags.js';
+import type { HypervisorPort } from '../../src/core/hypervisor-port.js';
+import { createEngine } from '../../src/engine/engine.js';
+
+const [domain, storePath, dest, killPoint] = process.argv.slice(2) as [string, string, string, string];
+const [kind, name] = killPoint.split(':') as ['state' | 'after', string];
+const die = () => process.kill(process.pid, 'SIGKILL');
+
+const hv = (await connectLibvirt({ uri: 'qemu:///system' }))._unsafeUnwrap();
+const port = new Proxy(hv, {
+  get(target, prop, receiver) {
+    const value: unknown = Reflect.get(target, prop, receiver);
+    if (typeof value !== 'function' || kind !== 'after' || prop !== name) return value;
+    return (...args: unknown[]) =>
+      (value as (...a: unknown[]) => { map: (f: (v: unknown) => unknown) => unknown }).apply(target, args).map((v) => {
+        die();
+        return v;
+      });
+  },
+}) as HypervisorPort;
+const store = openSqliteStore(storePath)._unsafeUnwrap();
+const engine = createEngine({ hypervisor: port, store, pollIntervalMs: 100 });
+let endSent = false;
+engine.jobStates$.subscribe((s) => {
+  if (kind === 'state' && s.state === name) die();
+  if (s.state === 'ready.synced' && !endSent) {
+    endSent = true;
+    queueMicrotask(() => void engine.blockJobAbort(domain, 'vda', AbortFlags.PIVOT));
+  }
+});
+const started = await engine.blockRebase(domain, 'vda', dest, 0, RebaseFlags.COPY, { endIntent: 'pivot' });
+if (started.isErr()) {
+  process.stderr.write(`refused: ${started.error.message}\n`);
+  process.exit(3);
+}
+const result = await started.value.result;
+process.stdout.write(`${JSON.stringify(result)}\n`);
+// Reaching here means the kill point was never reached: the test counts that as a failure.
+process.exit(4);
