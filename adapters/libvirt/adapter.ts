@@ -16,7 +16,7 @@
  *   (pauseJob/resumeJob fail with a typed error).
  * Errors libvirt sends pass through unchanged (kind 'libvirt', code, domain, message).
  */
-import { type Res, invalid, wrap } from '../hypervisor-results.js';
+import { type Res, invalid, ioError, wrap } from '../hypervisor-results.js';
 import { err, ok, ResultAsync } from 'neverthrow';
 import { Subject, type Observable, type Subscription } from 'rxjs';
 import type { Clock } from '../../src/core/clock.js';
@@ -35,7 +35,7 @@ import type {
   StreamSpec,
 } from '../../src/core/hypervisor-port.js';
 import { chainInfo, destinationXml, findDisk, parseDomainXml, type DomainDisk, type DomainXml } from './domain-xml.js';
-import { LocalImages, removeFile, samePath } from '../local-images.js';
+import { LocalImages, parseJson, removeFile, samePath } from '../local-images.js';
 import { BackingSizes } from './backing-sizes.js';
 import { describeError, LibvirtClient, type LibvirtReconnectOptions, type LibvirtRpcError } from './rpc/client.js';
 import {
