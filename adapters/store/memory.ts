@@ -2,8 +2,8 @@
  * In-memory job store: the same contract as the SQLite store (compare-and-set revisions, leases,
  * records kept as JSON text so that only plain data survives), for fast tests and benchmarks.
  */
-import { errAsync, okAsync, type ResultAsync } from 'neverthrow';
-import type { JobListFilter, JobRecord, JobStore, LeaseOwner, StoreError } from '../../src/core/job-store.js';
+import { err, errAsync, ok, okAsync, type Result, type ResultAsync } from 'neverthrow';
+import type { JobClaim, JobListFilter, JobRecord, JobStore, LeaseOwner, StoreError } from '../../src/core/job-store.js';
 
 export class MemoryJobStore implements JobStore {
   readonly location = 'memory';
@@ -49,14 +49,29 @@ export class MemoryJobStore implements JobStore {
   ): ResultAsync<JobRecord, StoreError> {
     const open = this.check();
     if (open) return errAsync(open);
-    const stored = this.rows.get(jobId);
-    if (stored === undefined) return errAsync(missing(jobId));
+    const claimed = this.claimOne({ jobId, expectedOwner }, owner, leaseUntil);
+    return claimed.isOk() ? okAsync(claimed.value) : errAsync(claimed.error);
+  }
+
+  claimAll(
+    claims: readonly JobClaim[],
+    owner: LeaseOwner,
+    leaseUntil: number,
+  ): ResultAsync<readonly Result<JobRecord, StoreError>[], StoreError> {
+    const open = this.check();
+    if (open) return errAsync(open);
+    return okAsync(claims.map((c) => this.claimOne(c, owner, leaseUntil)));
+  }
+
+  private claimOne(c: JobClaim, owner: LeaseOwner, leaseUntil: number): Result<JobRecord, StoreError> {
+    const stored = this.rows.get(c.jobId);
+    if (stored === undefined) return err(missing(c.jobId));
     const r = JSON.parse(stored) as JobRecord;
-    if (r.owner !== expectedOwner && r.owner !== owner.id)
-      return errAsync({ kind: 'conflict', location: this.location, message: `job '${jobId}' is held by ${r.owner}` });
+    if (r.owner !== c.expectedOwner && r.owner !== owner.id)
+      return err({ kind: 'conflict', location: this.location, message: `job '${c.jobId}' is held by ${r.owner}` });
     const next = { ...r, owner: owner.id, leaseUntil, revision: r.revision + 1 };
-    this.rows.set(jobId, JSON.stringify(next));
-    return okAsync(next);
+    this.rows.set(c.jobId, JSON.stringify(next));
+    return ok(next);
   }
 
   prune(endedBefore: number): ResultAsync<number, StoreError> {

@@ -8,7 +8,7 @@
  * A local store decides "the owner is gone" from the owner's process identity (see LeaseOwner);
  * a shared store would use the expiry alone.
  */
-import type { ResultAsync } from 'neverthrow';
+import type { Result, ResultAsync } from 'neverthrow';
 import type { BlockCopyError } from './errors.js';
 import type { CopyPlan, CopyRequest } from './plan.js';
 
@@ -95,6 +95,12 @@ export interface JobListFilter {
   readonly hypervisor?: string;
 }
 
+/** One job to claim: its id and the holder the caller expects (see JobStore.claim). */
+export interface JobClaim {
+  readonly jobId: string;
+  readonly expectedOwner: string | null;
+}
+
 export interface JobStore {
   /** "memory", or the database path. */
   readonly location: string;
@@ -116,6 +122,16 @@ export interface JobStore {
     owner: LeaseOwner,
     leaseUntil: number,
   ): ResultAsync<JobRecord, StoreError>;
+  /**
+   * claim() for many jobs at once (recovery: one transaction where the store has them, instead of
+   * one per job). Each claim succeeds or fails on its own, as claim() would; the answers come in
+   * the order of `claims`. An error of the whole call means nothing was claimed.
+   */
+  claimAll(
+    claims: readonly JobClaim[],
+    owner: LeaseOwner,
+    leaseUntil: number,
+  ): ResultAsync<readonly Result<JobRecord, StoreError>[], StoreError>;
   /** Deletes ended records older than the given epoch ms; returns how many. */
   prune(endedBefore: number): ResultAsync<number, StoreError>;
   /** Bytes the store occupies (for reports and the benchmark). */

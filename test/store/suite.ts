@@ -102,6 +102,33 @@ export function jobStoreSuite(name: string, open: () => JobStore): void {
       store.close();
     });
 
+    it('claims many jobs at once, each winning or losing as claim() alone would', async () => {
+      const store = open();
+      await store.save(record('free', { owner: null }));
+      await store.save(record('gone', { owner: 'host:9:9' }));
+      await store.save(record('held', { owner: 'host:8:8' }));
+      const claims = [
+        { jobId: 'free', expectedOwner: null },
+        { jobId: 'gone', expectedOwner: 'host:9:9' },
+        { jobId: 'held', expectedOwner: null },
+        { jobId: 'ghost', expectedOwner: null },
+      ];
+      const answers = (await store.claimAll(claims, { id: 'me' }, 7000))._unsafeUnwrap();
+      expect(answers.map((a) => (a.isOk() ? a.value.owner : a.error.kind))).toEqual([
+        'me',
+        'me',
+        'conflict',
+        'conflict',
+      ]);
+      const owners = async (id: string) => (await store.load(id))._unsafeUnwrap()!;
+      expect(await owners('free')).toMatchObject({ owner: 'me', leaseUntil: 7000, revision: 2 });
+      expect(await owners('gone')).toMatchObject({ owner: 'me', leaseUntil: 7000, revision: 2 });
+      expect(await owners('held')).toMatchObject({ owner: 'host:8:8', revision: 1 });
+      expect((await store.claimAll([], { id: 'me' }, 1))._unsafeUnwrap()).toEqual([]);
+      store.close();
+      expect((await store.claimAll(claims, { id: 'me' }, 1)).isErr()).toBe(true);
+    });
+
     it('prunes only ended jobs older than the cut-off', async () => {
       const store = open();
       await store.save(record('live', { updatedAt: 1 }));
