@@ -1,12 +1,22 @@
 /**
- * `blockcopy list [--all] [--json]`: the jobs in the store (active, and with --all the ended
- * ones): domain, disk, state, progress, age. Reads the store directly (SQLite lets a reader in
- * beside a running daemon), so it works with or without one.
+ * `blockcopy list [--all] [--json] [--hypervisor NAME [--domain NAME]]`: the jobs in the store
+ * (active, and with --all the ended ones): domain, disk, state, progress, age. Reads the store
+ * directly (SQLite lets a reader in beside a running daemon), so it works with or without one.
+ * With a hypervisor named, block jobs on it that no record knows (a mirror another tool started)
+ * are listed too, marked foreign, before anyone adopts them: asked through the daemon when one
+ * runs (QEMU's monitor serves one client), else read from the hypervisor directly.
  */
 import { parseArgs } from 'node:util';
 import type { JobRecord } from '../core/job-store.js';
+import { callDaemon } from '../daemon/client.js';
+import type { ForeignJob } from '../engine/foreign.js';
+import { foreignJobs } from '../engine/foreign.js';
 import type { Output } from './copy.js';
-import { openStore, storePath } from './durable.js';
+import { daemonRuns, defaultDomainOf, openStore, socketPath, storePath } from './durable.js';
+import { openHypervisorByName } from './hypervisor.js';
+
+export const LIST_USAGE =
+  'usage: blockcopy list [--all] [--json] [--store PATH] [--socket PATH] [--hypervisor sim|qmp:SOCKET [--domain NAME]]';
 
 export async function runListCommand(argv: readonly string[], out: Output, now = Date.now()): Promise<number> {
   let values;
@@ -15,6 +25,9 @@ export async function runListCommand(argv: readonly string[], out: Output, now =
       args: [...argv],
       options: {
         store: { type: 'string' },
+        socket: { type: 'string' },
+        hypervisor: { type: 'string' },
+        domain: { type: 'string' },
         all: { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
       },
@@ -22,23 +35,44 @@ export async function runListCommand(argv: readonly string[], out: Output, now =
       allowPositionals: false,
     }));
   } catch (e) {
-    out.error(
-      `error: ${e instanceof Error ? e.message : String(e)}\n\nusage: blockcopy list [--all] [--json] [--store PATH]`,
-    );
+    out.error(`error: ${e instanceof Error ? e.message : String(e)}\n\n${LIST_USAGE}`);
     return 2;
   }
-  const opened = openStore(storePath(values.store));
+  if (values.domain !== undefined && values.hypervisor === undefined) {
+    out.error(`error: --domain goes with --hypervisor\n\n${LIST_USAGE}`);
+    return 2;
+  }
+  const path = storePath(values.store);
+  const opened = openStore(path);
   if (opened.isErr()) {
     out.error(`error: ${opened.error}`);
     return 1;
   }
   const listed = await opened.value.list({ includeEnded: values.all });
+  // Every id the store knows, ended ones too: a job is foreign only if nobody recorded it.
+  const known = values.all ? listed : await opened.value.list({ includeEnded: true });
   opened.value.close();
-  if (listed.isErr()) {
-    out.error(`error: ${listed.error.message}`);
+  if (listed.isErr() || known.isErr()) {
+    const failed = listed.isErr() ? listed.error : known.isErr() ? known.error : null;
+    out.error(`error: ${failed?.message ?? 'job store unreadable'}`);
     return 1;
   }
-  const rows = listed.value.map((r) => row(r, now));
+  const rows: Row[] = listed.value.map((r) => row(r, now));
+  if (values.hypervisor !== undefined) {
+    const hypervisor = values.hypervisor;
+    const domain = values.domain ?? defaultDomainOf(hypervisor);
+    const foreign = await listForeign(
+      hypervisor,
+      domain,
+      new Set(known.value.map((r) => r.jobId)),
+      socketPath(values.socket, path),
+    );
+    if (typeof foreign === 'string') {
+      out.error(`error: ${foreign}`);
+      return 1;
+    }
+    rows.push(...foreign.map(foreignRow));
+  }
   if (values.json) {
     out.line(JSON.stringify(rows));
     return 0;
@@ -50,12 +84,71 @@ export async function runListCommand(argv: readonly string[], out: Output, now =
   out.line(['JOB', 'HYPERVISOR', 'DOMAIN', 'DISK', 'STATE', 'PROGRESS', 'AGE'].join('\t'));
   for (const r of rows)
     out.line(
-      [r.jobId, r.hypervisor, r.domain, r.disk, r.end ?? r.state, r.progress ?? '-', `${r.ageSeconds}s`].join('\t'),
+      [
+        r.jobId,
+        r.hypervisor,
+        r.domain,
+        r.disk,
+        r.end ?? r.state,
+        r.progress ?? '-',
+        r.ageSeconds === null ? '-' : `${r.ageSeconds}s`,
+      ].join('\t'),
     );
   return 0;
 }
 
-function row(r: JobRecord, now: number) {
+/** Foreign jobs on the hypervisor: from the daemon when one runs, else from the hypervisor itself. */
+async function listForeign(
+  hypervisor: string,
+  domain: string,
+  known: ReadonlySet<string>,
+  socket: string,
+): Promise<ForeignJob[] | string> {
+  if (await daemonRuns(socket)) {
+    const answer = await callDaemon(socket, 'foreign', hypervisor, { domain });
+    if (answer === null) return `the daemon on ${socket} did not answer`;
+    if (!answer.ok) return answer.error.message;
+    return (answer.value as ForeignJob[]).filter((j) => !known.has(j.jobId));
+  }
+  const opened = await openHypervisorByName(hypervisor);
+  if (opened.isErr()) return opened.error;
+  try {
+    return await foreignJobs(opened.value, [domain], known);
+  } finally {
+    await opened.value.close();
+  }
+}
+
+interface Row {
+  readonly jobId: string;
+  readonly hypervisor: string;
+  readonly domain: string;
+  readonly disk: string;
+  readonly origin: JobRecord['origin'] | 'foreign';
+  readonly state: string;
+  readonly end: string | null;
+  readonly progress: string | null;
+  readonly ageSeconds: number | null;
+  readonly owner: string | null;
+}
+
+/** A foreign job: QEMU's type and status as its state; nothing else is known. */
+function foreignRow(j: ForeignJob): Row {
+  return {
+    jobId: j.jobId,
+    hypervisor: j.hypervisor,
+    domain: j.domain,
+    disk: j.disk,
+    origin: 'foreign',
+    state: `foreign ${j.type} ${j.status}`,
+    end: null,
+    progress: null,
+    ageSeconds: null,
+    owner: null,
+  };
+}
+
+function row(r: JobRecord, now: number): Row {
   const p = r.side.progress;
   return {
     jobId: r.jobId,

@@ -1,0 +1,47 @@
+/**
+ * Foreign jobs: block jobs on a hypervisor that no blockcopy record knows (a mirror started by
+ * another tool, or by a blockcopy process that had no store). They are listed as they stand,
+ * read-only, before anyone adopts them; `blockjob` adopts one when asked to act on it.
+ */
+import type { HypervisorPort, JobStatus } from '../core/hypervisor-port.js';
+
+export interface ForeignJob {
+  readonly jobId: string;
+  readonly hypervisor: string;
+  readonly domain: string;
+  readonly disk: string;
+  readonly origin: 'foreign';
+  /** QEMU's job type ('mirror', 'stream', 'commit', …). */
+  readonly type: string;
+  /** QEMU's job status ('running', 'ready', …). */
+  readonly status: JobStatus;
+}
+
+/**
+ * The block jobs on the domains' disks whose ids are not in `known` (the store's jobs). A domain
+ * that does not exist or cannot be asked is skipped: listing never fails for a foreign job.
+ */
+export async function foreignJobs(
+  port: HypervisorPort,
+  domains: readonly string[],
+  known: ReadonlySet<string>,
+): Promise<ForeignJob[]> {
+  const found: ForeignJob[] = [];
+  for (const domain of new Set(domains)) {
+    const disks = await port.listDisks(domain);
+    if (disks.isErr() || disks.value === null) continue;
+    for (const d of disks.value) {
+      if (!d.job || known.has(d.job.jobId)) continue;
+      found.push({
+        jobId: d.job.jobId,
+        hypervisor: port.name,
+        domain,
+        disk: d.disk,
+        origin: 'foreign',
+        type: d.job.type,
+        status: d.job.status,
+      });
+    }
+  }
+  return found;
+}
