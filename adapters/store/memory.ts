@@ -3,7 +3,7 @@
  * records kept as JSON text so that only plain data survives), for fast tests and benchmarks.
  */
 import { err, errAsync, ok, okAsync, type Result, type ResultAsync } from 'neverthrow';
-import type { JobClaim, JobListFilter, JobRecord, JobStore, LeaseOwner, StoreError } from '../../src/core/job-store.js';
+import type { JobListFilter, JobRecord, JobStore, LeaseOwner, StoreError } from '../../src/core/job-store.js';
 
 export class MemoryJobStore implements JobStore {
   readonly location = 'memory';
@@ -13,12 +13,23 @@ export class MemoryJobStore implements JobStore {
   save(record: JobRecord): ResultAsync<JobRecord, StoreError> {
     const open = this.check();
     if (open) return errAsync(open);
+    const saved = this.saveOne(record);
+    return saved.isOk() ? okAsync(saved.value) : errAsync(saved.error);
+  }
+
+  saveAll(records: readonly JobRecord[]): ResultAsync<readonly Result<JobRecord, StoreError>[], StoreError> {
+    const open = this.check();
+    if (open) return errAsync(open);
+    return okAsync(records.map((r) => this.saveOne(r)));
+  }
+
+  private saveOne(record: JobRecord): Result<JobRecord, StoreError> {
     const stored = this.rows.get(record.jobId);
     const current = stored === undefined ? 0 : (JSON.parse(stored) as JobRecord).revision;
-    if (current !== record.revision) return errAsync(conflict(record.jobId, record.revision, current));
+    if (current !== record.revision) return err(conflict(record.jobId, record.revision, current));
     const next = { ...record, revision: record.revision + 1 };
     this.rows.set(record.jobId, JSON.stringify(next));
-    return okAsync(next);
+    return ok(next);
   }
 
   load(jobId: string): ResultAsync<JobRecord | null, StoreError> {
@@ -49,29 +60,14 @@ export class MemoryJobStore implements JobStore {
   ): ResultAsync<JobRecord, StoreError> {
     const open = this.check();
     if (open) return errAsync(open);
-    const claimed = this.claimOne({ jobId, expectedOwner }, owner, leaseUntil);
-    return claimed.isOk() ? okAsync(claimed.value) : errAsync(claimed.error);
-  }
-
-  claimAll(
-    claims: readonly JobClaim[],
-    owner: LeaseOwner,
-    leaseUntil: number,
-  ): ResultAsync<readonly Result<JobRecord, StoreError>[], StoreError> {
-    const open = this.check();
-    if (open) return errAsync(open);
-    return okAsync(claims.map((c) => this.claimOne(c, owner, leaseUntil)));
-  }
-
-  private claimOne(c: JobClaim, owner: LeaseOwner, leaseUntil: number): Result<JobRecord, StoreError> {
-    const stored = this.rows.get(c.jobId);
-    if (stored === undefined) return err(missing(c.jobId));
+    const stored = this.rows.get(jobId);
+    if (stored === undefined) return errAsync(missing(jobId));
     const r = JSON.parse(stored) as JobRecord;
-    if (r.owner !== c.expectedOwner && r.owner !== owner.id)
-      return err({ kind: 'conflict', location: this.location, message: `job '${c.jobId}' is held by ${r.owner}` });
+    if (r.owner !== expectedOwner && r.owner !== owner.id)
+      return errAsync({ kind: 'conflict', location: this.location, message: `job '${jobId}' is held by ${r.owner}` });
     const next = { ...r, owner: owner.id, leaseUntil, revision: r.revision + 1 };
-    this.rows.set(c.jobId, JSON.stringify(next));
-    return ok(next);
+    this.rows.set(jobId, JSON.stringify(next));
+    return okAsync(next);
   }
 
   prune(endedBefore: number): ResultAsync<number, StoreError> {

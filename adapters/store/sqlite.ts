@@ -11,7 +11,7 @@ import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { err, errAsync, ok, okAsync, type Result, type ResultAsync } from 'neverthrow';
-import type { JobClaim, JobListFilter, JobRecord, JobStore, LeaseOwner, StoreError } from '../../src/core/job-store.js';
+import type { JobListFilter, JobRecord, JobStore, LeaseOwner, StoreError } from '../../src/core/job-store.js';
 
 /** 'blkc': marks the file as a blockcopy store (PRAGMA application_id). */
 const APPLICATION_ID = 0x626c6b63;
@@ -135,34 +135,41 @@ export class SqliteJobStore implements JobStore {
   }
 
   save(record: JobRecord): ResultAsync<JobRecord, StoreError> {
-    return this.run(() => {
-      const next: JobRecord = { ...record, revision: record.revision + 1 };
-      const row = {
-        jobId: next.jobId,
-        hypervisor: next.hypervisor,
-        domain: next.domain,
-        disk: next.disk,
-        state: next.state,
-        ended: next.end === null ? 0 : 1,
-        owner: next.owner,
-        leaseUntil: next.leaseUntil,
-        revision: next.revision,
-        createdAt: next.createdAt,
-        updatedAt: next.updatedAt,
-        record: JSON.stringify(next),
-        expected: record.revision,
-      };
-      const changed = record.revision === 0 ? this.insert.run(row).changes : this.update.run(row).changes;
-      if (changed === 1) return ok(next);
-      const found = this.byId.get(record.jobId) as Row | undefined;
-      const current = found ? (JSON.parse(found.record) as JobRecord).revision : 0;
-      return err(
-        this.error(
-          'conflict',
-          `job '${record.jobId}' was saved by someone else (revision ${current}, expected ${record.revision})`,
-        ),
-      );
-    });
+    return this.run(() => this.saveOne(record));
+  }
+
+  /** Every save in one transaction: one commit (one WAL append) for the lot. */
+  saveAll(records: readonly JobRecord[]): ResultAsync<readonly Result<JobRecord, StoreError>[], StoreError> {
+    return this.run(() => ok(this.db.transaction(() => records.map((r) => this.saveOne(r))).immediate()));
+  }
+
+  private saveOne(record: JobRecord): Result<JobRecord, StoreError> {
+    const next: JobRecord = { ...record, revision: record.revision + 1 };
+    const row = {
+      jobId: next.jobId,
+      hypervisor: next.hypervisor,
+      domain: next.domain,
+      disk: next.disk,
+      state: next.state,
+      ended: next.end === null ? 0 : 1,
+      owner: next.owner,
+      leaseUntil: next.leaseUntil,
+      revision: next.revision,
+      createdAt: next.createdAt,
+      updatedAt: next.updatedAt,
+      record: JSON.stringify(next),
+      expected: record.revision,
+    };
+    const changed = record.revision === 0 ? this.insert.run(row).changes : this.update.run(row).changes;
+    if (changed === 1) return ok(next);
+    const found = this.byId.get(record.jobId) as Row | undefined;
+    const current = found ? (JSON.parse(found.record) as JobRecord).revision : 0;
+    return err(
+      this.error(
+        'conflict',
+        `job '${record.jobId}' was saved by someone else (revision ${current}, expected ${record.revision})`,
+      ),
+    );
   }
 
   load(jobId: string): ResultAsync<JobRecord | null, StoreError> {
@@ -192,46 +199,19 @@ export class SqliteJobStore implements JobStore {
     leaseUntil: number,
   ): ResultAsync<JobRecord, StoreError> {
     return this.run(() =>
-      this.db.transaction(() => this.claimOne({ jobId, expectedOwner }, owner, leaseUntil)).immediate(),
+      this.db
+        .transaction((): Result<JobRecord, StoreError> => {
+          const row = this.byId.get(jobId) as Row | undefined;
+          if (!row) return err(this.error('conflict', `no job '${jobId}' in the store`));
+          const parsed = this.parse(row);
+          if (parsed.isErr()) return parsed;
+          const r = parsed.value;
+          if (r.owner !== expectedOwner && r.owner !== owner.id)
+            return err(this.error('conflict', `job '${jobId}' is held by ${r.owner}`));
+          return this.saveOne({ ...r, owner: owner.id, leaseUntil });
+        })
+        .immediate(),
     );
-  }
-
-  /** Every claim in one IMMEDIATE transaction: one commit (and one WAL sync) for the lot. */
-  claimAll(
-    claims: readonly JobClaim[],
-    owner: LeaseOwner,
-    leaseUntil: number,
-  ): ResultAsync<readonly Result<JobRecord, StoreError>[], StoreError> {
-    return this.run(() =>
-      ok(this.db.transaction(() => claims.map((c) => this.claimOne(c, owner, leaseUntil))).immediate()),
-    );
-  }
-
-  /** Inside a transaction: takes one job's lease if its holder is the expected one. */
-  private claimOne(c: JobClaim, owner: LeaseOwner, leaseUntil: number): Result<JobRecord, StoreError> {
-    const row = this.byId.get(c.jobId) as Row | undefined;
-    if (!row) return err(this.error('conflict', `no job '${c.jobId}' in the store`));
-    const parsed = this.parse(row);
-    if (parsed.isErr()) return parsed;
-    const r = parsed.value;
-    if (r.owner !== c.expectedOwner && r.owner !== owner.id)
-      return err(this.error('conflict', `job '${c.jobId}' is held by ${r.owner}`));
-    const next: JobRecord = { ...r, owner: owner.id, leaseUntil, revision: r.revision + 1 };
-    this.update.run({
-      jobId: c.jobId,
-      hypervisor: next.hypervisor,
-      domain: next.domain,
-      disk: next.disk,
-      state: next.state,
-      ended: next.end === null ? 0 : 1,
-      owner: next.owner,
-      leaseUntil,
-      revision: next.revision,
-      updatedAt: next.updatedAt,
-      record: JSON.stringify(next),
-      expected: r.revision,
-    });
-    return ok(next);
   }
 
   prune(endedBefore: number): ResultAsync<number, StoreError> {

@@ -95,12 +95,6 @@ export interface JobListFilter {
   readonly hypervisor?: string;
 }
 
-/** One job to claim: its id and the holder the caller expects (see JobStore.claim). */
-export interface JobClaim {
-  readonly jobId: string;
-  readonly expectedOwner: string | null;
-}
-
 export interface JobStore {
   /** "memory", or the database path. */
   readonly location: string;
@@ -123,15 +117,11 @@ export interface JobStore {
     leaseUntil: number,
   ): ResultAsync<JobRecord, StoreError>;
   /**
-   * claim() for many jobs at once (recovery: one transaction where the store has them, instead of
-   * one per job). Each claim succeeds or fails on its own, as claim() would; the answers come in
-   * the order of `claims`. An error of the whole call means nothing was claimed.
+   * save() for many records at once (recovery takes every lease this way: one transaction where
+   * the store has them, not one per job). Each record is its own compare-and-set and succeeds or
+   * fails alone; the answers come in the order given. An error of the whole call saved nothing.
    */
-  claimAll(
-    claims: readonly JobClaim[],
-    owner: LeaseOwner,
-    leaseUntil: number,
-  ): ResultAsync<readonly Result<JobRecord, StoreError>[], StoreError>;
+  saveAll(records: readonly JobRecord[]): ResultAsync<readonly Result<JobRecord, StoreError>[], StoreError>;
   /** Deletes ended records older than the given epoch ms; returns how many. */
   prune(endedBefore: number): ResultAsync<number, StoreError>;
   /** Bytes the store occupies (for reports and the benchmark). */

@@ -13,7 +13,7 @@
  * - a job that had not started is resumed from its last recorded step, each of which is
  *   idempotent, so a destination it created is reused, or removed if the start then fails.
  *
- * Every lease is taken in one claimAll (one transaction), and the claimed jobs are reconciled
+ * Every lease is taken in one saveAll (one transaction), and the claimed jobs are reconciled
  * RECOVERY_CONCURRENCY at a time; each job still goes through every rule above on its own.
  */
 import { ResultAsync, err, ok, type Result } from 'neverthrow';
@@ -77,7 +77,7 @@ type Outcome =
 
 /**
  * In three steps, so that 10,000 jobs take one store transaction, not 10,000: the checks that
- * need no IO, then every lease taken in one claimAll, then each claimed job reconciled with
+ * need no IO, then every lease taken in one saveAll, then each claimed job reconciled with
  * the hypervisor, a bounded number at a time.
  */
 async function run(ctx: RecoveryContext): Promise<Result<RecoveryReport, StoreError>> {
@@ -110,11 +110,10 @@ async function run(ctx: RecoveryContext): Promise<Result<RecoveryReport, StoreEr
     disks.add(disk);
     candidates.push(stored);
   }
-  const claims = await store.claimAll(
-    candidates.map((r) => ({ jobId: r.jobId, expectedOwner: r.owner })),
-    owner,
-    ctx.now() + LEASE_MS,
-  );
+  // Each lease taken by a compare-and-set on the revision just listed: whoever saved the job
+  // since (its holder, alive after all, or another engine recovering) keeps it.
+  const leaseUntil = ctx.now() + LEASE_MS;
+  const claims = await store.saveAll(candidates.map((r) => ({ ...r, owner: owner.id, leaseUntil })));
   if (claims.isErr()) return err(claims.error);
   const claimed: JobRecord[] = [];
   for (const [i, answer] of claims.value.entries()) {

@@ -102,31 +102,26 @@ export function jobStoreSuite(name: string, open: () => JobStore): void {
       store.close();
     });
 
-    it('claims many jobs at once, each winning or losing as claim() alone would', async () => {
+    it('saves many records at once, each its own compare-and-set', async () => {
       const store = open();
-      await store.save(record('free', { owner: null }));
-      await store.save(record('gone', { owner: 'host:9:9' }));
-      await store.save(record('held', { owner: 'host:8:8' }));
-      const claims = [
-        { jobId: 'free', expectedOwner: null },
-        { jobId: 'gone', expectedOwner: 'host:9:9' },
-        { jobId: 'held', expectedOwner: null },
-        { jobId: 'ghost', expectedOwner: null },
-      ];
-      const answers = (await store.claimAll(claims, { id: 'me' }, 7000))._unsafeUnwrap();
-      expect(answers.map((a) => (a.isOk() ? a.value.owner : a.error.kind))).toEqual([
-        'me',
-        'me',
-        'conflict',
-        'conflict',
-      ]);
-      const owners = async (id: string) => (await store.load(id))._unsafeUnwrap()!;
-      expect(await owners('free')).toMatchObject({ owner: 'me', leaseUntil: 7000, revision: 2 });
-      expect(await owners('gone')).toMatchObject({ owner: 'me', leaseUntil: 7000, revision: 2 });
-      expect(await owners('held')).toMatchObject({ owner: 'host:8:8', revision: 1 });
-      expect((await store.claimAll([], { id: 'me' }, 1))._unsafeUnwrap()).toEqual([]);
+      const a = (await store.save(record('a')))._unsafeUnwrap();
+      const b = (await store.save(record('b')))._unsafeUnwrap();
+      const stale = (await store.save(b))._unsafeUnwrap(); // b moved on: revision 2
+      const answers = (
+        await store.saveAll([
+          { ...a, owner: 'me', leaseUntil: 7000 },
+          { ...b, owner: 'me' }, // revision 1: stale
+          record('c'), // new
+          record('a'), // a second insert
+        ])
+      )._unsafeUnwrap();
+      expect(answers.map((x) => (x.isOk() ? x.value.revision : x.error.kind))).toEqual([2, 'conflict', 1, 'conflict']);
+      expect((await store.load('a'))._unsafeUnwrap()).toMatchObject({ owner: 'me', leaseUntil: 7000, revision: 2 });
+      expect((await store.load('b'))._unsafeUnwrap()).toEqual(stale);
+      expect((await store.load('c'))._unsafeUnwrap()).toMatchObject({ revision: 1 });
+      expect((await store.saveAll([]))._unsafeUnwrap()).toEqual([]);
       store.close();
-      expect((await store.claimAll(claims, { id: 'me' }, 1)).isErr()).toBe(true);
+      expect((await store.saveAll([record('d')])).isErr()).toBe(true);
     });
 
     it('prunes only ended jobs older than the cut-off', async () => {
