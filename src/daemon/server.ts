@@ -17,6 +17,7 @@ import type { BlockCopyEngine, BlockCopyJob } from '../engine/engine.js';
 import { createEngine, storeFailure } from '../engine/engine.js';
 import { validateAbort, validateSetSpeed } from '../core/validate.js';
 import type { InspectionEvent } from 'xstate';
+import { InspectionRecorder } from '../inspector/recorder.js';
 import type { Inspector } from '../inspector/server.js';
 import { startInspector } from '../inspector/server.js';
 import { foreignJobs } from '../engine/foreign.js';
@@ -56,31 +57,32 @@ const POLICIES: readonly string[] = ['report', 'stop', 'ignore', 'enospc'];
 export async function startDaemon(options: DaemonOptions): Promise<Result<Daemon, string>> {
   const { socketPath, store } = options;
   const log = options.log ?? (() => {});
-  // The inspector first: every engine the controller opens reports to it from its first job.
-  let inspector: Inspector | null = null;
-  if (options.inspector !== false) {
-    const port = options.inspector?.port;
-    inspector = await startInspector({
-      title: 'blockcopy daemon',
-      ...(port !== undefined ? { port } : {}),
-      jobs: {
-        list: async () => (await controller.jobs()).map(row),
-        get: async (jobId) => {
-          const found = (await controller.jobs()).find((j) => j.jobId === jobId);
-          return found ?? null;
-        },
-      },
-    });
-  }
-  const watching = inspector;
+  // Every engine records into the inspector's recorder from its start; the page itself (whose
+  // chart takes a moment to render) comes up beside the control socket, not before it.
+  const recorder = options.inspector !== false ? new InspectionRecorder() : null;
   const controller = createController({
     ...options,
-    ...(watching ? { inspect: watching.inspect, onEngine: (engine) => void watching.attach(engine) } : {}),
+    ...(recorder
+      ? { inspect: recorder.inspect, onEngine: (engine: BlockCopyEngine) => void recorder.attach(engine) }
+      : {}),
   });
+  const inspecting: Promise<Inspector | null> = recorder
+    ? startInspector({
+        title: 'blockcopy daemon',
+        recorder,
+        ...(options.inspector && options.inspector.port !== undefined ? { port: options.inspector.port } : {}),
+        jobs: {
+          list: async () => (await controller.jobs()).map(row),
+          get: async (jobId) => (await controller.jobs()).find((j) => j.jobId === jobId) ?? null,
+        },
+      }).catch((e: unknown) => {
+        log(`inspector not started: ${e instanceof Error ? e.message : String(e)}`);
+        return null;
+      })
+    : Promise.resolve(null);
   const { connect, dispatch } = controller;
   const stopInspector = async () => {
-    await inspector?.close();
-    inspector = null;
+    await (await inspecting)?.close();
   };
   mkdirSync(dirname(socketPath), { recursive: true, mode: 0o700 });
   if (existsSync(socketPath)) {
@@ -143,6 +145,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Result<Daemon
   }
   chmodSync(socketPath, 0o600);
   log(`listening on ${socketPath}`);
+  const inspector = await inspecting;
   const inspectorUrl = inspector?.url ?? null;
   if (inspectorUrl !== null) log(`inspector at ${inspectorUrl}`);
   return ok({

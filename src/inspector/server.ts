@@ -35,6 +35,11 @@ export interface InspectorOptions {
   readonly title?: string;
   /** Records kept in memory (default 50,000). */
   readonly capacity?: number;
+  /**
+   * A recorder already in use (the daemon's engines record into it from their start, before the
+   * page is up); default a new one with `capacity`.
+   */
+  readonly recorder?: InspectionRecorder;
   /** Access token (default 32 random bytes, hex). Tests may fix it. */
   readonly token?: string;
   /**
@@ -84,7 +89,8 @@ function tokenMatches(expected: Buffer, given: string | null): boolean {
 export async function startInspector(options: InspectorOptions = {}): Promise<Inspector> {
   const token = options.token ?? randomBytes(32).toString('hex');
   const expected = Buffer.from(token, 'utf8');
-  const recorder = new InspectionRecorder(options.capacity !== undefined ? { capacity: options.capacity } : {});
+  const recorder =
+    options.recorder ?? new InspectionRecorder(options.capacity !== undefined ? { capacity: options.capacity } : {});
   const header = headerRecord(MACHINE, new Date());
   const svg = await jobChartSvg();
 
