@@ -2,7 +2,7 @@
  * In-memory job store: the same contract as the SQLite store (compare-and-set revisions, leases,
  * records kept as JSON text so that only plain data survives), for fast tests and benchmarks.
  */
-import { errAsync, okAsync, type ResultAsync } from 'neverthrow';
+import { err, errAsync, ok, okAsync, type Result, type ResultAsync } from 'neverthrow';
 import type { JobListFilter, JobRecord, JobStore, LeaseOwner, StoreError } from '../../src/core/job-store.js';
 import type { WorkflowListFilter, WorkflowRecord, WorkflowStore } from '../../src/core/workflow-store.js';
 
@@ -15,12 +15,23 @@ export class MemoryJobStore implements JobStore, WorkflowStore {
   save(record: JobRecord): ResultAsync<JobRecord, StoreError> {
     const open = this.check();
     if (open) return errAsync(open);
+    const saved = this.saveOne(record);
+    return saved.isOk() ? okAsync(saved.value) : errAsync(saved.error);
+  }
+
+  saveAll(records: readonly JobRecord[]): ResultAsync<readonly Result<JobRecord, StoreError>[], StoreError> {
+    const open = this.check();
+    if (open) return errAsync(open);
+    return okAsync(records.map((r) => this.saveOne(r)));
+  }
+
+  private saveOne(record: JobRecord): Result<JobRecord, StoreError> {
     const stored = this.rows.get(record.jobId);
     const current = stored === undefined ? 0 : (JSON.parse(stored) as JobRecord).revision;
-    if (current !== record.revision) return errAsync(conflict(record.jobId, record.revision, current));
+    if (current !== record.revision) return err(conflict(record.jobId, record.revision, current));
     const next = { ...record, revision: record.revision + 1 };
     this.rows.set(record.jobId, JSON.stringify(next));
-    return okAsync(next);
+    return ok(next);
   }
 
   load(jobId: string): ResultAsync<JobRecord | null, StoreError> {

@@ -174,34 +174,41 @@ export class SqliteJobStore implements JobStore, WorkflowStore {
   }
 
   save(record: JobRecord): ResultAsync<JobRecord, StoreError> {
-    return this.run(() => {
-      const next: JobRecord = { ...record, revision: record.revision + 1 };
-      const row = {
-        jobId: next.jobId,
-        hypervisor: next.hypervisor,
-        domain: next.domain,
-        disk: next.disk,
-        state: next.state,
-        ended: next.end === null ? 0 : 1,
-        owner: next.owner,
-        leaseUntil: next.leaseUntil,
-        revision: next.revision,
-        createdAt: next.createdAt,
-        updatedAt: next.updatedAt,
-        record: JSON.stringify(next),
-        expected: record.revision,
-      };
-      const changed = record.revision === 0 ? this.insert.run(row).changes : this.update.run(row).changes;
-      if (changed === 1) return ok(next);
-      const found = this.byId.get(record.jobId) as Row | undefined;
-      const current = found ? (JSON.parse(found.record) as JobRecord).revision : 0;
-      return err(
-        this.error(
-          'conflict',
-          `job '${record.jobId}' was saved by someone else (revision ${current}, expected ${record.revision})`,
-        ),
-      );
-    });
+    return this.run(() => this.saveOne(record));
+  }
+
+  /** Every save in one transaction: one commit (one WAL append) for the lot. */
+  saveAll(records: readonly JobRecord[]): ResultAsync<readonly Result<JobRecord, StoreError>[], StoreError> {
+    return this.run(() => ok(this.db.transaction(() => records.map((r) => this.saveOne(r))).immediate()));
+  }
+
+  private saveOne(record: JobRecord): Result<JobRecord, StoreError> {
+    const next: JobRecord = { ...record, revision: record.revision + 1 };
+    const row = {
+      jobId: next.jobId,
+      hypervisor: next.hypervisor,
+      domain: next.domain,
+      disk: next.disk,
+      state: next.state,
+      ended: next.end === null ? 0 : 1,
+      owner: next.owner,
+      leaseUntil: next.leaseUntil,
+      revision: next.revision,
+      createdAt: next.createdAt,
+      updatedAt: next.updatedAt,
+      record: JSON.stringify(next),
+      expected: record.revision,
+    };
+    const changed = record.revision === 0 ? this.insert.run(row).changes : this.update.run(row).changes;
+    if (changed === 1) return ok(next);
+    const found = this.byId.get(record.jobId) as Row | undefined;
+    const current = found ? (JSON.parse(found.record) as JobRecord).revision : 0;
+    return err(
+      this.error(
+        'conflict',
+        `job '${record.jobId}' was saved by someone else (revision ${current}, expected ${record.revision})`,
+      ),
+    );
   }
 
   load(jobId: string): ResultAsync<JobRecord | null, StoreError> {
@@ -240,22 +247,7 @@ export class SqliteJobStore implements JobStore, WorkflowStore {
           const r = parsed.value;
           if (r.owner !== expectedOwner && r.owner !== owner.id)
             return err(this.error('conflict', `job '${jobId}' is held by ${r.owner}`));
-          const next: JobRecord = { ...r, owner: owner.id, leaseUntil, revision: r.revision + 1 };
-          this.update.run({
-            jobId,
-            hypervisor: next.hypervisor,
-            domain: next.domain,
-            disk: next.disk,
-            state: next.state,
-            ended: next.end === null ? 0 : 1,
-            owner: next.owner,
-            leaseUntil,
-            revision: next.revision,
-            updatedAt: next.updatedAt,
-            record: JSON.stringify(next),
-            expected: r.revision,
-          });
-          return ok(next);
+          return this.saveOne({ ...r, owner: owner.id, leaseUntil });
         })
         .immediate(),
     );

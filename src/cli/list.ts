@@ -1,24 +1,25 @@
 /**
- * `blockcopy list [--all] [--json] [--connect URI --domain NAME]`: the jobs in the store (active,
- * and with --all the ended ones): domain, disk, state, progress, age. Reads the store directly
- * (SQLite lets a reader in beside a running daemon), so it works with or without one. With
- * --connect it also asks libvirtd (through the daemon when one runs, else over its own
- * connection) for the block jobs on the domain's disks that the store does not hold, such as a
- * copy started by `virsh blockcopy`: origin 'hypervisor', which `blockjob` can then act on.
+ * `blockcopy list [--all] [--json] [--hypervisor NAME [--domain NAME] | --connect URI --domain
+ * NAME]`: the jobs in the store (active, and with --all the ended ones): domain, disk, state,
+ * progress, age. Reads the store directly (SQLite lets a reader in beside a running daemon), so
+ * it works with or without one. With a hypervisor named (`--connect URI` is libvirt's
+ * `libvirt:URI`), block jobs on it that no record holds (a mirror another tool started, such as
+ * `virsh blockcopy`) are listed too, marked foreign, before anyone adopts them: asked through the
+ * daemon when one runs (QEMU's monitor serves one client), else read from the hypervisor directly.
+ * `blockjob` can then act on them.
  */
 import { parseArgs } from 'node:util';
-import { err, ok, type Result } from 'neverthrow';
-import { errors } from '../core/errors.js';
-import { fromHypervisorError } from '../core/hypervisor-error.js';
-import type { DiskNames } from '../core/hypervisor-port.js';
 import type { JobRecord } from '../core/job-store.js';
 import { callDaemon } from '../daemon/client.js';
+import type { ForeignJob } from '../engine/foreign.js';
+import { foreignJobs } from '../engine/foreign.js';
 import { parseConnectUri } from '../../adapters/libvirt/uri.js';
 import type { Output } from './copy.js';
-import { daemonRuns, openStore, socketPath, storePath } from './durable.js';
+import { daemonRuns, defaultDomainOf, openStore, socketPath, storePath } from './durable.js';
 import { openHypervisorByName } from './hypervisor.js';
 
-const USAGE = 'usage: blockcopy list [--all] [--json] [--store PATH] [--connect URI --domain NAME] [--socket PATH]';
+export const LIST_USAGE =
+  'usage: blockcopy list [--all] [--json] [--store PATH] [--socket PATH] [--hypervisor sim|qmp:SOCKET [--domain NAME] | --connect URI --domain NAME]';
 
 export async function runListCommand(argv: readonly string[], out: Output, now = Date.now()): Promise<number> {
   let values;
@@ -27,54 +28,69 @@ export async function runListCommand(argv: readonly string[], out: Output, now =
       args: [...argv],
       options: {
         store: { type: 'string' },
-        all: { type: 'boolean', default: false },
-        json: { type: 'boolean', default: false },
+        socket: { type: 'string' },
+        hypervisor: { type: 'string' },
         connect: { type: 'string' },
         domain: { type: 'string' },
-        socket: { type: 'string' },
+        all: { type: 'boolean', default: false },
+        json: { type: 'boolean', default: false },
       },
       strict: true,
       allowPositionals: false,
     }));
   } catch (e) {
-    out.error(`error: ${e instanceof Error ? e.message : String(e)}\n\n${USAGE}`);
+    out.error(`error: ${e instanceof Error ? e.message : String(e)}\n\n${LIST_USAGE}`);
     return 2;
   }
   const usage = (message: string) => {
-    out.error(`error: ${message}\n\n${USAGE}`);
+    out.error(`error: ${message}\n\n${LIST_USAGE}`);
     return 2;
   };
   if (values.connect !== undefined) {
+    if (values.hypervisor !== undefined) return usage('--connect and --hypervisor exclude each other');
     if (values.domain === undefined) return usage('--connect needs --domain NAME');
     const uri = parseConnectUri(values.connect);
     if (uri.isErr()) return usage(uri.error);
-  } else if (values.domain !== undefined) return usage('--domain goes with --connect URI');
+  } else if (values.domain !== undefined && values.hypervisor === undefined)
+    return usage('--domain goes with --hypervisor or --connect');
+  const hypervisor = values.connect !== undefined ? `libvirt:${values.connect}` : values.hypervisor;
 
-  const store = storePath(values.store);
-  const opened = openStore(store);
+  const path = storePath(values.store);
+  const opened = openStore(path);
   if (opened.isErr()) {
     out.error(`error: ${opened.error}`);
     return 1;
   }
   const listed = await opened.value.list({ includeEnded: values.all });
+  // Every id the store knows, ended ones too: a job is foreign only if nobody recorded it.
+  const known = values.all ? listed : await opened.value.list({ includeEnded: true });
   opened.value.close();
-  if (listed.isErr()) {
-    out.error(`error: ${listed.error.message}`);
+  if (listed.isErr() || known.isErr()) {
+    const failed = listed.isErr() ? listed.error : known.isErr() ? known.error : null;
+    out.error(`error: ${failed?.message ?? 'job store unreadable'}`);
     return 1;
   }
   const rows: Row[] = listed.value.map((r) => row(r, now));
-
-  if (values.connect !== undefined && values.domain !== undefined) {
-    const hypervisor = `libvirt:${values.connect}`;
-    const disks = await liveDisks(hypervisor, values.domain, socketPath(values.socket, store));
-    if (disks.isErr()) {
-      if (values.json) out.line(JSON.stringify({ error: disks.error }));
-      else out.error(`error: ${disks.error.message}`);
+  if (hypervisor !== undefined) {
+    const domain = values.domain ?? defaultDomainOf(hypervisor);
+    const foreign = await listForeign(
+      hypervisor,
+      domain,
+      new Set(known.value.map((r) => r.jobId)),
+      socketPath(values.socket, path),
+    );
+    if (typeof foreign === 'string') {
+      out.error(`error: ${foreign}`);
       return 1;
     }
-    rows.push(...foreignRows(rows, hypervisor, values.domain, disks.value));
+    // A fresh libvirt connection names a job by its disk: a job an active record holds on that
+    // disk (under any of its names) is that record's, not foreign.
+    const held = (j: ForeignJob) =>
+      listed.value.some(
+        (r) => r.end === null && r.hypervisor === j.hypervisor && r.domain === j.domain && j.names.includes(r.disk),
+      );
+    rows.push(...foreign.filter((j) => !held(j)).map(foreignRow));
   }
-
   if (values.json) {
     out.line(JSON.stringify(rows));
     return 0;
@@ -99,18 +115,55 @@ export async function runListCommand(argv: readonly string[], out: Output, now =
   return 0;
 }
 
+/** Foreign jobs on the hypervisor: from the daemon when one runs, else from the hypervisor itself. */
+async function listForeign(
+  hypervisor: string,
+  domain: string,
+  known: ReadonlySet<string>,
+  socket: string,
+): Promise<ForeignJob[] | string> {
+  if (await daemonRuns(socket)) {
+    const answer = await callDaemon(socket, 'foreign', hypervisor, { domain });
+    if (answer === null) return `the daemon on ${socket} did not answer`;
+    if (!answer.ok) return answer.error.message;
+    return (answer.value as ForeignJob[]).filter((j) => !known.has(j.jobId));
+  }
+  const opened = await openHypervisorByName(hypervisor);
+  if (opened.isErr()) return opened.error;
+  try {
+    return await foreignJobs(opened.value, [domain], known);
+  } finally {
+    await opened.value.close();
+  }
+}
+
 interface Row {
   readonly jobId: string;
   readonly hypervisor: string;
   readonly domain: string;
   readonly disk: string;
-  /** 'engine' or 'adopted' (in the store), 'hypervisor' (only the hypervisor knows it). */
-  readonly origin: JobRecord['origin'] | 'hypervisor';
+  readonly origin: JobRecord['origin'] | 'foreign';
   readonly state: string;
   readonly end: string | null;
   readonly progress: string | null;
   readonly ageSeconds: number | null;
   readonly owner: string | null;
+}
+
+/** A foreign job: the hypervisor's job type and status as its state, and progress where known. */
+function foreignRow(j: ForeignJob): Row {
+  return {
+    jobId: j.jobId,
+    hypervisor: j.hypervisor,
+    domain: j.domain,
+    disk: j.disk,
+    origin: 'foreign',
+    state: `foreign ${j.type} ${j.status}`,
+    end: null,
+    progress: j.len !== undefined && j.offset !== undefined && j.len > 0 ? percent(j.offset, j.len) : null,
+    ageSeconds: null,
+    owner: null,
+  };
 }
 
 function row(r: JobRecord, now: number): Row {
@@ -130,63 +183,3 @@ function row(r: JobRecord, now: number): Row {
 }
 
 const percent = (cur: number, end: number) => `${Math.floor((cur * 100) / end)}%`;
-
-interface ListError {
-  readonly code: string;
-  readonly number?: number;
-  readonly message: string;
-}
-
-/** The domain's disks as the daemon's connection sees them, else over a connection of our own. */
-async function liveDisks(
-  hypervisor: string,
-  domain: string,
-  socket: string,
-): Promise<Result<readonly DiskNames[], ListError>> {
-  if (await daemonRuns(socket)) {
-    const answer = await callDaemon(socket, 'disks', hypervisor, { domain });
-    if (answer === null) return err({ code: 'VIR_ERR_OPERATION_FAILED', message: 'the daemon went away' });
-    return answer.ok ? ok(answer.value as readonly DiskNames[]) : err(answer.error);
-  }
-  // libvirtd serves many clients: a read-only look needs no engine and changes nothing.
-  const port = await openHypervisorByName(hypervisor);
-  if (port.isErr()) return err({ code: 'VIR_ERR_OPERATION_FAILED', message: port.error });
-  try {
-    const disks = await port.value.listDisks(domain);
-    if (disks.isErr()) return err(fromHypervisorError(disks.error));
-    return disks.value === null ? err(errors.noDomain(domain)) : ok(disks.value);
-  } finally {
-    await port.value.close();
-  }
-}
-
-/** A row for each block job on the domain that no active store record holds. */
-function foreignRows(rows: readonly Row[], hypervisor: string, domain: string, disks: readonly DiskNames[]): Row[] {
-  const out: Row[] = [];
-  for (const d of disks) {
-    const job = d.job;
-    if (!job) continue;
-    const names = [d.disk, d.device, d.source].filter((n): n is string => n !== null);
-    const known = rows.some(
-      (r) =>
-        r.end === null &&
-        r.hypervisor === hypervisor &&
-        r.domain === domain &&
-        (r.jobId === job.jobId || names.includes(r.disk)),
-    );
-    if (known) continue;
-    out.push({
-      jobId: job.jobId,
-      hypervisor,
-      domain,
-      disk: d.disk,
-      origin: 'hypervisor',
-      state: job.status,
-      end: null,
-      progress: job.len !== undefined && job.offset !== undefined && job.len > 0 ? percent(job.offset, job.len) : null,
-      ageSeconds: null,
-      owner: null,
-    });
-  }
-  return out;
-}

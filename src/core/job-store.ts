@@ -8,7 +8,7 @@
  * A local store decides "the owner is gone" from the owner's process identity (see LeaseOwner);
  * a shared store would use the expiry alone.
  */
-import type { ResultAsync } from 'neverthrow';
+import type { Result, ResultAsync } from 'neverthrow';
 import type { BlockCopyError } from './errors.js';
 import type { CopyPlan, CopyRequest } from './plan.js';
 import type { PullPlan, PullRequest } from './pull.js';
@@ -120,6 +120,12 @@ export interface JobStore {
     owner: LeaseOwner,
     leaseUntil: number,
   ): ResultAsync<JobRecord, StoreError>;
+  /**
+   * save() for many records at once (recovery takes every lease this way: one transaction where
+   * the store has them, not one per job). Each record is its own compare-and-set and succeeds or
+   * fails alone; the answers come in the order given. An error of the whole call saved nothing.
+   */
+  saveAll(records: readonly JobRecord[]): ResultAsync<readonly Result<JobRecord, StoreError>[], StoreError>;
   /** Deletes ended records older than the given epoch ms; returns how many. */
   prune(endedBefore: number): ResultAsync<number, StoreError>;
   /** Bytes the store occupies (for reports and the benchmark). */

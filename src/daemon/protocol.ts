@@ -11,7 +11,19 @@ import { blockCopyError } from '../core/errors.js';
 /** Largest request body accepted, in bytes. */
 export const MAX_BODY_BYTES = 64 * 1024;
 
-export const VERBS = ['copy', 'info', 'abort', 'speed', 'pause', 'resume', 'job', 'list', 'disks', 'ping'] as const;
+export const VERBS = [
+  'copy',
+  'info',
+  'abort',
+  'speed',
+  'pause',
+  'resume',
+  'job',
+  'list',
+  'disks',
+  'foreign',
+  'ping',
+] as const;
 export type Verb = (typeof VERBS)[number];
 
 export interface ControlRequest {

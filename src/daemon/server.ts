@@ -11,12 +11,17 @@ import { err, ok, okAsync, type Result, type ResultAsync } from 'neverthrow';
 import type { BlockCopyError } from '../core/errors.js';
 import { blockCopyError, errors } from '../core/errors.js';
 import type { HypervisorPort } from '../core/hypervisor-port.js';
-import type { EndIntent, JobStore } from '../core/job-store.js';
+import type { EndIntent, JobRecord, JobStore } from '../core/job-store.js';
 import type { IoErrorPolicy } from '../core/hypervisor-port.js';
 import type { BlockCopyEngine, BlockCopyJob } from '../engine/engine.js';
 import type { BlockPullJob } from '../engine/pull-jobs.js';
 import { createEngine, storeFailure } from '../engine/engine.js';
 import { validateAbort, validateSetSpeed } from '../core/validate.js';
+import type { InspectionEvent } from 'xstate';
+import { InspectionRecorder } from '../inspector/recorder.js';
+import type { Inspector } from '../inspector/server.js';
+import { startInspector } from '../inspector/server.js';
+import { foreignJobs } from '../engine/foreign.js';
 import { callDaemon } from './client.js';
 import type { ControlAnswer, ControlRequest } from './protocol.js';
 import { MAX_BODY_BYTES, numberArg, parseRequest, stringArg } from './protocol.js';
@@ -28,10 +33,17 @@ export interface DaemonOptions {
   readonly open: (spec: string) => Promise<Result<HypervisorPort, string>>;
   readonly pollIntervalMs?: number;
   readonly log?: (line: string) => void;
+  /**
+   * The live inspector (every job: a list, then one job's chart and log) on 127.0.0.1, its
+   * address (with its access token) logged at start. Default: on, any free port; false: off.
+   */
+  readonly inspector?: false | { readonly port?: number };
 }
 
 export interface Daemon {
   readonly socketPath: string;
+  /** The inspector's address, token included (null when it is off). */
+  readonly inspectorUrl: string | null;
   close(): Promise<void>;
 }
 
@@ -46,17 +58,47 @@ const POLICIES: readonly string[] = ['report', 'stop', 'ignore', 'enospc'];
 export async function startDaemon(options: DaemonOptions): Promise<Result<Daemon, string>> {
   const { socketPath, store } = options;
   const log = options.log ?? (() => {});
-  const controller = createController(options);
+  // Every engine records into the inspector's recorder from its start; the page itself (whose
+  // chart takes a moment to render) comes up beside the control socket, not before it.
+  const recorder = options.inspector !== false ? new InspectionRecorder() : null;
+  const controller = createController({
+    ...options,
+    ...(recorder
+      ? { inspect: recorder.inspect, onEngine: (engine: BlockCopyEngine) => void recorder.attach(engine) }
+      : {}),
+  });
+  const inspecting: Promise<Inspector | null> = recorder
+    ? startInspector({
+        title: 'blockcopy daemon',
+        recorder,
+        ...(options.inspector && options.inspector.port !== undefined ? { port: options.inspector.port } : {}),
+        jobs: {
+          list: async () => (await controller.jobs()).map(row),
+          get: async (jobId) => (await controller.jobs()).find((j) => j.jobId === jobId) ?? null,
+        },
+      }).catch((e: unknown) => {
+        log(`inspector not started: ${e instanceof Error ? e.message : String(e)}`);
+        return null;
+      })
+    : Promise.resolve(null);
   const { connect, dispatch } = controller;
+  const stopInspector = async () => {
+    await (await inspecting)?.close();
+  };
   mkdirSync(dirname(socketPath), { recursive: true, mode: 0o700 });
   if (existsSync(socketPath)) {
-    if ((await callDaemon(socketPath, 'ping', '-')) !== null)
+    if ((await callDaemon(socketPath, 'ping', '-')) !== null) {
+      await stopInspector();
       return err(`a blockcopy daemon already serves ${socketPath}`);
+    }
     unlinkSync(socketPath); // left by a daemon that died
   }
   // Recover every connection that has unfinished jobs, before serving anyone.
   const unfinished = await store.list();
-  if (unfinished.isErr()) return err(unfinished.error.message);
+  if (unfinished.isErr()) {
+    await stopInspector();
+    return err(unfinished.error.message);
+  }
   for (const spec of new Set(unfinished.value.map((r) => r.hypervisor))) {
     const c = await connect(spec);
     if (c.isErr()) log(`${spec}: ${c.error.message}`);
@@ -97,15 +139,24 @@ export async function startDaemon(options: DaemonOptions): Promise<Result<Daemon
     server.once('error', (e) => resolve(err(`cannot listen on ${socketPath}: ${e.message}`)));
     server.listen(socketPath, () => resolve(ok(undefined)));
   });
-  if (listening.isErr()) return err(listening.error);
+  if (listening.isErr()) {
+    await controller.close();
+    await stopInspector();
+    return err(listening.error);
+  }
   chmodSync(socketPath, 0o600);
   log(`listening on ${socketPath}`);
+  const inspector = await inspecting;
+  const inspectorUrl = inspector?.url ?? null;
+  if (inspectorUrl !== null) log(`inspector at ${inspectorUrl}`);
   return ok({
     socketPath,
+    inspectorUrl,
     async close() {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
       await controller.close();
+      await stopInspector();
       if (existsSync(socketPath)) unlinkSync(socketPath);
     },
   });
@@ -118,6 +169,25 @@ export interface ControllerOptions {
   readonly log?: (line: string) => void;
   /** See EngineOptions.actOnIntents (default true). */
   readonly actOnIntents?: boolean;
+  /** XState inspection observer for every engine (the daemon's inspector). */
+  readonly inspect?: (event: InspectionEvent) => void;
+  /** Called with each engine once it is created, before it recovers (the inspector attaches). */
+  readonly onEngine?: (engine: BlockCopyEngine) => void;
+}
+
+/** A job as the daemon lists it: its record, with the live state where an engine runs it. */
+export interface DaemonJob {
+  readonly jobId: string;
+  readonly hypervisor: string;
+  readonly domain: string;
+  readonly disk: string;
+  readonly origin: JobRecord['origin'] | 'foreign';
+  readonly state: string;
+  readonly states: readonly string[];
+  readonly progress: JobRecord['side']['progress'];
+  readonly end: JobRecord['end'];
+  readonly createdAt: number | null;
+  readonly updatedAt: number | null;
 }
 
 /**
@@ -140,9 +210,11 @@ export function createController(options: ControllerOptions) {
         const engine = createEngine({
           hypervisor: opened.value,
           store,
+          ...(options.inspect ? { inspect: options.inspect } : {}),
           ...(options.actOnIntents !== undefined ? { actOnIntents: options.actOnIntents } : {}),
           ...(options.pollIntervalMs !== undefined ? { pollIntervalMs: options.pollIntervalMs } : {}),
         });
+        options.onEngine?.(engine);
         const report = await engine.recover();
         if (report.isOk()) {
           const r = report.value;
@@ -164,6 +236,19 @@ export function createController(options: ControllerOptions) {
     if (verb === 'list') {
       const listed = await store.list({ includeEnded: args['includeEnded'] === true });
       return listed.mapErr(storeFailure);
+    }
+    if (verb === 'foreign') {
+      // Block jobs nobody recorded, on the named domain and on every domain the store knows here.
+      const named = stringArg(args, 'domain');
+      if (named.isErr()) return err(named.error);
+      const conn = await connect(request.hypervisor);
+      if (conn.isErr()) return err(conn.error);
+      const listed = await store.list({ includeEnded: true });
+      if (listed.isErr()) return err(storeFailure(listed.error));
+      const domains = listed.value.filter((r) => r.hypervisor === request.hypervisor).map((r) => r.domain);
+      if (named.value !== undefined) domains.unshift(named.value);
+      const known = new Set(listed.value.map((r) => r.jobId));
+      return ok(await foreignJobs(conn.value.port, domains, known));
     }
     const domain = stringArg(args, 'domain');
     if (verb === 'disks') {
@@ -264,7 +349,40 @@ export function createController(options: ControllerOptions) {
       }
     }
   }
-  return { connect, dispatch, close };
+  /** Every job in the store (ended ones too), live state from the engine that runs it. */
+  async function jobs(): Promise<DaemonJob[]> {
+    const listed = await store.list({ includeEnded: true });
+    if (listed.isErr()) throw new Error(listed.error.message);
+    const live = new Map<string, BlockCopyJob>();
+    for (const c of connections.values()) {
+      const r = await c;
+      if (r.isOk()) for (const job of r.value.engine.jobs({ includeEnded: true })) live.set(job.jobId, job);
+    }
+    return listed.value.map((r): DaemonJob => {
+      const job = live.get(r.jobId);
+      const ended = r.end !== null;
+      return {
+        jobId: r.jobId,
+        hypervisor: r.hypervisor,
+        domain: r.domain,
+        disk: r.disk,
+        origin: r.origin,
+        state: job && !ended ? job.state() : r.state,
+        states: job ? job.states() : r.side.states,
+        progress: job?.progress() ?? r.side.progress,
+        end: r.end,
+        createdAt: r.createdAt,
+        updatedAt: r.updatedAt,
+      };
+    });
+  }
+  return { connect, dispatch, close, jobs };
+}
+
+/** The inspector's job list row (the detail view adds the states and the log). */
+function row(job: DaemonJob) {
+  const { states: _states, ...rest } = job;
+  return rest;
 }
 
 export type Controller = ReturnType<typeof createController>;

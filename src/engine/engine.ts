@@ -24,7 +24,7 @@ import type { EndIntent, JobEnd, JobRecord, JobStore, LeaseOwner, StoreError } f
 import { JOB_RECORD_FORMAT } from '../core/job-store.js';
 import { JOB_CHART_VERSION } from '../../machines/chart-version.js';
 import { JobJournal } from './journal.js';
-import { localOwner } from './lease.js';
+import { RENEW_EVERY_MS, localOwner } from './lease.js';
 import type { RecoveryReport } from './recovery.js';
 import { recoverJobs } from './recovery.js';
 import { adoptionOf } from './adoption.js';
@@ -283,6 +283,18 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     const failed = await journal.checkpoint();
     if (failed) throw storeFailure(failed);
   };
+  /** Renews the lease of every job this engine runs (lease.ts); a timer only while there are some. */
+  let leaseRenewal: Subscription | null = null;
+  const watchLeases = () => {
+    if (journals.size > 0 && !closed) {
+      leaseRenewal ??= interval$(clock, RENEW_EVERY_MS).subscribe(() => {
+        for (const journal of journals.values()) void journal.renewLease();
+      });
+    } else if (leaseRenewal) {
+      leaseRenewal.unsubscribe();
+      leaseRenewal = null;
+    }
+  };
   // One poll timer for the whole engine, running only while some job listens.
   const machine = provideJobMachine(hypervisor, beforeEffect);
   const pollTicks$ = interval$(clock, pollIntervalMs).pipe(share());
@@ -458,6 +470,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     if (names) diskNames.set(runner, names);
     const journal = store && record ? new JobJournal(store, record, () => fieldsOf(runner, endIntent), now) : null;
     if (journal) journals.set(runner.jobId, journal);
+    watchLeases();
     let intentSent = false;
     runner.stateChanges$.subscribe((state) => {
       jobStates$.next({ jobId: runner.jobId, domain: runner.domain, disk: runner.disk, state });
@@ -495,6 +508,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
       if (journal) {
         await journal.checkpoint(endOf(result));
         journals.delete(runner.jobId);
+        watchLeases();
       }
       ended.push(handleOf(runner));
       if (ended.length > ENDED_KEPT) {
@@ -527,6 +541,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     byId.delete(runner.jobId);
     diskNames.delete(runner);
     journals.delete(runner.jobId);
+    watchLeases();
     jobEvents.delete(runner.jobId);
   }
 
@@ -910,12 +925,12 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
           (byId.has(jobId) && runners.get(key(byId.get(jobId)!.domain, byId.get(jobId)!.disk)) !== undefined),
         diskTaken: (domain, disk) => heldBy(domain, disk) !== undefined || pulls.held(domain, disk) !== undefined,
         resumePull: (record) => pulls.resume(record),
-        resume: async (record) => {
+        resume: async (record, known) => {
           const runner = newRunner(record.jobId, record.request!, { snapshot: record.snapshot, side: record.side });
           recovered.add(runner);
           register(runner, record, record.endIntent);
           runner.start();
-          await runner.refresh();
+          await runner.refresh(known);
           return handleOf(runner);
         },
       }).mapErr(storeFailure);
@@ -978,6 +993,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
       if (closed) return;
       closed = true;
       for (const journal of journals.values()) journal.close();
+      watchLeases();
       for (const runner of [...runners.values()]) runner.detach();
       pulls.close();
       runners.clear();

@@ -272,6 +272,8 @@ export class JobRunner {
     });
     let lastContext: unknown = null;
     let lastState = '';
+    /** A restored job's first snapshot is its record, just loaded: nothing new to save. */
+    let restoring = restore !== undefined;
     this.result = new Promise<JobResult>((resolve) => {
       this.settle = resolve;
       this.actor.subscribe({
@@ -284,7 +286,8 @@ export class JobRunner {
           if (name !== lastState || snapshot.context !== lastContext) {
             lastState = name;
             lastContext = snapshot.context;
-            options.onChange?.();
+            if (restoring) restoring = false;
+            else options.onChange?.();
           }
           if (snapshot.status === 'done') {
             this.stop();
@@ -400,9 +403,14 @@ export class JobRunner {
     return this.actor.getSnapshot();
   }
 
-  /** One poll now (recovery: the chart meets the hypervisor's state before anyone acts on it). */
-  refresh(): Promise<void> {
-    return this.polled() ? this.poll() : Promise.resolve();
+  /**
+   * One poll now (recovery: the chart meets the hypervisor's state before anyone acts on it).
+   * `known`: the hypervisor's answer recovery just had (null: no such job), used as this poll's.
+   */
+  async refresh(known?: HypervisorJobInfo | null): Promise<void> {
+    if (!this.polled()) return;
+    if (known === undefined) return this.poll();
+    this.apply(known);
   }
 
   private polled(): boolean {
@@ -414,7 +422,11 @@ export class JobRunner {
     const result = await this.hypervisor.queryJob(this.jobId);
     // A failed query (connection down) tells nothing: the next tick tries again.
     if (result.isErr() || !this.polled()) return;
-    const info = result.value;
+    this.apply(result.value);
+  }
+
+  /** What one query-block-jobs answer tells the chart. */
+  private apply(info: HypervisorJobInfo | null): void {
     if (info) this.noteProgress(info);
     // A running job is not stopped on an error; a paused one with a bad io-status is (its
     // BLOCK_JOB_ERROR may have been lost).

@@ -2,9 +2,10 @@
  * A job's write-ahead journal: its record in the job store, saved after every state change and
  * awaited before every side effect. Saves are queued one at a time per job (each is a
  * compare-and-set on the last revision) and coalesced: a save asked for while one is queued
- * writes the newest state once.
+ * writes the newest state once. Every save of an unfinished job extends its lease (lease.ts).
  */
 import type { JobEnd, JobRecord, JobStore, StoreError } from '../core/job-store.js';
+import { LEASE_MS, leaseDue } from './lease.js';
 
 export type RecordFields = Pick<JobRecord, 'snapshot' | 'state' | 'side' | 'plan' | 'endIntent'> &
   Partial<Pick<JobRecord, 'pull'>>;
@@ -47,6 +48,12 @@ export class JobJournal {
     return run;
   }
 
+  /** Saves again if the job's lease runs out soon (a long job with no state change). */
+  renewLease(): Promise<StoreError | null> | null {
+    if (this.closed || this.last.end !== null || !leaseDue(this.last.leaseUntil, this.now())) return null;
+    return this.checkpoint();
+  }
+
   /** Refuses every later save (the engine closed: nothing more is done for the job here). */
   close(): void {
     this.closed = true;
@@ -61,12 +68,13 @@ export class JobJournal {
     if (this.closed) return { kind: 'io', location: this.store.location, message: 'the engine was closed' };
     if (this.last.end !== null) return null;
     const fields = this.read();
+    const at = this.now();
     const next: JobRecord = {
       ...this.last,
       ...fields,
       end,
-      updatedAt: this.now(),
-      ...(end !== null ? { owner: null, leaseUntil: null } : {}),
+      updatedAt: at,
+      ...(end !== null ? { owner: null, leaseUntil: null } : { leaseUntil: at + LEASE_MS }),
     };
     const saved = await this.store.save(next);
     if (saved.isErr()) {

@@ -1,7 +1,8 @@
 /**
  * Who holds a job's lease on this host: "<hostname>:<pid>:<process start time>". The start time
  * (from /proc) tells a live holder from a dead one whose pid was reused. A holder on another
- * host is judged by the lease expiry alone (a shared store, later).
+ * host is judged by the lease expiry alone (a shared store, later), so a running engine renews
+ * the lease of each of its jobs well before it runs out, however long the job takes.
  */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -16,6 +17,16 @@ function startTime(pid: number): string | null {
   } catch {
     return null;
   }
+}
+
+/** How long a lease lasts from its last renewal (epoch ms). */
+export const LEASE_MS = 60_000;
+/** How often the engine looks for leases to renew: three chances before one runs out. */
+export const RENEW_EVERY_MS = LEASE_MS / 4;
+
+/** The lease is due for renewal: it ends within the next two renewal rounds (or was never set). */
+export function leaseDue(leaseUntil: number | null, now: number): boolean {
+  return leaseUntil === null || leaseUntil - now < 2 * RENEW_EVERY_MS;
 }
 
 export function localOwner(pid = process.pid): LeaseOwner {

@@ -36,8 +36,25 @@ export interface InspectorOptions {
   readonly title?: string;
   /** Records kept in memory (default 50,000). */
   readonly capacity?: number;
+  /**
+   * A recorder already in use (the daemon's engines record into it from their start, before the
+   * page is up); default a new one with `capacity`.
+   */
+  readonly recorder?: InspectionRecorder;
   /** Access token (default 32 random bytes, hex). Tests may fix it. */
   readonly token?: string;
+  /**
+   * Every job the page should list, beyond those it has records of (the daemon: the job store's
+   * jobs, ended ones too). Served as /jobs.json, one job as /jobs/ID.json with its log.
+   */
+  readonly jobs?: InspectorJobs;
+}
+
+/** Where the inspector reads the job list from (plain JSON values). */
+export interface InspectorJobs {
+  list(): Promise<readonly { readonly jobId: string }[]>;
+  /** One job, or null when there is none by that id. */
+  get(jobId: string): Promise<object | null>;
 }
 
 export interface Inspector {
@@ -74,7 +91,8 @@ function tokenMatches(expected: Buffer, given: string | null): boolean {
 export async function startInspector(options: InspectorOptions = {}): Promise<Inspector> {
   const token = options.token ?? randomBytes(32).toString('hex');
   const expected = Buffer.from(token, 'utf8');
-  const recorder = new InspectionRecorder(options.capacity !== undefined ? { capacity: options.capacity } : {});
+  const recorder =
+    options.recorder ?? new InspectionRecorder(options.capacity !== undefined ? { capacity: options.capacity } : {});
   const header = headerRecord(MACHINE, new Date());
   const svg = await jobChartSvg();
   pullChartSvg ??= dotToSvg(toDot(walkMachine(blockPullJobMachine)));
@@ -168,11 +186,47 @@ export async function startInspector(options: InspectorOptions = {}): Promise<In
         res.end();
         return;
       }
-      default:
+      default: {
+        const jobs = options.jobs;
+        const one = /^\/jobs\/([^/]+)\.json$/.exec(url.pathname);
+        if (jobs && (url.pathname === '/jobs.json' || one)) {
+          void serveJobs(jobs, one ? decodeURIComponent(one[1]!) : null, req, res, common);
+          return;
+        }
         res.writeHead(404, { ...common, 'Content-Type': 'text/plain; charset=utf-8' });
         res.end('404 not found\n');
+      }
     }
   };
+
+  /** The job list, or one job with its log (the records the inspector holds for it). */
+  async function serveJobs(
+    jobs: InspectorJobs,
+    jobId: string | null,
+    req: IncomingMessage,
+    res: ServerResponse,
+    common: Record<string, string>,
+  ): Promise<void> {
+    let body: unknown;
+    try {
+      if (jobId === null) body = await jobs.list();
+      else {
+        const job = await jobs.get(jobId);
+        body = job && { ...job, log: recorder.records().filter((r) => r.kind !== 'header' && r.jobId === jobId) };
+      }
+    } catch (e) {
+      res.writeHead(500, { ...common, 'Content-Type': 'text/plain; charset=utf-8' });
+      res.end(`500 ${e instanceof Error ? e.message : String(e)}\n`);
+      return;
+    }
+    if (body === null) {
+      res.writeHead(404, { ...common, 'Content-Type': 'text/plain; charset=utf-8' });
+      res.end('404 no such job\n');
+      return;
+    }
+    res.writeHead(200, { ...common, 'Content-Type': 'application/json; charset=utf-8' });
+    res.end(req.method === 'HEAD' ? undefined : JSON.stringify(body));
+  }
 
   const server = createServer(handle);
   await new Promise<void>((resolve, reject) => {

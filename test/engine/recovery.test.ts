@@ -4,6 +4,7 @@
  * a second engine recovers from the same store, and each job must end as it would have without
  * the kill: same outcome, same disk, nothing left behind, READY announced once.
  */
+import { hostname } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { SimulatedHypervisor } from '../../adapters/sim/index.js';
 import { MemoryJobStore } from '../../adapters/store/memory.js';
@@ -14,6 +15,12 @@ import type { BlockCopyEngine, BlockJobEvent } from '../../src/engine/engine.js'
 import { createEngine } from '../../src/engine/engine.js';
 import type { JobResult } from '../../src/engine/job-runner.js';
 import { DEST } from './harness.js';
+
+/**
+ * Engine A as a lease holder: a process of this host that is gone (no pid is above pid_max), so
+ * B may take its jobs at once. (A holder on another host would keep them until its lease ran out.)
+ */
+const KILLED_HERE = { id: `${hostname()}:4194305:0` };
 
 type Kill = { readonly state: string } | { readonly after: keyof HypervisorPort };
 type Intent = 'pivot' | 'finish';
@@ -72,7 +79,7 @@ async function runWithKill(kill: Kill, intent: Intent) {
     hypervisor: hooked(sim, (m) => 'after' in kill && kill.after === m && killA()),
     clock,
     store,
-    owner: { id: 'engine-a' },
+    owner: KILLED_HERE,
     pollIntervalMs: 500,
   });
   a.events$.subscribe((e) => events.push(e));

@@ -126,8 +126,8 @@ describe('list and blockjob over libvirt, without a daemon', () => {
         hypervisor: `libvirt:${URI}`,
         domain: b.name,
         disk: 'vda',
-        origin: 'hypervisor',
-        state: 'ready',
+        origin: 'foreign',
+        state: 'foreign mirror ready',
         end: null,
         progress: '100%',
         ageSeconds: null,
@@ -135,7 +135,7 @@ describe('list and blockjob over libvirt, without a daemon', () => {
       });
       const table = await cli(['list', '--store', store, ...connect(b)], env);
       expect(table.stdout).toMatch(
-        new RegExp(`libvirt:${b.name}/vda\\tlibvirt:${URI}\\t${b.name}\\tvda\\tready\\t100%\\t-`),
+        new RegExp(`libvirt:${b.name}/vda\\tlibvirt:${URI}\\t${b.name}\\tvda\\tforeign mirror ready\\t100%\\t-`),
       );
 
       const infoA = await cli(['blockjob', 'vda', ...connect(a), '--store', store, '--info'], env);
@@ -231,7 +231,7 @@ describe('through the daemon, beside a QMP monitor', () => {
         expect(rows.map((r) => [r.hypervisor, r.domain, r.origin, r.state]).sort()).toEqual(
           [
             [`libvirt:${URI}`, c.name, 'engine', 'ready.synced'],
-            [`libvirt:${URI}`, d.name, 'hypervisor', 'ready'],
+            [`libvirt:${URI}`, d.name, 'foreign', 'foreign mirror ready'],
             [qmp, 'qemu', 'engine', 'ready.synced'],
           ].sort(),
         );

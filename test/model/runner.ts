@@ -17,6 +17,7 @@ import { GuestWrite } from './commands/guest-write.js';
 import { ClearFaults, IoError } from './commands/io-error.js';
 import { Kill, Restart } from './commands/kill.js';
 import { PauseResume } from './commands/pause-resume.js';
+import { RestartEngine } from './commands/restart-engine.js';
 import { SetSpeed } from './commands/set-speed.js';
 import { POLICIES, StartCopy, backingOf, destPath } from './commands/start.js';
 import { DISKS, System } from './system.js';
@@ -31,7 +32,7 @@ function foreignFiles() {
   ]);
 }
 
-export type Mix = 'lifecycle' | 'faults' | 'hypervisor' | 'everything';
+export type Mix = 'lifecycle' | 'faults' | 'hypervisor' | 'everything' | 'restarts';
 
 export function commandArbs(mix: Mix): fc.Arbitrary<Command>[] {
   const start = fc
@@ -62,6 +63,8 @@ export function commandArbs(mix: Mix): fc.Arbitrary<Command>[] {
     fc
       .record({ disk, op: fc.constantFrom('save', 'snapshot-create', 'detach', 'define') as fc.Arbitrary<'save'> })
       .map((r) => new DomainOp(r.disk, r.op)),
+    // In every mix: an engine restart from its store at a random point changes no outcome.
+    fc.constant(new RestartEngine()),
   ];
   const faults = [
     fc
@@ -88,6 +91,9 @@ export function commandArbs(mix: Mix): fc.Arbitrary<Command>[] {
       return [...lifecycle, ...hypervisor];
     case 'everything':
       return [...lifecycle, ...faults, ...hypervisor];
+    case 'restarts':
+      // Restarts weighted up, so that many land while jobs run, in any state.
+      return [...lifecycle, ...hypervisor, ...Array.from({ length: 4 }, () => fc.constant(new RestartEngine()))];
   }
 }
 
@@ -131,19 +137,28 @@ export async function runModel(
   numRuns: number,
   specFile: string,
   maxCommands = 10,
-): Promise<{ sequences: number; commands: number; ms: number }> {
+  /** fast-check's size of the command lists (longer lists: more happens before each command). */
+  size?: fc.SizeForArbitrary,
+): Promise<{ sequences: number; commands: number; ms: number; restarts: number; restartsWithJobs: number }> {
   const t0 = performance.now();
   let sequences = 0;
   let commands = 0;
+  let restarts = 0;
+  let restartsWithJobs = 0;
   const replay = replayParams();
   const details = await fc.check(
-    fc.asyncProperty(fc.commands(commandArbs(mix), { maxCommands, ...replayCommands() }), async (cmds) => {
-      const sys = new System(foreignFiles());
-      sequences++;
-      await fc.asyncModelRun(() => ({ model: sys.model, real: sys }), cmds);
-      await sys.drain();
-      commands += sys.commands;
-    }),
+    fc.asyncProperty(
+      fc.commands(commandArbs(mix), { maxCommands, ...(size ? { size } : {}), ...replayCommands() }),
+      async (cmds) => {
+        const sys = new System(foreignFiles());
+        sequences++;
+        await fc.asyncModelRun(() => ({ model: sys.model, real: sys }), cmds);
+        await sys.drain();
+        commands += sys.commands;
+        restarts += sys.restarts;
+        restartsWithJobs += sys.restartsWithJobs;
+      },
+    ),
     { numRuns, ...replay },
   );
   if (details.failed) {
@@ -157,5 +172,5 @@ export async function runModel(
         `\n${details.errorInstance instanceof Error ? details.errorInstance.message : String(details.errorInstance)}`,
     );
   }
-  return { sequences, commands, ms: performance.now() - t0 };
+  return { sequences, commands, ms: performance.now() - t0, restarts, restartsWithJobs };
 }

@@ -9,6 +9,7 @@ import { Subject } from 'rxjs';
 import { expect } from 'vitest';
 import type { HypervisorError, HypervisorEvent, HypervisorPort } from '../../src/core/hypervisor-port.js';
 import { MiB, SimulatedHypervisor } from '../../adapters/sim/index.js';
+import { MemoryJobStore } from '../../adapters/store/memory.js';
 import type { SimDomainSpec } from '../../adapters/sim/index.js';
 import { VirtualClock } from '../../src/core/clock.js';
 import { AbortFlags } from '../../src/core/flags.js';
@@ -76,7 +77,15 @@ export interface Record {
 export class System {
   readonly clock = new VirtualClock();
   readonly sim: SimulatedHypervisor;
-  readonly engine: BlockCopyEngine;
+  /** The engine now running; a restart (commands/restart-engine.ts) replaces it. */
+  engine: BlockCopyEngine;
+  /** Every job's record: what a restarted engine recovers from. */
+  readonly store = new MemoryJobStore();
+  /** The port every engine of this system talks through (the same simulated hypervisor). */
+  private readonly port: HypervisorPort;
+  /** Engine restarts so far, and those with a job the model expects to be running. */
+  restarts = 0;
+  restartsWithJobs = 0;
   readonly model = new Model(DISKS);
   readonly rec: Record = {
     ready: new Map(),
@@ -124,14 +133,20 @@ export class System {
       if (this.holding && 'jobId' in e) this.held.push(e);
       else this.events$.next(e);
     });
-    const port = this.recordingPort();
-    this.engine = createEngine({
-      hypervisor: port,
+    this.port = this.recordingPort();
+    this.engine = this.newEngine();
+  }
+
+  /** An engine on this system's store and port, its events recorded. */
+  private newEngine(): BlockCopyEngine {
+    const engine = createEngine({
+      hypervisor: this.port,
       clock: this.clock,
       pollIntervalMs: 500,
+      store: this.store,
       jobId: (domain, disk) => `job-${domain}-${disk}-${++this.seq}`,
     });
-    this.engine.events$.subscribe((e) => {
+    engine.events$.subscribe((e) => {
       this.rec.events.push(e);
       if (e.status === 'READY') this.rec.ready.set(e.jobId, (this.rec.ready.get(e.jobId) ?? 0) + 1);
       else {
@@ -140,6 +155,21 @@ export class System {
         this.rec.finals.set(e.jobId, list);
       }
     });
+    return engine;
+  }
+
+  /**
+   * The engine process dies (as a kill would: no shutdown, nothing awaited) and a new one starts
+   * on the same store and the same hypervisor, and recovers every unfinished job.
+   */
+  async restartEngine(): Promise<void> {
+    this.engine.close();
+    this.restarts++;
+    if (this.model.jobs().length > 0) this.restartsWithJobs++;
+    this.engine = this.newEngine();
+    const report = await this.await(this.engine.recover());
+    expect(report.isOk(), 'recover() after an engine restart').toBe(true);
+    expect(report._unsafeUnwrap().skipped, 'jobs recovery left alone').toEqual([]);
   }
 
   releaseHeld(): void {

@@ -102,6 +102,28 @@ export function jobStoreSuite(name: string, open: () => JobStore): void {
       store.close();
     });
 
+    it('saves many records at once, each its own compare-and-set', async () => {
+      const store = open();
+      const a = (await store.save(record('a')))._unsafeUnwrap();
+      const b = (await store.save(record('b')))._unsafeUnwrap();
+      const stale = (await store.save(b))._unsafeUnwrap(); // b moved on: revision 2
+      const answers = (
+        await store.saveAll([
+          { ...a, owner: 'me', leaseUntil: 7000 },
+          { ...b, owner: 'me' }, // revision 1: stale
+          record('c'), // new
+          record('a'), // a second insert
+        ])
+      )._unsafeUnwrap();
+      expect(answers.map((x) => (x.isOk() ? x.value.revision : x.error.kind))).toEqual([2, 'conflict', 1, 'conflict']);
+      expect((await store.load('a'))._unsafeUnwrap()).toMatchObject({ owner: 'me', leaseUntil: 7000, revision: 2 });
+      expect((await store.load('b'))._unsafeUnwrap()).toEqual(stale);
+      expect((await store.load('c'))._unsafeUnwrap()).toMatchObject({ revision: 1 });
+      expect((await store.saveAll([]))._unsafeUnwrap()).toEqual([]);
+      store.close();
+      expect((await store.saveAll([record('d')])).isErr()).toBe(true);
+    });
+
     it('prunes only ended jobs older than the cut-off', async () => {
       const store = open();
       await store.save(record('live', { updatedAt: 1 }));
