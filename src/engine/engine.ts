@@ -30,6 +30,9 @@ import { recoverJobs } from './recovery.js';
 import { adoptionOf } from './adoption.js';
 import { resolveDisk } from '../core/disk-identity.js';
 import { checkEngineOptions, checkJobId, refusingEngine } from './options.js';
+import type { ConvergencePolicy } from '../core/convergence.js';
+import { checkConvergencePolicy } from '../core/convergence.js';
+import { watchConvergence } from './convergence.js';
 import type { CopyPlan, CopyRequest } from '../core/plan.js';
 import type { BlockJobInfo, CopyOptions } from '../core/validate.js';
 import {
@@ -68,6 +71,11 @@ export interface EngineOptions {
    * one-shot command (blockjob --info) passes false: it only looks, the user's verb acts.
    */
   readonly actOnIntents?: boolean;
+  /**
+   * Convergence policy of every copy that does not set its own (JobControls.convergence):
+   * detect a mirror the guest outruns, escalate, give up at the deadline (src/core/convergence.ts).
+   */
+  readonly convergence?: ConvergencePolicy;
 }
 
 /** What the engine does about a job beyond libvirt's call, for one submission. */
@@ -79,6 +87,8 @@ export interface JobControls {
    * does it if the caller is gone. The engine itself acts on it only for recovered jobs.
    */
   readonly endIntent?: EndIntent;
+  /** This copy's convergence policy; null: none, whatever the engine's default. */
+  readonly convergence?: ConvergencePolicy | null;
 }
 
 /** A block-job event, as libvirt's VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2 (keyed by disk target). */
@@ -489,6 +499,25 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     });
   }
 
+  /** Runs the job's convergence policy beside it, if it has one; its state goes into the job's record. */
+  function superviseConvergence(runner: JobRunner): void {
+    const c = runner.convergence;
+    if (!c || runner.snapshot.status !== 'active') return;
+    watchConvergence({
+      runner,
+      policy: c.policy,
+      hypervisor,
+      clock,
+      elapsedMs: Math.max(0, now() - c.startedAt),
+      ...(c.snapshot ? { snapshot: c.snapshot } : {}),
+      inspect: options.inspect,
+      onChange: (snapshot) => {
+        if (runner.convergence) runner.convergence = { ...runner.convergence, snapshot };
+        void journals.get(runner.jobId)?.checkpoint();
+      },
+    });
+  }
+
   /**
    * Resolves the typed disk to its canonical identity, then reserves it synchronously: two
    * requests under two spellings of one disk cannot both start. A name that resolves to nothing
@@ -531,7 +560,11 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     if (jobEvents.has(jobId))
       return errAsync(blockCopyError('VIR_ERR_INVALID_ARG', `job id '${jobId}' is already in use`));
     const endIntent = controls.endIntent ?? null;
+    const wanted = controls.convergence === undefined ? options.convergence : controls.convergence;
+    const policy = wanted ? checkConvergencePolicy(wanted) : null;
+    if (policy?.isErr()) return errAsync(policy.error);
     const runner = newRunner(jobId, request);
+    if (policy?.isOk()) runner.convergence = { policy: policy.value, startedAt: now(), snapshot: null };
     const journal = register(runner, store ? newRecord(jobId, request, endIntent) : null, endIntent, names);
     const started = new Promise<Result<BlockCopyJob, BlockCopyError>>((resolve) => {
       const sub = runner.actor.subscribe((snapshot) => {
@@ -586,7 +619,10 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
           unregister(runner);
           return err(storeFailure(failed));
         }
-        if (!closed) runner.start();
+        if (!closed) {
+          runner.start();
+          superviseConvergence(runner);
+        }
         return started;
       }),
     );
@@ -808,6 +844,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
           recovered.add(runner);
           register(runner, record, record.endIntent);
           runner.start();
+          superviseConvergence(runner);
           await runner.refresh();
           return handleOf(runner);
         },
@@ -922,9 +959,13 @@ function splitControls(
   options: (CopyOptions & JobControls) | undefined,
 ): [CopyOptions | undefined, JobControls | undefined] {
   if (!options) return [undefined, undefined];
-  const { signal, endIntent, ...copy } = options;
+  const { signal, endIntent, convergence, ...copy } = options;
   return [
     Object.keys(copy).length > 0 ? copy : undefined,
-    { ...(signal ? { signal } : {}), ...(endIntent !== undefined ? { endIntent } : {}) },
+    {
+      ...(signal ? { signal } : {}),
+      ...(endIntent !== undefined ? { endIntent } : {}),
+      ...(convergence !== undefined ? { convergence } : {}),
+    },
   ];
 }

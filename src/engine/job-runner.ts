@@ -12,7 +12,7 @@ import { createActor, fromPromise } from 'xstate';
 import type { HypervisorError, HypervisorEvent, HypervisorJobInfo, HypervisorPort } from '../core/hypervisor-port.js';
 import type { BlockCopyJobOutput, FinishInput } from '../../machines/block-copy-job.js';
 import { blockCopyJobMachine } from '../../machines/block-copy-job.js';
-import type { ObservationEvent, RefusedEmitted, UserEvent } from '../../machines/events.js';
+import type { ConvergenceRequest, ObservationEvent, RefusedEmitted, UserEvent } from '../../machines/events.js';
 import type { Clock } from '../core/clock.js';
 import type { BlockCopyError } from '../core/errors.js';
 import { fromHypervisorError } from '../core/hypervisor-error.js';
@@ -48,7 +48,7 @@ export interface JobResult extends Omit<BlockCopyJobOutput, 'outcome'> {
 export type JobActor = Actor<typeof blockCopyJobMachine>;
 
 /** Polled in these states: the hypervisor job exists and its end is not yet settled. */
-const POLLED = ['mirroring', 'ready', 'pivoting', 'aborting'] as const;
+const POLLED = ['mirroring', 'ready', 'restarting', 'pivoting', 'aborting'] as const;
 
 /** States in which an accepted pivot or abort is being carried out. */
 const ENDING = ['pivoting', 'confirmingPivot', 'aborting', 'finishing'] as const;
@@ -236,6 +236,8 @@ export class JobRunner {
   progress: JobProgress | null = null;
   /** The public READY event went out (persisted: never twice, restarts included). */
   readyAnnounced = false;
+  /** The convergence policy's state, kept in the job's record (src/engine/convergence.ts). */
+  convergence: JobSideState['convergence'] = null;
 
   private readonly pause = { userPauseRequested: false, stoppedOnError: false };
   private settle: ((result: JobResult) => void) | null = null;
@@ -257,6 +259,7 @@ export class JobRunner {
       this.pause.userPauseRequested = restore.side.pause.userPauseRequested;
       this.pause.stoppedOnError = restore.side.pause.stoppedOnError;
       this.progress = restore.side.progress;
+      this.convergence = restore.side.convergence ?? null;
       const last = this.states[this.states.length - 1];
       if (last !== undefined) this.stateChanges$.next(last);
       if (this.progress) this.progress$.next(this.progress);
@@ -324,6 +327,11 @@ export class JobRunner {
     this.actor.start();
   }
 
+  /** A request of the convergence policy (the chart ignores it where it does not apply). */
+  converge(event: ConvergenceRequest): void {
+    if (this.actor.getSnapshot().status === 'active') this.actor.send(event);
+  }
+
   /** Sends a user request; resolves with the machine's refusal, if it refused. */
   request(event: UserEvent): BlockCopyError | null {
     let refused: BlockCopyError | null = null;
@@ -357,6 +365,7 @@ export class JobRunner {
       readyAnnounced: this.readyAnnounced,
       pause: { ...this.pause },
       progress: this.progress,
+      ...(this.convergence ? { convergence: this.convergence } : {}),
     };
   }
 

@@ -9,6 +9,7 @@ import { err, errAsync, ok } from 'neverthrow';
 import { EMPTY } from 'rxjs';
 import type { BlockCopyError } from '../core/errors.js';
 import { blockCopyError } from '../core/errors.js';
+import { checkConvergencePolicy } from '../core/convergence.js';
 
 /** Bounds of the poll interval, in ms: at least 1 ms, at most a day (a timer's range). */
 export const POLL_INTERVAL_RANGE = { min: 1, max: 86_400_000 } as const;
@@ -19,6 +20,7 @@ interface CheckedOptions {
   readonly pollIntervalMs?: unknown;
   readonly jobId?: unknown;
   readonly inspect?: unknown;
+  readonly convergence?: unknown;
 }
 
 const invalid = (detail: string) => blockCopyError('VIR_ERR_INVALID_ARG', detail);
@@ -55,6 +57,10 @@ export function checkEngineOptions(options: CheckedOptions | null | undefined): 
     return err(invalid('engine option jobId must be a function (domain, disk) => string'));
   if (options.inspect !== undefined && typeof options.inspect !== 'function')
     return err(invalid('engine option inspect must be a function'));
+  if (options.convergence !== undefined) {
+    const checked = checkConvergencePolicy(options.convergence);
+    if (checked.isErr()) return err(checked.error);
+  }
   return ok(undefined);
 }
 
