@@ -33,6 +33,7 @@ import { checkEngineOptions, checkJobId, refusingEngine } from './options.js';
 import type { ConvergencePolicy } from '../core/convergence.js';
 import { checkConvergencePolicy } from '../core/convergence.js';
 import { watchConvergence } from './convergence.js';
+import { JobSlots } from './job-slots.js';
 import type { CopyPlan, CopyRequest } from '../core/plan.js';
 import type { BlockJobInfo, CopyOptions } from '../core/validate.js';
 import {
@@ -76,6 +77,12 @@ export interface EngineOptions {
    * detect a mirror the guest outruns, escalate, give up at the deadline (src/core/convergence.ts).
    */
   readonly convergence?: ConvergencePolicy;
+  /** At most this many copies run at once; the others wait, queued in order (src/engine/job-slots.ts). */
+  readonly maxJobs?: number;
+  /** At most this many copies into one filesystem run at once. */
+  readonly maxJobsPerFilesystem?: number;
+  /** Slots shared with other engines (one host limit for several connections); wins over maxJobs*. */
+  readonly slots?: JobSlots;
 }
 
 /** What the engine does about a job beyond libvirt's call, for one submission. */
@@ -257,6 +264,14 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   const now = options.now ?? Date.now;
   const actOnIntents = options.actOnIntents ?? true;
   const journals = new Map<string, JobJournal>();
+  const slots =
+    options.slots ??
+    (options.maxJobs !== undefined || options.maxJobsPerFilesystem !== undefined
+      ? new JobSlots({
+          ...(options.maxJobs !== undefined ? { maxJobs: options.maxJobs } : {}),
+          ...(options.maxJobsPerFilesystem !== undefined ? { maxJobsPerFilesystem: options.maxJobsPerFilesystem } : {}),
+        })
+      : null);
   /** Write-ahead barrier of the IO actors: the job's record is durable before the effect. */
   const beforeEffect = async (jobId: string): Promise<void> => {
     const journal = journals.get(jobId);
@@ -291,6 +306,10 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   const key = (domain: string, disk: string) => `${domain}\u0000${disk}`;
   /** Every name each job's disk answered to when the job started: any spelling finds the job. */
   const diskNames = new Map<JobRunner, DiskNames>();
+  /** Jobs waiting for a slot (their chart has not started). */
+  const queuedRunners = new Set<JobRunner>();
+  const queuedRefusal = (runner: JobRunner) =>
+    blockCopyError('VIR_ERR_OPERATION_INVALID', `block job on disk '${runner.disk}' is queued and has not started`);
 
   /** The engine's job on the disk `typed` names, by its canonical name or any other name. */
   function heldBy(domain: string, typed: string): JobRunner | undefined {
@@ -439,6 +458,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
       }
     });
     void runner.result.then(async (result) => {
+      slots?.release(runner.jobId);
       if (runners.get(k) === runner) runners.delete(k);
       diskNames.delete(runner);
       jobEvents.delete(runner.jobId);
@@ -473,6 +493,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
 
   /** Undoes register() for a job that never started (its first record could not be written). */
   function unregister(runner: JobRunner): void {
+    slots?.release(runner.jobId);
     const k = key(runner.domain, runner.disk);
     if (runners.get(k) === runner) runners.delete(k);
     byId.delete(runner.jobId);
@@ -497,6 +518,20 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
       restore,
       onChange: () => void journals.get(jobId)?.checkpoint(),
     });
+  }
+
+  /** A queued job's slot came: it starts now, as if just asked for. */
+  function beginQueued(runner: JobRunner): void {
+    queuedRunners.delete(runner);
+    if (
+      closed ||
+      runner.actorStarted ||
+      runner.snapshot.status !== 'active' ||
+      !runners.has(key(runner.domain, runner.disk))
+    )
+      return;
+    runner.start();
+    superviseConvergence(runner);
   }
 
   /** Runs the job's convergence policy beside it, if it has one; its state goes into the job's record. */
@@ -527,13 +562,14 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     if (closed) return errAsync(blockCopyError('VIR_ERR_OPERATION_INVALID', 'the engine is closed'));
     const early = heldBy(request.domain, request.disk);
     if (early) return errAsync(errors.diskInCopyJob(early.disk));
-    const resolved: Promise<Result<DiskNames | null, BlockCopyError>> = (async () => {
+    const resolved: Promise<Result<{ names: DiskNames | null; filesystem: string }, BlockCopyError>> = (async () => {
       const listed = await hypervisor.listDisks(request.domain);
       const found = listed.isOk() && listed.value !== null ? resolveDisk(listed.value, request.disk) : null;
-      return ok(found?.isOk() ? found.value : null);
+      const filesystem = slots ? await slots.filesystemOf(request.destination) : '';
+      return ok({ names: found?.isOk() ? found.value : null, filesystem });
     })();
-    return new ResultAsync(resolved).andThen((names) =>
-      launch(names ? { ...request, disk: names.disk } : request, names, controls),
+    return new ResultAsync(resolved).andThen(({ names, filesystem }) =>
+      launch(names ? { ...request, disk: names.disk } : request, names, controls, filesystem),
     );
   }
 
@@ -541,6 +577,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     request: CopyRequest,
     names: DiskNames | null,
     controls: JobControls,
+    filesystem = '',
   ): ResultAsync<BlockCopyJob, BlockCopyError> {
     if (closed) return errAsync(blockCopyError('VIR_ERR_OPERATION_INVALID', 'the engine is closed'));
     const k = key(request.domain, request.disk);
@@ -565,7 +602,11 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     if (policy?.isErr()) return errAsync(policy.error);
     const runner = newRunner(jobId, request);
     if (policy?.isOk()) runner.convergence = { policy: policy.value, startedAt: now(), snapshot: null };
+    // A slot now, or a place in the queue (recorded as 'queued' in the first record).
+    const runNow = slots ? slots.admit({ jobId, filesystem, order: now(), start: () => beginQueued(runner) }) : true;
+    if (!runNow) runner.markQueued();
     const journal = register(runner, store ? newRecord(jobId, request, endIntent) : null, endIntent, names);
+    if (!runNow) queuedRunners.add(runner);
     const started = new Promise<Result<BlockCopyJob, BlockCopyError>>((resolve) => {
       const sub = runner.actor.subscribe((snapshot) => {
         if (snapshot.context.started) {
@@ -619,6 +660,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
           unregister(runner);
           return err(storeFailure(failed));
         }
+        if (!runNow) return ok(handleOf(runner));
         if (!closed) {
           runner.start();
           superviseConvergence(runner);
@@ -647,6 +689,14 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     abortOptions: AbortOptions,
   ): ResultAsync<void, BlockCopyError> {
     const disk = runner.disk;
+    if (runner.queued) {
+      // Nothing was done for a queued job: cancelling it creates and removes nothing.
+      if (pivot) return errAsync(errors.notReadyForPivot(disk));
+      queuedRunners.delete(runner);
+      slots?.release(runner.jobId);
+      runner.cancelQueued();
+      return wrapPromise(runner.result.then(() => ok(undefined)));
+    }
     // A paused job's pivot waits for a resume (QEMU acts on complete only once it runs): refuse
     // it, even before the chart has seen the pause (issue 11). The engine's own record of the
     // pause decides, not the chart's standby, which a lost resume event could leave behind.
@@ -760,11 +810,14 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
       const speed = validateSetSpeed(bandwidth, flags);
       if (speed.isErr()) return errAsync(speed.error);
       return withRunner(domain, disk, (runner) =>
-        hypervisor.setJobSpeed(runner.jobId, speed.value).mapErr((e) => fromHypervisorError(e, runner.jobId)),
+        runner.queued
+          ? errAsync(queuedRefusal(runner))
+          : hypervisor.setJobSpeed(runner.jobId, speed.value).mapErr((e) => fromHypervisorError(e, runner.jobId)),
       );
     },
     blockJobPause(domain, disk) {
       return withRunner(domain, disk, (runner) => {
+        if (runner.queued) return errAsync(queuedRefusal(runner));
         // Pausing a job being ended would hold its pivot or cancel until a resume.
         if (runner.isEnding()) return errAsync(errors.stillBeingEnded(runner.disk));
         // A second pause refused as "already paused" must not forget the first (issue 11 races).
@@ -778,10 +831,12 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     },
     blockJobResume(domain, disk) {
       return withRunner(domain, disk, (runner) =>
-        hypervisor
-          .resumeJob(runner.jobId)
-          .map(() => runner.setUserPause(false))
-          .mapErr((e) => fromHypervisorError(e, runner.jobId)),
+        runner.queued
+          ? errAsync(queuedRefusal(runner))
+          : hypervisor
+              .resumeJob(runner.jobId)
+              .map(() => runner.setUserPause(false))
+              .mapErr((e) => fromHypervisorError(e, runner.jobId)),
       );
     },
     checkDomainOperation(domain, operation, disk) {
@@ -818,10 +873,10 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     },
     job(domain, disk) {
       const runner = heldBy(domain, disk);
-      return runner && runner.snapshot.context.started ? handleOf(runner) : undefined;
+      return runner && (runner.snapshot.context.started || runner.queued) ? handleOf(runner) : undefined;
     },
     jobs(filter = {}) {
-      const active = [...runners.values()].filter((r) => r.snapshot.context.started).map(handleOf);
+      const active = [...runners.values()].filter((r) => r.snapshot.context.started || r.queued).map(handleOf);
       return filter.includeEnded ? [...ended, ...active] : active;
     },
     jobById(jobId) {
@@ -831,6 +886,8 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     recover() {
       if (!store) return okAsync({ resumed: [], finished: [], skipped: [] });
       if (closed) return errAsync(blockCopyError('VIR_ERR_OPERATION_INVALID', 'the engine is closed'));
+      /** Queued jobs found in the store: they take their places in order once every running job counts. */
+      const stillQueued: { runner: JobRunner; record: JobRecord; filesystem: string }[] = [];
       return recoverJobs({
         store,
         hypervisor,
@@ -840,15 +897,49 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
           byId.has(jobId) && runners.get(key(byId.get(jobId)!.domain, byId.get(jobId)!.disk)) !== undefined,
         diskTaken: (domain, disk) => heldBy(domain, disk) !== undefined,
         resume: async (record) => {
+          if (record.state === 'queued') {
+            const runner = newRunner(record.jobId, record.request!);
+            runner.convergence = record.side.convergence ?? null;
+            recovered.add(runner);
+            runner.markQueued();
+            register(runner, record, record.endIntent);
+            queuedRunners.add(runner);
+            const filesystem = slots ? await slots.filesystemOf(record.request!.destination) : '';
+            stillQueued.push({ runner, record, filesystem });
+            return handleOf(runner);
+          }
           const runner = newRunner(record.jobId, record.request!, { snapshot: record.snapshot, side: record.side });
           recovered.add(runner);
+          if (slots)
+            slots.occupy({
+              jobId: record.jobId,
+              filesystem: await slots.filesystemOf(record.plan?.destination.path ?? record.request!.destination),
+              order: record.createdAt,
+              start: () => undefined,
+            });
           register(runner, record, record.endIntent);
           runner.start();
           superviseConvergence(runner);
           await runner.refresh();
           return handleOf(runner);
         },
-      }).mapErr(storeFailure);
+      })
+        .map((report) => {
+          stillQueued.sort((a, b) => a.record.createdAt - b.record.createdAt);
+          for (const { runner, record, filesystem } of stillQueued) {
+            const runNow = slots
+              ? slots.admit({
+                  jobId: record.jobId,
+                  filesystem,
+                  order: record.createdAt,
+                  start: () => beginQueued(runner),
+                })
+              : true;
+            if (runNow) beginQueued(runner);
+          }
+          return report;
+        })
+        .mapErr(storeFailure);
     },
     adopt(domain, disk) {
       const mine = heldBy(domain, disk);
@@ -930,7 +1021,7 @@ function fieldsOf(runner: JobRunner, endIntent: EndIntent) {
   const snapshot = runner.snapshot;
   return {
     snapshot: runner.actor.getPersistedSnapshot(),
-    state: stateName(snapshot.value),
+    state: runner.actorStarted ? stateName(snapshot.value) : runner.recordState(),
     side: runner.side(),
     plan: snapshot.context.plan,
     endIntent,

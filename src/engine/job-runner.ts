@@ -236,6 +236,10 @@ export class JobRunner {
   progress: JobProgress | null = null;
   /** The public READY event went out (persisted: never twice, restarts included). */
   readyAnnounced = false;
+  /** Waiting for a slot (src/engine/job-slots.ts): the chart has not started. */
+  queued = false;
+  /** The chart's actor was started (a queued job's is not, until its slot comes). */
+  actorStarted = false;
   /** The convergence policy's state, kept in the job's record (src/engine/convergence.ts). */
   convergence: JobSideState['convergence'] = null;
 
@@ -308,7 +312,46 @@ export class JobRunner {
     });
   }
 
+  /** Waits for a slot: the state 'queued' is shown and recorded; nothing runs yet. */
+  markQueued(): void {
+    this.queued = true;
+    if (this.states[this.states.length - 1] !== 'queued') {
+      this.states.push('queued');
+      this.stateChanges$.next('queued');
+    }
+    this.options.onChange?.();
+  }
+
+  /** Cancels a job that never left the queue: nothing was done for it, nothing is undone. */
+  cancelQueued(): void {
+    if (this.actorStarted || !this.settle) return;
+    this.queued = false;
+    this.states.push('canceled');
+    this.stateChanges$.next('canceled');
+    this.stop();
+    this.settle({
+      outcome: 'canceled',
+      pivoted: false,
+      destinationConsistent: false,
+      error: null,
+      jobId: this.jobId,
+      domain: this.domain,
+      disk: this.disk,
+      states: [...this.states],
+    });
+    this.settle = null;
+  }
+
+  /** The state for the job's record: the chart's, or 'queued' while it waits. */
+  recordState(): string {
+    return this.actorStarted
+      ? stateName(this.actor.getSnapshot().value)
+      : (this.states[this.states.length - 1] ?? 'queued');
+  }
+
   start(): void {
+    this.queued = false;
+    this.actorStarted = true;
     this.subscription.add(
       this.options.events$.subscribe((event) => {
         this.noteEvent(event);

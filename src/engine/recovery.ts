@@ -91,6 +91,12 @@ async function run(ctx: RecoveryContext) {
       continue;
     }
     const record = claimed.value;
+    if (record.state === 'queued' && record.request) {
+      // Waiting for a slot: nothing was done for it; it queues again, in its place.
+      await ctx.resume(record);
+      resumed.push({ ...id, state: record.state });
+      continue;
+    }
     const context = (record.snapshot as { context?: BlockCopyJobContext } | null)?.context;
     if (!context || !record.request) {
       // Nothing was ever done for it: the first record is written before the first side effect.
