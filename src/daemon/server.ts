@@ -15,6 +15,7 @@ import type { EndIntent, JobStore } from '../core/job-store.js';
 import type { IoErrorPolicy } from '../core/hypervisor-port.js';
 import type { BlockCopyEngine, BlockCopyJob } from '../engine/engine.js';
 import { createEngine, storeFailure } from '../engine/engine.js';
+import type { JobSlots } from '../engine/job-slots.js';
 import { validateAbort, validateSetSpeed } from '../core/validate.js';
 import { callDaemon } from './client.js';
 import type { ControlAnswer, ControlRequest } from './protocol.js';
@@ -27,6 +28,8 @@ export interface DaemonOptions {
   readonly open: (spec: string) => Promise<Result<HypervisorPort, string>>;
   readonly pollIntervalMs?: number;
   readonly log?: (line: string) => void;
+  /** See ControllerOptions.slots. */
+  readonly slots?: JobSlots;
 }
 
 export interface Daemon {
@@ -117,6 +120,8 @@ export interface ControllerOptions {
   readonly log?: (line: string) => void;
   /** See EngineOptions.actOnIntents (default true). */
   readonly actOnIntents?: boolean;
+  /** Copies running at once, shared by every connection's engine (`daemon --max-jobs`, `--max-jobs-per-fs`). */
+  readonly slots?: JobSlots;
 }
 
 /**
@@ -141,6 +146,7 @@ export function createController(options: ControllerOptions) {
           store,
           ...(options.actOnIntents !== undefined ? { actOnIntents: options.actOnIntents } : {}),
           ...(options.pollIntervalMs !== undefined ? { pollIntervalMs: options.pollIntervalMs } : {}),
+          ...(options.slots !== undefined ? { slots: options.slots } : {}),
         });
         const report = await engine.recover();
         if (report.isOk()) {
@@ -188,9 +194,12 @@ export function createController(options: ControllerOptions) {
         const policy = args['onTargetError'];
         if (policy !== undefined && (typeof policy !== 'string' || !POLICIES.includes(policy)))
           return err(invalid('onTargetError must be report, stop, ignore or enospc'));
+        const converge = numberArg(args, 'convergeTimeoutMs', 0);
+        if (converge.isErr()) return err(converge.error);
         const started = await engine.blockRebase(d, k, destination.value ?? null, bandwidth.value, flags.value, {
           ...(policy !== undefined ? { onTargetError: policy as IoErrorPolicy } : {}),
           endIntent: endIntent ?? null,
+          ...(converge.value > 0 ? { convergence: { timeoutMs: converge.value } } : {}),
         });
         return started.map(summary);
       }
