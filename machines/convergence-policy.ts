@@ -2,9 +2,9 @@
  * The convergence policy chart: what the engine does, step by step, for a copy whose guest
  * writes faster than it copies, until the user's deadline.
  *
- *   watching ─NOT_CONVERGING→ raisingBandwidth → watchingRaised ─NOT_CONVERGING→ restarting
- *      → watchingWriteBlocking ─NOT_CONVERGING→ exhausted        (steps skipped when they cannot help)
- *   any of them ─DEADLINE (job not ready)→ givingUp → gaveUp;  ─JOB.ENDED→ stopped
+ *   escalating: watching ─NOT_CONVERGING→ raisingBandwidth → watchingRaised ─NOT_CONVERGING→
+ *     restarting → watchingWriteBlocking ─NOT_CONVERGING→ exhausted  (steps skipped when they cannot help)
+ *   escalating ─DEADLINE (job not ready)→ givingUp → gaveUp;  escalating ─JOB.ENDED→ stopped
  *
  * The chart sees only verdicts (NOT_CONVERGING, from the detector in src/core/convergence.ts that
  * reads the progress samples beside it), the deadline and the job's end. Its IO is provided by
@@ -72,69 +72,74 @@ export const convergencePolicyMachine = setup({
 }).createMachine({
   id: 'convergencePolicy',
   context: ({ input }) => ({ ...input, remaining: null, tried: [] }),
-  initial: 'watching',
-  on: {
-    DEADLINE: { guard: 'jobNotReady', target: '.givingUp' },
-    'JOB.ENDED': { target: '.stopped' },
-  },
+  initial: 'escalating',
   states: {
-    watching: {
+    escalating: {
+      initial: 'watching',
       on: {
-        NOT_CONVERGING: [
-          { guard: 'canRaise', target: 'raisingBandwidth', actions: 'noteRemaining' },
-          { guard: 'canRestart', target: 'restarting', actions: 'noteRemaining' },
-          { target: 'exhausted', actions: 'noteRemaining' },
-        ],
+        DEADLINE: { guard: 'jobNotReady', target: 'givingUp' },
+        'JOB.ENDED': { target: 'stopped' },
       },
-    },
-    raisingBandwidth: {
-      invoke: {
-        src: 'raiseBandwidth',
-        input: ({ context }) => ({ speed: context.policy.raiseBandwidthTo }),
-        onDone: {
-          target: 'watchingRaised',
-          actions: assign({
-            speed: ({ context }) => context.policy.raiseBandwidthTo,
-            tried: ({ context }) => [
-              ...context.tried,
-              context.policy.raiseBandwidthTo === 0
-                ? 'bandwidth limit lifted'
-                : `bandwidth raised to ${mib(context.policy.raiseBandwidthTo)}`,
+      states: {
+        watching: {
+          on: {
+            NOT_CONVERGING: [
+              { guard: 'canRaise', target: 'raisingBandwidth', actions: 'noteRemaining' },
+              { guard: 'canRestart', target: 'restarting', actions: 'noteRemaining' },
+              { target: 'exhausted', actions: 'noteRemaining' },
             ],
-          }),
+          },
         },
-        // QEMU refused the new speed: go on with the next step.
-        onError: 'watchingRaised',
-      },
-    },
-    watchingRaised: {
-      on: {
-        NOT_CONVERGING: [
-          { guard: 'canRestart', target: 'restarting', actions: 'noteRemaining' },
-          { target: 'exhausted', actions: 'noteRemaining' },
-        ],
-      },
-    },
-    restarting: {
-      invoke: {
-        src: 'restartWriteBlocking',
-        input: ({ context }) => ({ speed: context.speed }),
-        onDone: {
-          target: 'watchingWriteBlocking',
-          actions: assign({
-            copyMode: 'write-blocking' as const,
-            tried: ({ context }) => [...context.tried, 'restarted in write-blocking mode'],
-          }),
+        raisingBandwidth: {
+          invoke: {
+            src: 'raiseBandwidth',
+            input: ({ context }) => ({ speed: context.policy.raiseBandwidthTo }),
+            onDone: {
+              target: 'watchingRaised',
+              actions: assign({
+                speed: ({ context }) => context.policy.raiseBandwidthTo,
+                tried: ({ context }) => [
+                  ...context.tried,
+                  context.policy.raiseBandwidthTo === 0
+                    ? 'bandwidth limit lifted'
+                    : `bandwidth raised to ${mib(context.policy.raiseBandwidthTo)}`,
+                ],
+              }),
+            },
+            // QEMU refused the new speed: go on with the next step.
+            onError: 'watchingRaised',
+          },
         },
-        onError: 'exhausted',
+        watchingRaised: {
+          on: {
+            NOT_CONVERGING: [
+              { guard: 'canRestart', target: 'restarting', actions: 'noteRemaining' },
+              { target: 'exhausted', actions: 'noteRemaining' },
+            ],
+          },
+        },
+        restarting: {
+          invoke: {
+            src: 'restartWriteBlocking',
+            input: ({ context }) => ({ speed: context.speed }),
+            onDone: {
+              target: 'watchingWriteBlocking',
+              actions: assign({
+                copyMode: 'write-blocking' as const,
+                tried: ({ context }) => [...context.tried, 'restarted in write-blocking mode'],
+              }),
+            },
+            onError: 'exhausted',
+          },
+        },
+        watchingWriteBlocking: {
+          on: { NOT_CONVERGING: { target: 'exhausted', actions: 'noteRemaining' } },
+        },
+        // Nothing left to try: the deadline decides.
+        exhausted: {
+          on: { NOT_CONVERGING: { actions: 'noteRemaining' } },
+        },
       },
-    },
-    watchingWriteBlocking: {
-      on: { NOT_CONVERGING: { target: 'exhausted', actions: 'noteRemaining' } },
-    },
-    // Nothing left to try: the deadline decides.
-    exhausted: {
-      on: { NOT_CONVERGING: { actions: 'noteRemaining' } },
     },
     givingUp: {
       invoke: {
@@ -150,7 +155,6 @@ export const convergencePolicyMachine = setup({
         onDone: 'gaveUp',
         onError: 'gaveUp',
       },
-      on: { DEADLINE: {} },
     },
     gaveUp: { type: 'final' },
     stopped: { type: 'final' },

@@ -5,6 +5,7 @@
  */
 import type { AnyStateMachine } from 'xstate';
 import { blockCopyJobMachine } from '../../machines/block-copy-job.js';
+import { convergencePolicyMachine } from '../../machines/convergence-policy.js';
 import { toDot } from './dot.js';
 import { toMermaid } from './mermaid.js';
 import { dotToSvg } from './svg.js';
@@ -22,6 +23,7 @@ export type DiagramFormat = 'mermaid' | 'dot' | 'svg';
 /** Machines with a diagram, by the name used in file names and on the command line. */
 export const diagramMachines: Readonly<Record<string, AnyStateMachine>> = {
   'block-copy-job': blockCopyJobMachine,
+  'convergence-policy': convergencePolicyMachine,
 };
 
 export const DEFAULT_DIAGRAM_MACHINE = 'block-copy-job';

@@ -545,7 +545,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
       clock,
       elapsedMs: Math.max(0, now() - c.startedAt),
       ...(c.snapshot ? { snapshot: c.snapshot } : {}),
-      inspect: options.inspect,
+      // Not the engine's inspect: the inspector attributes each actor system to one job chart.
       onChange: (snapshot) => {
         if (runner.convergence) runner.convergence = { ...runner.convergence, snapshot };
         void journals.get(runner.jobId)?.checkpoint();

@@ -27,6 +27,9 @@ describe('committed diagrams', () => {
       'visualizations/block-copy-job.mmd',
       'visualizations/block-copy-job.dot',
       'visualizations/block-copy-job.svg',
+      'visualizations/convergence-policy.mmd',
+      'visualizations/convergence-policy.dot',
+      'visualizations/convergence-policy.svg',
     ]);
     for (const file of files) {
       expect(existsSync(join(root, file.path)), `${file.path} is missing`).toBe(true);

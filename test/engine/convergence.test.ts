@@ -12,6 +12,7 @@ import { AbortFlags, RebaseFlags } from '../../src/core/flags.js';
 import { convergencePolicyMachine } from '../../machines/convergence-policy.js';
 import type { BlockCopyError } from '../../src/core/errors.js';
 import { DEST, engineOnSim } from './harness.js';
+import { stateName } from '../../src/engine/job-runner.js';
 
 describe('ConvergenceDetector', () => {
   it('says "not converging" once per window in which remaining reaches no new low', () => {
@@ -118,15 +119,15 @@ describe('convergence policy chart', () => {
     const { actor, calls, gaveUp, tick } = policyActor({ raiseBandwidthTo: 32 * MiB }, 8 * MiB, 'background');
     actor.send({ type: 'NOT_CONVERGING', remaining: 100 });
     await tick();
-    expect(actor.getSnapshot().value).toBe('watchingRaised');
+    expect(stateName(actor.getSnapshot().value)).toBe('escalating.watchingRaised');
     actor.send({ type: 'NOT_CONVERGING', remaining: 200 });
     await tick();
-    expect(actor.getSnapshot().value).toBe('watchingWriteBlocking');
+    expect(stateName(actor.getSnapshot().value)).toBe('escalating.watchingWriteBlocking');
     actor.send({ type: 'NOT_CONVERGING', remaining: 300 });
-    expect(actor.getSnapshot().value).toBe('exhausted');
+    expect(stateName(actor.getSnapshot().value)).toBe('escalating.exhausted');
     actor.send({ type: 'DEADLINE', jobReady: false });
     await tick();
-    expect(actor.getSnapshot().value).toBe('gaveUp');
+    expect(stateName(actor.getSnapshot().value)).toBe('gaveUp');
     expect(calls).toEqual([`raise ${32 * MiB}`, `restart ${32 * MiB}`, 'give up']);
     expect(gaveUp()).toMatchObject({
       code: 'VIR_ERR_OPERATION_TIMEOUT',
@@ -146,10 +147,10 @@ describe('convergence policy chart', () => {
     await blocking.tick();
     blocking.actor.send({ type: 'NOT_CONVERGING', remaining: 1 });
     expect(blocking.calls).toEqual(['raise 0']);
-    expect(blocking.actor.getSnapshot().value).toBe('exhausted');
+    expect(stateName(blocking.actor.getSnapshot().value)).toBe('escalating.exhausted');
     const slower = policyActor({ raiseBandwidthTo: 4 * MiB, writeBlocking: false }, 8 * MiB, 'background');
     slower.actor.send({ type: 'NOT_CONVERGING', remaining: 1 });
-    expect(slower.actor.getSnapshot().value).toBe('exhausted');
+    expect(stateName(slower.actor.getSnapshot().value)).toBe('escalating.exhausted');
     expect(slower.calls).toEqual([]);
   });
 
@@ -157,10 +158,10 @@ describe('convergence policy chart', () => {
     const { actor, calls, tick } = policyActor({}, 8 * MiB, 'background');
     actor.send({ type: 'DEADLINE', jobReady: true });
     await tick();
-    expect(actor.getSnapshot().value).toBe('watching');
+    expect(stateName(actor.getSnapshot().value)).toBe('escalating.watching');
     actor.send({ type: 'JOB.ENDED' });
     expect(actor.getSnapshot().status).toBe('done');
-    expect(actor.getSnapshot().value).toBe('stopped');
+    expect(stateName(actor.getSnapshot().value)).toBe('stopped');
     expect(calls).toEqual([]);
   });
 });
