@@ -18,6 +18,8 @@ import { notConverging } from '../src/core/convergence.js';
 import type { CopyMode } from '../src/core/hypervisor-port.js';
 
 export interface ConvergencePolicyInput {
+  /** The copy job the policy watches. */
+  readonly jobId: string;
   readonly disk: string;
   readonly policy: ResolvedConvergencePolicy;
   /** The copy's bandwidth limit now, bytes/s (0 = unlimited). */
@@ -52,11 +54,11 @@ export const convergencePolicyMachine = setup({
   },
   actors: {
     /** block-job-set-speed on the running job. */
-    raiseBandwidth: fromPromise<undefined, { speed: number }>(notProvided('raiseBandwidth')),
+    raiseBandwidth: fromPromise<undefined, { jobId: string; speed: number }>(notProvided('raiseBandwidth')),
     /** CONVERGE.RESTART to the job chart (write-blocking, at `speed`); resolves once it is accepted. */
-    restartWriteBlocking: fromPromise<undefined, { speed: number }>(notProvided('restartWriteBlocking')),
+    restartWriteBlocking: fromPromise<undefined, { jobId: string; speed: number }>(notProvided('restartWriteBlocking')),
     /** CONVERGE.GIVE_UP to the job chart. */
-    giveUp: fromPromise<undefined, { error: BlockCopyError }>(notProvided('giveUp')),
+    giveUp: fromPromise<undefined, { jobId: string; error: BlockCopyError }>(notProvided('giveUp')),
   },
   guards: {
     canRaise: ({ context }) =>
@@ -93,7 +95,7 @@ export const convergencePolicyMachine = setup({
         raisingBandwidth: {
           invoke: {
             src: 'raiseBandwidth',
-            input: ({ context }) => ({ speed: context.policy.raiseBandwidthTo }),
+            input: ({ context }) => ({ jobId: context.jobId, speed: context.policy.raiseBandwidthTo }),
             onDone: {
               target: 'watchingRaised',
               actions: assign({
@@ -121,7 +123,7 @@ export const convergencePolicyMachine = setup({
         restarting: {
           invoke: {
             src: 'restartWriteBlocking',
-            input: ({ context }) => ({ speed: context.speed }),
+            input: ({ context }) => ({ jobId: context.jobId, speed: context.speed }),
             onDone: {
               target: 'watchingWriteBlocking',
               actions: assign({
@@ -145,6 +147,7 @@ export const convergencePolicyMachine = setup({
       invoke: {
         src: 'giveUp',
         input: ({ context }) => ({
+          jobId: context.jobId,
           error: notConverging(
             context.disk,
             context.policy.timeoutMs,

@@ -17,10 +17,49 @@ import type { HypervisorPort } from '../core/hypervisor-port.js';
 import type { JobRunner } from './job-runner.js';
 import { stateName } from './job-runner.js';
 
+/**
+ * The policy chart with its IO bound to a hypervisor and to the engine's jobs (by id). Built once
+ * per engine: providing actors rebuilds XState's state-node tree, too costly to do per copy.
+ */
+export function provideConvergenceMachine(
+  hypervisor: HypervisorPort,
+  runnerOf: (jobId: string) => JobRunner | undefined,
+) {
+  const runner = (jobId: string): JobRunner => {
+    const found = runnerOf(jobId);
+    if (!found) throw new Error(`no job '${jobId}' in this engine`);
+    return found;
+  };
+  return convergencePolicyMachine.provide({
+    actors: {
+      raiseBandwidth: fromPromise<undefined, { jobId: string; speed: number }>(async ({ input }) => {
+        const set = await hypervisor.setJobSpeed(input.jobId, input.speed);
+        if (set.isErr()) throw fromHypervisorError(set.error, input.jobId);
+        return undefined;
+      }),
+      restartWriteBlocking: fromPromise<undefined, { jobId: string; speed: number }>(({ input }) => {
+        const job = runner(input.jobId);
+        job.converge({ type: 'CONVERGE.RESTART', copyMode: 'write-blocking', speed: input.speed });
+        if (!job.snapshot.matches('restarting')) throw new Error('the job did not accept the restart');
+        return Promise.resolve(undefined);
+      }),
+      giveUp: fromPromise<undefined, { jobId: string; error: BlockCopyError }>(({ input }) => {
+        const job = runner(input.jobId);
+        job.converge({ type: 'CONVERGE.GIVE_UP', error: input.error });
+        if (!job.snapshot.context.convergenceError) throw new Error('the job did not accept the give-up');
+        return Promise.resolve(undefined);
+      }),
+    },
+  });
+}
+
+export type ProvidedConvergenceMachine = ReturnType<typeof provideConvergenceMachine>;
+
 export interface ConvergenceWatchOptions {
+  /** From provideConvergenceMachine, shared by every copy of an engine. */
+  readonly machine: ProvidedConvergenceMachine;
   readonly runner: JobRunner;
   readonly policy: ResolvedConvergencePolicy;
-  readonly hypervisor: HypervisorPort;
   readonly clock: Clock;
   /** Time the copy has already run (a recovered job), ms. */
   readonly elapsedMs: number;
@@ -44,29 +83,7 @@ export interface ConvergenceWatch {
 }
 
 export function watchConvergence(options: ConvergenceWatchOptions): ConvergenceWatch {
-  const { runner, policy, clock, hypervisor } = options;
-  const accepted = (check: () => boolean, what: string) => {
-    if (!check()) throw new Error(`the job did not accept ${what}`);
-  };
-  const machine = convergencePolicyMachine.provide({
-    actors: {
-      raiseBandwidth: fromPromise<undefined, { speed: number }>(async ({ input }) => {
-        const set = await hypervisor.setJobSpeed(runner.jobId, input.speed);
-        if (set.isErr()) throw fromHypervisorError(set.error, runner.jobId);
-        return undefined;
-      }),
-      restartWriteBlocking: fromPromise<undefined, { speed: number }>(({ input }) => {
-        runner.converge({ type: 'CONVERGE.RESTART', copyMode: 'write-blocking', speed: input.speed });
-        accepted(() => runner.snapshot.matches('restarting'), 'the restart');
-        return Promise.resolve(undefined);
-      }),
-      giveUp: fromPromise<undefined, { error: BlockCopyError }>(({ input }) => {
-        runner.converge({ type: 'CONVERGE.GIVE_UP', error: input.error });
-        accepted(() => Boolean(runner.snapshot.context.convergenceError), 'the give-up');
-        return Promise.resolve(undefined);
-      }),
-    },
-  });
+  const { runner, policy, clock, machine } = options;
   const detector = new ConvergenceDetector(policy.windowMs, policy.minShrinkBytes);
   const subscriptions: { unsubscribe(): void }[] = [];
   let deadlinePassed = false;
@@ -81,7 +98,13 @@ export function watchConvergence(options: ConvergenceWatchOptions): ConvergenceW
     const plan = runner.snapshot.context.plan;
     if (!plan && !options.snapshot) return null;
     const made = createActor(machine, {
-      input: { disk: runner.disk, policy, speed: plan?.speed ?? 0, copyMode: plan?.copyMode ?? 'background' },
+      input: {
+        jobId: runner.jobId,
+        disk: runner.disk,
+        policy,
+        speed: plan?.speed ?? 0,
+        copyMode: plan?.copyMode ?? 'background',
+      },
       ...(options.snapshot ? { snapshot: options.snapshot as never } : {}),
       ...(options.inspect ? { inspect: options.inspect } : {}),
     });

@@ -32,7 +32,7 @@ import { resolveDisk } from '../core/disk-identity.js';
 import { checkEngineOptions, checkJobId, refusingEngine } from './options.js';
 import type { ConvergencePolicy } from '../core/convergence.js';
 import { checkConvergencePolicy } from '../core/convergence.js';
-import { watchConvergence } from './convergence.js';
+import { provideConvergenceMachine, watchConvergence } from './convergence.js';
 import { JobSlots } from './job-slots.js';
 import type { CopyPlan, CopyRequest } from '../core/plan.js';
 import type { BlockJobInfo, CopyOptions } from '../core/validate.js';
@@ -281,6 +281,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   };
   // One poll timer for the whole engine, running only while some job listens.
   const machine = provideJobMachine(hypervisor, beforeEffect);
+  const convergenceMachine = provideConvergenceMachine(hypervisor, (jobId) => byId.get(jobId));
   const pollTicks$ = interval$(clock, pollIntervalMs).pipe(share());
   // Hypervisor events routed to their job by id, once, instead of every job filtering them all.
   const jobEvents = new Map<string, Subject<HypervisorEvent>>();
@@ -539,9 +540,9 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     const c = runner.convergence;
     if (!c || runner.snapshot.status !== 'active') return;
     watchConvergence({
+      machine: convergenceMachine,
       runner,
       policy: c.policy,
-      hypervisor,
       clock,
       elapsedMs: Math.max(0, now() - c.startedAt),
       ...(c.snapshot ? { snapshot: c.snapshot } : {}),

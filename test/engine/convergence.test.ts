@@ -78,15 +78,15 @@ function policyActor(
   const actor = createActor(
     convergencePolicyMachine.provide({
       actors: {
-        raiseBandwidth: fromPromise(({ input }: { input: { speed: number } }) => {
+        raiseBandwidth: fromPromise(({ input }: { input: { jobId: string; speed: number } }) => {
           calls.push(`raise ${input.speed}`);
           return Promise.resolve(undefined);
         }),
-        restartWriteBlocking: fromPromise(({ input }: { input: { speed: number } }) => {
+        restartWriteBlocking: fromPromise(({ input }: { input: { jobId: string; speed: number } }) => {
           calls.push(`restart ${input.speed}`);
           return Promise.resolve(undefined);
         }),
-        giveUp: fromPromise(({ input }: { input: { error: BlockCopyError } }) => {
+        giveUp: fromPromise(({ input }: { input: { jobId: string; error: BlockCopyError } }) => {
           gaveUp = input.error;
           calls.push('give up');
           return Promise.resolve(undefined);
@@ -95,6 +95,7 @@ function policyActor(
     }),
     {
       input: {
+        jobId: 'job-1',
         disk: 'vda',
         policy: {
           timeoutMs: 60_000,
