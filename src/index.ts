@@ -18,6 +18,9 @@ export type {
   JobStateChange,
 } from './engine/engine.js';
 export type { JobProgress, JobResult } from './engine/job-runner.js';
+export { JobSlots } from './engine/job-slots.js';
+export type { JobSlotLimits } from './engine/job-slots.js';
+export type { ConvergencePolicy } from './core/convergence.js';
 export { AbortFlags, BandwidthFlags, BlockJobStatus, BlockJobType, CopyFlags, RebaseFlags } from './core/flags.js';
 export type { BlockJobStatusName } from './core/flags.js';
 export { ErrorNumber, blockCopyError, errors } from './core/errors.js';

@@ -46,6 +46,7 @@ const RUNTIME: Record<string, { readonly module: object; readonly values: readon
       'BlockJobType',
       'CopyFlags',
       'ErrorNumber',
+      'JobSlots',
       'RebaseFlags',
       'VirtualClock',
       'blockCopyError',
