@@ -125,7 +125,12 @@ export class ConvergenceDetector {
 }
 
 /** The give-up error: libvirt's timeout code, saying what was tried and what is left. */
-export function notConverging(disk: string, timeoutMs: number, tried: string, remaining: number | null): BlockCopyError {
+export function notConverging(
+  disk: string,
+  timeoutMs: number,
+  tried: string,
+  remaining: number | null,
+): BlockCopyError {
   const left = remaining === null ? '' : `, ${remaining} bytes still to copy`;
   return blockCopyError(
     'VIR_ERR_OPERATION_TIMEOUT',

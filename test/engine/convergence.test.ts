@@ -12,6 +12,9 @@ import { AbortFlags, RebaseFlags } from '../../src/core/flags.js';
 import { convergencePolicyMachine } from '../../machines/convergence-policy.js';
 import type { BlockCopyError } from '../../src/core/errors.js';
 import { DEST, engineOnSim } from './harness.js';
+import { VirtualClock } from '../../src/core/clock.js';
+import { createEngine } from '../../src/engine/engine.js';
+import { MemoryJobStore } from '../../adapters/store/index.js';
 import { stateName } from '../../src/engine/job-runner.js';
 
 describe('ConvergenceDetector', () => {
@@ -289,5 +292,40 @@ describe('engine on the simulator: a guest that outruns a throttled mirror', () 
     const job = (await withDefault.engine.blockRebase('demo', 'vda', DEST, 8, RebaseFlags.COPY))._unsafeUnwrap();
     const result = await withDefault.settle(job);
     expect(result.error).toMatchObject({ code: 'VIR_ERR_OPERATION_TIMEOUT' });
+  });
+});
+
+describe('a recovered copy keeps its convergence policy', () => {
+  it('a restarted engine gives up at the deadline counted from the original start, not from the restart', async () => {
+    const clock = new VirtualClock();
+    const store = new MemoryJobStore();
+    const now = () => 1_000_000 + clock.now();
+    const first = engineOnSim({ clock }, { store, now, clock });
+    first.sim.setGuestWriteRate('demo', 'vda', 64 * MiB)._unsafeUnwrap();
+    const job = (
+      await first.engine.blockRebase('demo', 'vda', DEST, 8, RebaseFlags.COPY, {
+        convergence: { timeoutMs: 60_000, windowMs: 5_000, raiseBandwidthTo: 16 * MiB, writeBlocking: false },
+      })
+    )._unsafeUnwrap();
+    await clock.advance(30_000);
+    expect(first.sim.listJobs()[0]?.speed).toBe(16 * MiB);
+    await first.engine.shutdown();
+    const record = (await store.load(job.jobId))._unsafeUnwrap()!;
+    expect(record.side.convergence).toMatchObject({ policy: { timeoutMs: 60_000 }, startedAt: 1_000_000 });
+
+    const second = createEngine({ hypervisor: first.sim, clock, store, now, pollIntervalMs: 500 });
+    const report = (await second.recover())._unsafeUnwrap();
+    expect(report.resumed.map((r) => r.jobId)).toEqual([job.jobId]);
+    const resumed = second.jobById(job.jobId)!;
+    let done = false;
+    void resumed.result.then(() => (done = true));
+    await clock.runUntil(() => done, 120_000, 50);
+    const result = await resumed.result;
+    expect(result.error).toMatchObject({ code: 'VIR_ERR_OPERATION_TIMEOUT' });
+    // The step reached before the restart is remembered: the message names the raise.
+    expect(result.error?.detail).toContain('bandwidth raised to 16 MiB/s');
+    expect(clock.now()).toBeGreaterThanOrEqual(60_000);
+    expect(clock.now()).toBeLessThan(62_000);
+    expect((await first.sim.activeImage('demo', 'vda'))._unsafeUnwrap()).toBe('/var/lib/blockcopy/snap2.qcow2');
   });
 });

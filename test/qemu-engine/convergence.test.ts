@@ -20,14 +20,14 @@ function guestWriter(nbdUri: string) {
   let stopped = false;
   let passes = 0;
   let pattern = 0x40;
-  let failure: unknown = null;
+  let failure: Error | null = null;
   const done = (async () => {
     while (!stopped) {
       pattern = 0x40 + (passes % 0x3f);
       try {
         await nbdWrite(nbdUri, pattern, 0, CHAIN_SIZE);
       } catch (e) {
-        failure = e;
+        failure = e instanceof Error ? e : new Error(JSON.stringify(e));
         return;
       }
       passes++;
@@ -39,7 +39,7 @@ function guestWriter(nbdUri: string) {
     async stop(): Promise<number> {
       stopped = true;
       await done;
-      if (failure) throw failure instanceof Error ? failure : new Error(String(failure));
+      if (failure) throw failure;
       return pattern;
     },
   };
