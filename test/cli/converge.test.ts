@@ -11,6 +11,10 @@ import type { SignalSource } from '../../src/cli/interrupts.js';
 import { main } from '../../src/cli/main.js';
 import { openSqliteStore } from '../../adapters/store/index.js';
 import { captureOutput } from './capture.js';
+import { SimulatedHypervisor, demoDisk } from '../../adapters/sim/index.js';
+import { VirtualClock } from '../../src/core/clock.js';
+import { RebaseFlags } from '../../src/core/flags.js';
+import { createEngine } from '../../src/engine/engine.js';
 
 const DEST = '/var/lib/blockcopy/converge.qcow2';
 const env = () => ({ env: {}, signals: new EventEmitter() as unknown as SignalSource });
@@ -62,5 +66,32 @@ describe('blockcopy daemon --max-jobs / --max-jobs-per-fs', () => {
     const code = await main(['daemon', option, value], out, env());
     expect(code).toBe(2);
     expect(out.errors[0]).toContain(`${option} expects a whole number of at least 1, got '${value}'`);
+  });
+});
+
+describe('blockcopy list shows queued copies', () => {
+  it('a copy waiting for a slot is listed as queued', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'blockcopy-queued-'));
+    dirs.push(dir);
+    const storePath = join(dir, 'jobs.db');
+    const store = openSqliteStore(storePath)._unsafeUnwrap();
+    const sim = new SimulatedHypervisor({
+      clock: new VirtualClock(),
+      domains: [
+        { name: 'd', disks: [demoDisk('vda', '/var/lib/blockcopy/a'), demoDisk('vdb', '/var/lib/blockcopy/b')] },
+      ],
+    });
+    const engine = createEngine({ hypervisor: sim, store, maxJobs: 1, clock: new VirtualClock() });
+    (await engine.blockRebase('d', 'vda', '/var/lib/blockcopy/a.qcow2', 0, RebaseFlags.COPY))._unsafeUnwrap();
+    const queued = (
+      await engine.blockRebase('d', 'vdb', '/var/lib/blockcopy/b.qcow2', 0, RebaseFlags.COPY)
+    )._unsafeUnwrap();
+    await engine.shutdown();
+    store.close();
+    const out = captureOutput();
+    expect(await main(['list', '--store', storePath, '--json'], out, env())).toBe(0);
+    const rows = JSON.parse(out.lines[0]!) as { jobId: string; disk: string; state: string }[];
+    expect(rows.find((r) => r.jobId === queued.jobId)).toMatchObject({ disk: 'vdb', state: 'queued' });
+    expect(rows.find((r) => r.disk === 'vda')?.state).not.toBe('queued');
   });
 });
