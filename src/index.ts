@@ -47,3 +47,16 @@ export type {
   JobStatus,
   MirrorSpec,
 } from './core/hypervisor-port.js';
+// The whole-chain live storage migration (the seed's closing use case), on the engine's public API.
+export { migrateStorage, recoverMigrations } from './workflows/migrate-storage.js';
+export type {
+  MigrateStorageRequest,
+  MigrationProgress,
+  MigrationResult,
+  MigrationSetup,
+  StorageMigration,
+} from './workflows/migrate-storage.js';
+export { migrateStorageMachine } from '../machines/migrate-storage.js';
+export type { DiskPlan, DiskState, DiskStatus, LayerPlan, MigrationOutcome } from '../machines/migrate-storage.js';
+export type { ChainFiles, CompareResult, ImageHeader } from './core/chain-files.js';
+export type { WorkflowRecord, WorkflowStore } from './core/workflow-store.js';

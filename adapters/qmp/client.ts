@@ -70,6 +70,7 @@ interface Handshake {
 
 const DEFAULT_COMMAND_TIMEOUT_MS = 30_000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+const REFUSED_RETRY_MS = 1_000;
 
 export class QmpClient {
   readonly socket: string;
@@ -113,7 +114,7 @@ export class QmpClient {
   static connect(options: QmpClientOptions): ResultAsync<QmpClient, HypervisorError> {
     const client = new QmpClient(options);
     return new ResultAsync(
-      client.dial().then((r) =>
+      client.dialRetryingRefusals().then((r) =>
         r.map(() => {
           // (unless the connection already dropped again and a reconnect is under way)
           if (client.currentState === 'connecting') client.currentState = 'connected';
@@ -121,6 +122,19 @@ export class QmpClient {
         }),
       ),
     );
+  }
+
+  /**
+   * QEMU's monitor socket refuses a connect for a moment (between bind and listen at start, or
+   * EAGAIN while its one-deep backlog is full): retry those for up to a second before failing.
+   */
+  private async dialRetryingRefusals(): Promise<Result<QmpGreeting, HypervisorError>> {
+    const deadline = this.clock.now() + Math.min(REFUSED_RETRY_MS, this.connectTimeoutMs);
+    for (;;) {
+      const r = await this.dial();
+      if (r.isOk() || !/\b(ECONNREFUSED|EAGAIN)\b/.test(r.error.desc) || this.clock.now() >= deadline) return r;
+      await new Promise<void>((resolve) => this.clock.setTimeout(resolve, 50));
+    }
   }
 
   get state(): QmpClientState {

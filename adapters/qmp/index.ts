@@ -4,3 +4,4 @@
  */
 export { connectQemu, QemuHypervisor, type QemuHypervisorOptions } from './qemu-adapter.js';
 export type { QmpClient, QmpReconnectOptions } from './client.js';
+export { LocalChainFiles, type LocalChainFilesOptions } from '../local-chain-files.js';

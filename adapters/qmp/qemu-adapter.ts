@@ -576,12 +576,27 @@ export class QemuHypervisor implements HypervisorPort {
       // §0.14 (b2): for sync=top the target must get the source's backing *node*; with
       // backing:null QEMU accepts the job and the guest reads zeros after the pivot.
       let backingNode: string | null = null;
+      /** The destination's own backing file, opened by QEMU from its header (openDestinationBacking). */
+      let ownChain: string | null = null;
       if (spec.sync === 'top') {
         backingNode = g.skipFilters(g.child(d.top, 'backing')) ?? null;
         // A raw target has no backing: the seed's REUSE_EXT|SHALLOW|COPY_RAW case, a raw volume
         // that already holds the backing chain's data, gets only the top layer copied into it.
         if (spec.destination.format === 'raw') backingNode = null;
-        if (spec.destinationBacking) {
+        if (spec.destinationBacking && spec.openDestinationBacking === true && spec.destination.format === 'qcow2') {
+          // Whole-chain migration (libvirt's reused shallow copy): QEMU opens the chain the
+          // destination's header names, which must be the one the caller verified.
+          const header = await this.images.imageInfo(spec.destination.path);
+          if (header?.backing == null || !samePath(header.backing.path, spec.destinationBacking.path))
+            return err(
+              invalid(
+                cmd,
+                `destination '${spec.destination.path}' does not name '${spec.destinationBacking.path}' as its backing (${header?.backing?.path ?? 'none'})`,
+              ),
+            );
+          ownChain = spec.destinationBacking.path;
+          backingNode = null;
+        } else if (spec.destinationBacking) {
           const actual = backingNode === null ? undefined : g.protocolFile(backingNode);
           if (actual === undefined || !samePath(actual, spec.destinationBacking.path))
             return err(
@@ -605,8 +620,14 @@ export class QemuHypervisor implements HypervisorPort {
         if (existing.drv !== spec.destination.format)
           return err(invalid(cmd, `node '${names.format}' has format ${existing.drv}`));
         const b = g.skipFilters(g.child(names.format, 'backing')) ?? null;
-        if (b !== backingNode)
-          return err(invalid(cmd, `node '${names.format}' has backing ${b ?? 'none'}, needs ${backingNode ?? 'none'}`));
+        const bFile = b === null ? undefined : g.protocolFile(b);
+        if (ownChain !== null ? bFile === undefined || !samePath(bFile, ownChain) : b !== backingNode)
+          return err(
+            invalid(
+              cmd,
+              `node '${names.format}' has backing ${b ?? 'none'}, needs ${ownChain ?? backingNode ?? 'none'}`,
+            ),
+          );
       } else {
         const fileNode = g.node(names.file);
         if (fileNode) {
@@ -626,7 +647,8 @@ export class QemuHypervisor implements HypervisorPort {
           'node-name': names.format,
           file: names.file,
         };
-        if (spec.destination.format === 'qcow2') fmt['backing'] = backingNode;
+        // Without a `backing` key QEMU opens the chain named in the image header (ownChain).
+        if (spec.destination.format === 'qcow2' && ownChain === null) fmt['backing'] = backingNode;
         const r = await this.qmp('blockdev-add', fmt);
         if (r.isErr()) return err(await this.rollback(added, r.error));
         added.push(names.format);

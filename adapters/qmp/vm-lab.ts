@@ -10,7 +10,17 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildChain, compareImages, MiB, seedExpected, trackExit, waitUntilListening, type Region } from './lab.js';
+import {
+  buildChain,
+  compareImages,
+  MiB,
+  seedExpected,
+  seedLayers,
+  trackExit,
+  waitUntilListening,
+  type Layer,
+  type Region,
+} from './lab.js';
 
 export type VmDiskStyle = 'blockdev' | 'drive';
 
@@ -22,10 +32,41 @@ export interface VmLabOptions {
   readonly size?: number;
   /** A built chain to copy instead of building one (its dir). */
   readonly template?: string;
+  /**
+   * A second disk (blockdev style only): device `vdb` on its own seed chain
+   * vdb-base.qcow2 <- vdb-snap1.qcow2 <- vdb-snap2.qcow2 in the same dir (nodes vdb-base, …).
+   */
+  readonly secondDisk?: boolean;
+}
+
+/** The second disk's chain: the seed's layers under `vdb-` names. */
+export function secondDiskLayers(size: number): readonly Layer[] {
+  return seedLayers(size).map((l) => ({
+    ...l,
+    name: `vdb-${l.name}`,
+    backing: l.backing === null ? null : `vdb-${l.backing}`,
+  }));
+}
+
+/** -blockdev nodes and the device of the second disk (vdb) of a VM in `dir`. */
+function secondDiskArgs(dir: string): string[] {
+  const abs = (f: string) => join(dir, f);
+  const blockdev = (o: object) => ['-blockdev', JSON.stringify(o)];
+  const layer = (name: string, backing: string | null, readOnly: boolean) => [
+    ...blockdev({ driver: 'file', 'node-name': `${name}-file`, filename: abs(`${name}.qcow2`), 'read-only': readOnly }),
+    ...blockdev({ driver: 'qcow2', 'node-name': name, file: `${name}-file`, backing, 'read-only': readOnly }),
+  ];
+  return [
+    ...layer('vdb-base', null, true),
+    ...layer('vdb-snap1', 'vdb-base', true),
+    ...layer('vdb-snap2', 'vdb-snap1', false),
+    '-device',
+    'virtio-blk-pci,drive=vdb-snap2,id=vdb',
+  ];
 }
 
 /** qemu-system-x86_64 arguments for a stopped TCG VM with the chain in `dir` as its one disk. */
-export function vmArgs(dir: string, style: VmDiskStyle, monitors: readonly string[]): string[] {
+export function vmArgs(dir: string, style: VmDiskStyle, monitors: readonly string[], secondDisk = false): string[] {
   const abs = (f: string) => join(dir, f);
   const blockdev = (o: object) => ['-blockdev', JSON.stringify(o)];
   const disk =
@@ -57,6 +98,7 @@ export function vmArgs(dir: string, style: VmDiskStyle, monitors: readonly strin
     '-m',
     '64',
     ...disk,
+    ...(secondDisk ? secondDiskArgs(dir) : []),
     ...monitors.flatMap((m, i) => [
       '-chardev',
       `socket,id=mon${i},path=${abs(`${m}.sock`)},server=on,wait=off`,
@@ -99,10 +141,14 @@ export class VmLab {
         for (const f of ['base.qcow2', 'snap1.qcow2', 'snap2.qcow2'])
           await fs.copyFile(join(options.template, f), join(dir, f));
       else await buildChain(dir, size);
+      if (options.secondDisk === true) {
+        if (options.style !== 'blockdev') throw new Error('a second disk needs the blockdev style');
+        await buildChain(dir, size, secondDiskLayers(size));
+      }
       const log = await fs.open(join(dir, 'vm.log'), 'w');
       let vm: ChildProcess;
       try {
-        vm = spawn('qemu-system-x86_64', vmArgs(dir, options.style, monitors), {
+        vm = spawn('qemu-system-x86_64', vmArgs(dir, options.style, monitors, options.secondDisk === true), {
           cwd: dir,
           stdio: ['ignore', log.fd, log.fd],
         });

@@ -19,3 +19,4 @@ export {
 export { ERRNO_TEXT, seededRandom, type Errno, type EventPredicate, type IoFaultSpec } from './faults.js';
 export { QCOW2_EMPTY_FILE_BYTES, type SimImage, type SimImageSpec } from './images.js';
 export { canTransition, verbAllowed, verbErrorText, JOB_STATUSES, type JobVerb } from './jobstt.js';
+export { SimChainFiles, type ChainFileOperation } from './chain-files.js';

@@ -4,10 +4,12 @@
  */
 import { errAsync, okAsync, type ResultAsync } from 'neverthrow';
 import type { JobListFilter, JobRecord, JobStore, LeaseOwner, StoreError } from '../../src/core/job-store.js';
+import type { WorkflowListFilter, WorkflowRecord, WorkflowStore } from '../../src/core/workflow-store.js';
 
-export class MemoryJobStore implements JobStore {
+export class MemoryJobStore implements JobStore, WorkflowStore {
   readonly location = 'memory';
   private readonly rows = new Map<string, string>();
+  private readonly workflows = new Map<string, string>();
   private closed = false;
 
   save(record: JobRecord): ResultAsync<JobRecord, StoreError> {
@@ -75,6 +77,65 @@ export class MemoryJobStore implements JobStore {
     let n = 0;
     for (const text of this.rows.values()) n += Buffer.byteLength(text);
     return okAsync(n);
+  }
+
+  saveWorkflow(record: WorkflowRecord): ResultAsync<WorkflowRecord, StoreError> {
+    const open = this.check();
+    if (open) return errAsync(open);
+    const stored = this.workflows.get(record.workflowId);
+    const current = stored === undefined ? 0 : (JSON.parse(stored) as WorkflowRecord).revision;
+    if (current !== record.revision) return errAsync(conflict(record.workflowId, record.revision, current));
+    const next = { ...record, revision: record.revision + 1 };
+    this.workflows.set(record.workflowId, JSON.stringify(next));
+    return okAsync(next);
+  }
+
+  loadWorkflow(workflowId: string): ResultAsync<WorkflowRecord | null, StoreError> {
+    const open = this.check();
+    if (open) return errAsync(open);
+    const stored = this.workflows.get(workflowId);
+    return okAsync(stored === undefined ? null : (JSON.parse(stored) as WorkflowRecord));
+  }
+
+  listWorkflows(filter: WorkflowListFilter = {}): ResultAsync<readonly WorkflowRecord[], StoreError> {
+    const open = this.check();
+    if (open) return errAsync(open);
+    const out: WorkflowRecord[] = [];
+    for (const text of this.workflows.values()) {
+      const r = JSON.parse(text) as WorkflowRecord;
+      if (!filter.includeEnded && r.ended) continue;
+      if (filter.hypervisor !== undefined && r.hypervisor !== filter.hypervisor) continue;
+      if (filter.kind !== undefined && r.kind !== filter.kind) continue;
+      out.push(r);
+    }
+    return okAsync(out.sort((a, b) => b.createdAt - a.createdAt || (a.workflowId < b.workflowId ? -1 : 1)));
+  }
+
+  claimWorkflow(
+    workflowId: string,
+    expectedOwner: string | null,
+    owner: LeaseOwner,
+    leaseUntil: number,
+  ): ResultAsync<WorkflowRecord, StoreError> {
+    const open = this.check();
+    if (open) return errAsync(open);
+    const stored = this.workflows.get(workflowId);
+    if (stored === undefined)
+      return errAsync({
+        kind: 'conflict',
+        location: this.location,
+        message: `no workflow '${workflowId}' in the store`,
+      });
+    const r = JSON.parse(stored) as WorkflowRecord;
+    if (r.owner !== expectedOwner && r.owner !== owner.id)
+      return errAsync({
+        kind: 'conflict',
+        location: this.location,
+        message: `workflow '${workflowId}' is held by ${r.owner}`,
+      });
+    const next = { ...r, owner: owner.id, leaseUntil, revision: r.revision + 1 };
+    this.workflows.set(workflowId, JSON.stringify(next));
+    return okAsync(next);
   }
 
   close(): void {

@@ -12,6 +12,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { err, errAsync, ok, okAsync, type Result, type ResultAsync } from 'neverthrow';
 import type { JobListFilter, JobRecord, JobStore, LeaseOwner, StoreError } from '../../src/core/job-store.js';
+import type { WorkflowListFilter, WorkflowRecord, WorkflowStore } from '../../src/core/workflow-store.js';
 
 /** 'blkc': marks the file as a blockcopy store (PRAGMA application_id). */
 const APPLICATION_ID = 0x626c6b63;
@@ -33,6 +34,22 @@ const MIGRATIONS: readonly string[] = [
      record      TEXT NOT NULL
    );
    CREATE INDEX jobs_unfinished ON jobs (ended, hypervisor);`,
+  // 2: workflow records (the whole-chain storage migration, src/workflows/).
+  `CREATE TABLE workflows (
+     workflow_id TEXT PRIMARY KEY,
+     kind        TEXT NOT NULL,
+     hypervisor  TEXT NOT NULL,
+     domain      TEXT NOT NULL,
+     state       TEXT NOT NULL,
+     ended       INTEGER NOT NULL,
+     owner       TEXT,
+     lease_until INTEGER,
+     revision    INTEGER NOT NULL,
+     created_at  INTEGER NOT NULL,
+     updated_at  INTEGER NOT NULL,
+     record      TEXT NOT NULL
+   );
+   CREATE INDEX workflows_unfinished ON workflows (ended, hypervisor);`,
 ];
 
 export const SQLITE_SCHEMA_VERSION = MIGRATIONS.length;
@@ -105,13 +122,20 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
   }
 }
 
-export class SqliteJobStore implements JobStore {
+export class SqliteJobStore implements JobStore, WorkflowStore {
   private readonly insert: Database.Statement;
   private readonly update: Database.Statement;
   private readonly byId: Database.Statement;
   private readonly unfinished: Database.Statement;
   private readonly all: Database.Statement;
   private readonly deleteEnded: Database.Statement;
+  private readonly workflow: {
+    readonly insert: Database.Statement;
+    readonly update: Database.Statement;
+    readonly byId: Database.Statement;
+    readonly unfinished: Database.Statement;
+    readonly all: Database.Statement;
+  };
   private open = true;
 
   constructor(
@@ -132,6 +156,21 @@ export class SqliteJobStore implements JobStore {
     this.unfinished = db.prepare('SELECT record FROM jobs WHERE ended = 0 ORDER BY created_at DESC, job_id');
     this.all = db.prepare('SELECT record FROM jobs ORDER BY created_at DESC, job_id');
     this.deleteEnded = db.prepare('DELETE FROM jobs WHERE ended = 1 AND updated_at < ?');
+    this.workflow = {
+      insert: db.prepare(
+        `INSERT INTO workflows (workflow_id, kind, hypervisor, domain, state, ended, owner, lease_until, revision, created_at, updated_at, record)
+         VALUES (@workflowId, @kind, @hypervisor, @domain, @state, @ended, @owner, @leaseUntil, @revision, @createdAt, @updatedAt, @record)
+         ON CONFLICT (workflow_id) DO NOTHING`,
+      ),
+      update: db.prepare(
+        `UPDATE workflows SET state = @state, ended = @ended, owner = @owner, lease_until = @leaseUntil,
+           revision = @revision, updated_at = @updatedAt, record = @record
+         WHERE workflow_id = @workflowId AND revision = @expected`,
+      ),
+      byId: db.prepare('SELECT record FROM workflows WHERE workflow_id = ?'),
+      unfinished: db.prepare('SELECT record FROM workflows WHERE ended = 0 ORDER BY created_at DESC, workflow_id'),
+      all: db.prepare('SELECT record FROM workflows ORDER BY created_at DESC, workflow_id'),
+    };
   }
 
   save(record: JobRecord): ResultAsync<JobRecord, StoreError> {
@@ -233,6 +272,70 @@ export class SqliteJobStore implements JobStore {
     });
   }
 
+  saveWorkflow(record: WorkflowRecord): ResultAsync<WorkflowRecord, StoreError> {
+    return this.run(() => {
+      const next: WorkflowRecord = { ...record, revision: record.revision + 1 };
+      const row = workflowRow(next, record.revision);
+      const w = this.workflow;
+      const changed = record.revision === 0 ? w.insert.run(row).changes : w.update.run(row).changes;
+      if (changed === 1) return ok(next);
+      const found = w.byId.get(record.workflowId) as Row | undefined;
+      const current = found ? (JSON.parse(found.record) as WorkflowRecord).revision : 0;
+      return err(
+        this.error(
+          'conflict',
+          `workflow '${record.workflowId}' was saved by someone else (revision ${current}, expected ${record.revision})`,
+        ),
+      );
+    });
+  }
+
+  loadWorkflow(workflowId: string): ResultAsync<WorkflowRecord | null, StoreError> {
+    return this.run(() => {
+      const row = this.workflow.byId.get(workflowId) as Row | undefined;
+      return row ? this.parseWorkflow(row) : ok(null);
+    });
+  }
+
+  listWorkflows(filter: WorkflowListFilter = {}): ResultAsync<readonly WorkflowRecord[], StoreError> {
+    return this.run(() => {
+      const rows = (filter.includeEnded ? this.workflow.all : this.workflow.unfinished).all() as Row[];
+      const out: WorkflowRecord[] = [];
+      for (const row of rows) {
+        const r = this.parseWorkflow(row);
+        if (r.isErr()) return err(r.error);
+        if (filter.hypervisor !== undefined && r.value.hypervisor !== filter.hypervisor) continue;
+        if (filter.kind !== undefined && r.value.kind !== filter.kind) continue;
+        out.push(r.value);
+      }
+      return ok(out);
+    });
+  }
+
+  claimWorkflow(
+    workflowId: string,
+    expectedOwner: string | null,
+    owner: LeaseOwner,
+    leaseUntil: number,
+  ): ResultAsync<WorkflowRecord, StoreError> {
+    return this.run(() =>
+      this.db
+        .transaction((): Result<WorkflowRecord, StoreError> => {
+          const row = this.workflow.byId.get(workflowId) as Row | undefined;
+          if (!row) return err(this.error('conflict', `no workflow '${workflowId}' in the store`));
+          const parsed = this.parseWorkflow(row);
+          if (parsed.isErr()) return parsed;
+          const r = parsed.value;
+          if (r.owner !== expectedOwner && r.owner !== owner.id)
+            return err(this.error('conflict', `workflow '${workflowId}' is held by ${r.owner}`));
+          const next: WorkflowRecord = { ...r, owner: owner.id, leaseUntil, revision: r.revision + 1 };
+          this.workflow.update.run(workflowRow(next, r.revision));
+          return ok(next);
+        })
+        .immediate(),
+    );
+  }
+
   close(): void {
     if (!this.open) return;
     this.open = false;
@@ -244,6 +347,14 @@ export class SqliteJobStore implements JobStore {
       return ok(JSON.parse(row.record) as JobRecord);
     } catch (e) {
       return err(this.error('corrupt', `a job record in ${this.location} is not valid JSON (${messageOf(e)})`));
+    }
+  }
+
+  private parseWorkflow(row: Row): Result<WorkflowRecord, StoreError> {
+    try {
+      return ok(JSON.parse(row.record) as WorkflowRecord);
+    } catch (e) {
+      return err(this.error('corrupt', `a workflow record in ${this.location} is not valid JSON (${messageOf(e)})`));
     }
   }
 
@@ -266,4 +377,22 @@ export class SqliteJobStore implements JobStore {
 
 function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+function workflowRow(r: WorkflowRecord, expected: number) {
+  return {
+    workflowId: r.workflowId,
+    kind: r.kind,
+    hypervisor: r.hypervisor,
+    domain: r.domain,
+    state: r.state,
+    ended: r.ended ? 1 : 0,
+    owner: r.owner,
+    leaseUntil: r.leaseUntil,
+    revision: r.revision,
+    createdAt: r.createdAt,
+    updatedAt: r.updatedAt,
+    record: JSON.stringify(r),
+    expected,
+  };
 }

@@ -92,7 +92,7 @@ export interface VersionCommand {
 
 /** Commands that parse their own arguments (diagram, inspect, replay). */
 export interface PassThroughCommand {
-  readonly command: 'diagram' | 'inspect' | 'replay' | 'blockjob' | 'list' | 'daemon';
+  readonly command: 'diagram' | 'inspect' | 'replay' | 'blockjob' | 'list' | 'daemon' | 'migrate-storage';
   readonly argv: readonly string[];
 }
 
@@ -309,6 +309,7 @@ export function parseCommand(argv: readonly string[]): Result<Command, CommandUs
     case 'blockjob':
     case 'list':
     case 'daemon':
+    case 'migrate-storage':
       return ok({ command, argv: rest });
     default:
       return usage(new UsageError(`unknown command: '${command}'`), null);

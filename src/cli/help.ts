@@ -11,6 +11,7 @@ export const USAGE = `usage:
   blockcopy replay TRACE.jsonl [--json]
   blockcopy diagram [--format mermaid|dot|svg] [--output FILE]
   blockcopy inspect [--port N] [--load FILE.jsonl] [--export FILE.jsonl] [--rounds N]
+  blockcopy migrate-storage DISK DEST-DIR | (--all | --disk NAME...) DEST-DIR | --recover [options]
   blockcopy help [COMMAND] | blockcopy --version
 
 copy       starts a block copy of DISK into DEST, as virsh blockcopy does.
@@ -20,6 +21,7 @@ demo       runs a whole copy with progress and pivot: on real QEMU when qemu-sto
 replay     feeds a recorded QMP session through the engine.
 diagram    prints the job statechart, generated from the machine.
 inspect    serves the live inspector with simulated demo jobs, or a recorded run (--load).
+migrate-storage moves disks with their whole backing chains to DEST-DIR while the guest runs.
 
 The hypervisor is --hypervisor, else the BLOCKCOPY_HYPERVISOR environment variable (like
 LIBVIRT_DEFAULT_URI): sim is the in-process simulator (it copies nothing on this host),

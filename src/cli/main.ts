@@ -62,6 +62,8 @@ export async function main(
       return (await import('./list.js')).runListCommand(cmd.argv, out);
     case 'daemon':
       return (await import('./daemon.js')).runDaemonCommand(cmd.argv, out);
+    case 'migrate-storage':
+      return (await import('./migrate-storage.js')).runMigrateStorageCommand(cmd.argv, out, environment.signals);
     case 'copy':
     case 'domblklist': {
       const { SIMULATOR_NOTICE, describeSpec, selectHypervisor } = await import('./hypervisor.js');

@@ -133,6 +133,12 @@ export interface MirrorSpec {
   readonly destination: { readonly path: string; readonly format: ImageFormat };
   /** Shallow copies: the source's backing, attached as the target node's backing (b2 pitfall). */
   readonly destinationBacking: BackingRef | null;
+  /**
+   * With destinationBacking: open the chain the destination's own header names (it must resolve
+   * to destinationBacking) as the target's backing, instead of sharing the source's backing node
+   * (libvirt's reused shallow copy; the whole-chain migration). Absent: the source's backing.
+   */
+  readonly openDestinationBacking?: boolean;
   readonly sync: 'full' | 'top';
   /** Bytes per second; 0 = unlimited. */
   readonly speed: number;

@@ -35,6 +35,8 @@ export interface CopyRequest {
   readonly onSourceError: IoErrorPolicy;
   /** The raw flags as given, for reports. */
   readonly flags: number;
+  /** REUSE_EXT|SHALLOW: keep the reused destination's own backing chain (CopyOptions). */
+  readonly keepDestinationBacking?: boolean;
 }
 
 /** Facts the planner needs, gathered read-only from the hypervisor. */
@@ -57,6 +59,8 @@ export interface CopyPlan {
   readonly destinationAction: 'create' | 'reuse';
   /** Shallow copies: the source's backing image, shared by the destination. */
   readonly backing: BackingRef | null;
+  /** True when `backing` is the reused destination's own chain, opened for the copy (not shared). */
+  readonly backingFromDestination?: boolean;
   /** Guest-visible size of the disk, in bytes. */
   readonly virtualSize: number;
   readonly speed: number;

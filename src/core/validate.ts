@@ -38,6 +38,13 @@ import type { CopyFacts, CopyPlan, CopyRequest } from './plan.js';
 export interface CopyOptions {
   readonly onTargetError?: IoErrorPolicy;
   readonly onSourceError?: IoErrorPolicy;
+  /**
+   * REUSE_EXT|SHALLOW: the reused destination keeps the backing chain its own header names (as
+   * libvirt opens a reused shallow destination's chain) instead of having to name the source's
+   * backing. The caller vouches that this chain reads as the source's backing chain does: the
+   * whole-chain migration (src/workflows/) has copied and verified it with qemu-img compare.
+   */
+  readonly keepDestinationBacking?: boolean;
 }
 
 export interface RebaseArgs {
@@ -216,13 +223,19 @@ function checkDestinationPath(path: string): Result<string, BlockCopyError> {
 
 function resolveOptions(
   options: CopyOptions | undefined,
-): Result<{ onTargetError: IoErrorPolicy; onSourceError: IoErrorPolicy }, BlockCopyError> {
+): Result<
+  { onTargetError: IoErrorPolicy; onSourceError: IoErrorPolicy; keepDestinationBacking?: true },
+  BlockCopyError
+> {
   const onTargetError = options?.onTargetError ?? 'report';
   const onSourceError = options?.onSourceError ?? 'report';
   // Checked at runtime too: JS callers and restored JSON are not type-checked.
   if (!IO_ERROR_POLICIES.includes(onTargetError)) return err(refuse.ioErrorPolicy('on-target-error', onTargetError));
   if (!IO_ERROR_POLICIES.includes(onSourceError)) return err(refuse.ioErrorPolicy('on-source-error', onSourceError));
-  return ok({ onTargetError, onSourceError });
+  const keep = options?.keepDestinationBacking;
+  if (keep !== undefined && typeof keep !== 'boolean')
+    return err(blockCopyError('VIR_ERR_INVALID_ARG', 'keepDestinationBacking must be a boolean'));
+  return ok({ onTargetError, onSourceError, ...(keep === true ? { keepDestinationBacking: true as const } : {}) });
 }
 
 // --- virDomainBlockRebase -----------------------------------------------------------------------
@@ -470,7 +483,18 @@ export function planCopy(request: CopyRequest, facts: CopyFacts): Result<CopyPla
       backing !== null &&
       backing.format === sourceBacking.format &&
       resolveBackingPath(path, backing.path) === resolveBackingPath(top.path, sourceBacking.path);
-    if (!same) return err(refuse.reusedBacking(disk, path, sourceBacking));
+    if (!same) {
+      // Whole-chain migration: the destination brings its own (verified) copy of the chain.
+      if (request.keepDestinationBacking === true && backing !== null)
+        return ok({
+          ...common,
+          destination: { path, format },
+          destinationAction: 'reuse',
+          backing: { path: resolveBackingPath(path, backing.path), format: backing.format },
+          backingFromDestination: true,
+        });
+      return err(refuse.reusedBacking(disk, path, sourceBacking));
+    }
   }
   // REUSE_EXT+SHALLOW into raw: the seed accepts a "raw volume with contents identical to snap1".
   // Those contents cannot be verified here; the caller vouches for them.

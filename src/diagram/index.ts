@@ -6,6 +6,8 @@
 import type { AnyStateMachine } from 'xstate';
 import { blockCopyJobMachine } from '../../machines/block-copy-job.js';
 import { convergencePolicyMachine } from '../../machines/convergence-policy.js';
+import { migrateStorageMachine } from '../../machines/migrate-storage.js';
+import { withChildChart } from './nest.js';
 import { toDot } from './dot.js';
 import { toMermaid } from './mermaid.js';
 import { dotToSvg } from './svg.js';
@@ -17,6 +19,7 @@ export { mermaidId, toMermaid } from './mermaid.js';
 export { dotToSvg } from './svg.js';
 export type { EdgeModel, MachineModel, StateId, StateModel, TransitionKind, TransitionModel } from './walk.js';
 export { diagramEdges, walkMachine } from './walk.js';
+export { withChildChart } from './nest.js';
 
 export type DiagramFormat = 'mermaid' | 'dot' | 'svg';
 
@@ -24,6 +27,18 @@ export type DiagramFormat = 'mermaid' | 'dot' | 'svg';
 export const diagramMachines: Readonly<Record<string, AnyStateMachine>> = {
   'block-copy-job': blockCopyJobMachine,
   'convergence-policy': convergencePolicyMachine,
+  'migrate-storage': migrateStorageMachine,
+};
+
+/** Composite diagrams: a chart with the chart of the child actors it spawns drawn inside. */
+export const diagramComposites: Readonly<Record<string, () => MachineModel>> = {
+  'migrate-storage-with-copies': () =>
+    withChildChart(
+      walkMachine(migrateStorageMachine),
+      'mirroring',
+      walkMachine(blockCopyJobMachine),
+      'copy:<disk> × each disk (block-copy-job)',
+    ),
 };
 
 export const DEFAULT_DIAGRAM_MACHINE = 'block-copy-job';
@@ -55,8 +70,15 @@ export interface GeneratedFile {
 /** Every generated file under visualizations/, in a fixed order. */
 export async function generateDiagrams(): Promise<GeneratedFile[]> {
   const files: GeneratedFile[] = [];
-  for (const [name, machine] of Object.entries(diagramMachines)) {
-    const model = walkMachine(machine);
+  const models: [string, () => MachineModel][] = [
+    ...Object.entries(diagramMachines).map(([name, machine]): [string, () => MachineModel] => [
+      name,
+      () => walkMachine(machine),
+    ]),
+    ...Object.entries(diagramComposites),
+  ];
+  for (const [name, make] of models) {
+    const model = make();
     for (const format of ['mermaid', 'dot', 'svg'] as const) {
       files.push({ path: `visualizations/${name}.${EXTENSION[format]}`, contents: await renderDiagram(model, format) });
     }

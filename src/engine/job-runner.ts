@@ -153,6 +153,7 @@ export function provideJobMachine(hv: HypervisorPort, beforeEffect: (jobId: stri
               disk: plan.disk,
               destination: plan.destination,
               destinationBacking: plan.backing,
+              ...(plan.backingFromDestination === true ? { openDestinationBacking: true } : {}),
               sync: plan.sync,
               speed: plan.speed,
               onTargetError: plan.onTargetError,

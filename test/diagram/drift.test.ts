@@ -30,6 +30,12 @@ describe('committed diagrams', () => {
       'visualizations/convergence-policy.mmd',
       'visualizations/convergence-policy.dot',
       'visualizations/convergence-policy.svg',
+      'visualizations/migrate-storage.mmd',
+      'visualizations/migrate-storage.dot',
+      'visualizations/migrate-storage.svg',
+      'visualizations/migrate-storage-with-copies.mmd',
+      'visualizations/migrate-storage-with-copies.dot',
+      'visualizations/migrate-storage-with-copies.svg',
     ]);
     for (const file of files) {
       expect(existsSync(join(root, file.path)), `${file.path} is missing`).toBe(true);

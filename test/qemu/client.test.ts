@@ -2,12 +2,13 @@
  * QmpClient against a real qemu-storage-daemon: handshake, id pairing, events that overtake
  * replies, timeouts on an injected clock, EOF when QEMU dies, reconnect without replay.
  */
+import { promises as fs } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { QmpClient, type QmpEvent, type QmpLifecycleEvent } from '../../adapters/qmp/client.js';
 import { VirtualClock } from '../../src/core/clock.js';
-import { MiB, Recorder, useQemu } from './harness.js';
+import { MiB, Recorder, run, useQemu } from './harness.js';
 
 const qemu = useQemu();
 
@@ -200,6 +201,39 @@ describe('QmpClient (real qemu-storage-daemon)', () => {
     const r = await QmpClient.connect({ socket: join(qemu().dir, 'nothing.sock') });
     expect(r._unsafeUnwrapErr()).toMatchObject({ kind: 'connection', command: 'connect' });
     expect(r._unsafeUnwrapErr().desc).toMatch(/ENOENT/);
+  });
+
+  it('retries a refused connect (socket bound, not yet listening) for a moment, then connects', async () => {
+    const fx = qemu();
+    const stale = join(fx.dir, 'starting.sock');
+    // A socket file nobody listens on, as QEMU's between bind and listen: connect is refused.
+    await run('python3', ['-c', `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(stale)})`]);
+    // Time stands still for the retry deadline (no flake under load); the retry's wait is real.
+    let refused!: () => void;
+    const refusedOnce = new Promise<void>((resolve) => (refused = resolve));
+    const clock = {
+      now: () => 0,
+      setTimeout: (callback: () => void, ms: number) => {
+        if (ms === 50) refused();
+        return setTimeout(callback, ms);
+      },
+      clearTimeout: (handle: unknown) => clearTimeout(handle as NodeJS.Timeout),
+    };
+    const pending = QmpClient.connect({ socket: stale, reconnect: false, clock });
+    await refusedOnce;
+    // QEMU now listens there (the real monitor, moved onto that path atomically).
+    await fs.rename(fx.qmpSocket, stale);
+    const client = (await pending)._unsafeUnwrap();
+    expect(client.greeting?.version).toMatchObject({ major: 7 });
+    await client.close();
+  });
+
+  it('gives up on a socket that stays refused (a dead QEMU) with a connection error', async () => {
+    const stale = join(qemu().dir, 'dead.sock');
+    await run('python3', ['-c', `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(stale)})`]);
+    const r = await QmpClient.connect({ socket: stale, reconnect: false });
+    expect(r._unsafeUnwrapErr()).toMatchObject({ kind: 'connection', command: 'connect' });
+    expect(r._unsafeUnwrapErr().desc).toMatch(/ECONNREFUSED/);
   });
 
   it('survives garbage from the peer: protocol errors are reported, the session goes on', async () => {
