@@ -4,6 +4,7 @@
  *   validating → preparingDestination → starting → mirroring → ready → pivoting → confirmingPivot
  *                                                      ↓          ↓ ↘ aborting ↙
  *                                                      └──────────┴→ finishing → completed | canceled | failed
+ *   mirroring | ready.synced ─CONVERGE.RESTART→ restarting (cancel, dismiss; the destination stays) → starting
  *
  * The machine is pure: every IO step is an invoked actor provided by the engine
  * (`machine.provide({ actors })`), context is plain JSON, and hypervisor facts arrive as
@@ -14,6 +15,7 @@
 import { assign, emit, fromPromise, setup } from 'xstate';
 import type { BlockCopyError } from '../src/core/errors.js';
 import { blockCopyError, errors } from '../src/core/errors.js';
+import type { CopyMode } from '../src/core/hypervisor-port.js';
 import type { CopyFacts, CopyPlan, CopyRequest } from '../src/core/plan.js';
 import { planCopy } from '../src/core/validate.js';
 import type { BlockCopyJobEvent, RefusedEmitted, UserEvent } from './events.js';
@@ -48,6 +50,12 @@ export interface BlockCopyJobContext {
   readonly lastIoError: string | null;
   /** Removing a created destination failed; the outcome stands, the file is left behind. */
   readonly cleanupError: BlockCopyError | null;
+  /** A convergence restart under way: the mode and speed the next mirror starts with. */
+  readonly restartTo?: { readonly copyMode: CopyMode; readonly speed: number } | null;
+  /** Convergence restarts done so far. */
+  readonly restarts?: number;
+  /** The convergence policy gave up: the job ends failed with this error (guest on its source). */
+  readonly convergenceError?: BlockCopyError | null;
 }
 
 export interface BlockCopyJobOutput {
@@ -128,6 +136,8 @@ export const blockCopyJobMachine = setup({
     pivotConfirmed: ({ event }) => (event as unknown as { output: boolean }).output,
     outcomeCompleted: ({ context }) => context.outcome === 'completed',
     outcomeCanceled: ({ context }) => context.outcome === 'canceled',
+    givenUp: ({ context }) => Boolean(context.convergenceError),
+    endRequested: ({ context }) => context.endRequest !== null,
   },
   actions: {
     refusePivotNotReady: emit(({ context }) => refusal('PIVOT', errors.notReadyForPivot(context.request.disk))),
@@ -170,6 +180,18 @@ export const blockCopyJobMachine = setup({
           `block job '${context.request.disk}' vanished from the hypervisor; outcome unknown`,
         ),
     }),
+    requestRestart: assign({
+      restartTo: ({ event }) =>
+        event.type === 'CONVERGE.RESTART' ? { copyMode: event.copyMode, speed: event.speed } : null,
+    }),
+    giveUp: assign({
+      endRequest: 'abort-force' as const,
+      convergenceError: ({ event }) => (event.type === 'CONVERGE.GIVE_UP' ? event.error : null),
+    }),
+    failGivenUp: assign({
+      outcome: 'failed' as const,
+      error: ({ context }) => context.convergenceError ?? null,
+    }),
     failGone: assign({
       outcome: 'failed' as const,
       error: ({ event }) =>
@@ -196,6 +218,9 @@ export const blockCopyJobMachine = setup({
     error: null,
     lastIoError: null,
     cleanupError: null,
+    restartTo: null,
+    restarts: 0,
+    convergenceError: null,
   }),
   initial: 'validating',
   states: {
@@ -287,6 +312,8 @@ export const blockCopyJobMachine = setup({
         // Before ready QEMU treats every cancel as a force cancel (mirror_cancel), and a soft
         // cancel of a paused job is refused, so force is always right here.
         ABORT: { target: 'aborting', actions: 'requestForceAbort' },
+        'CONVERGE.RESTART': { target: 'restarting', actions: 'requestRestart' },
+        'CONVERGE.GIVE_UP': { target: 'aborting', actions: 'giveUp' },
         'HV.CONCLUDED': [
           { guard: 'concludedWithError', target: 'finishing', actions: 'failWithHypervisorError' },
           { target: 'finishing', actions: 'failEndedUnrequested' },
@@ -307,6 +334,8 @@ export const blockCopyJobMachine = setup({
               // A soft cancel after ready leaves a consistent point-in-time copy (QEMU 6.2+).
               { target: '#blockCopyJob.aborting', actions: assign({ endRequest: 'abort' as const }) },
             ],
+            // Ready but falling behind again: the policy may restart it (never a pivot).
+            'CONVERGE.RESTART': { target: '#blockCopyJob.restarting', actions: 'requestRestart' },
           },
         },
         // QEMU's standby: ready, but paused. Still ready (sticky).
@@ -330,6 +359,81 @@ export const blockCopyJobMachine = setup({
           { target: 'finishing', actions: 'failEndedUnrequested' },
         ],
         'HV.VANISHED': { target: 'finishing', actions: 'failVanished' },
+        'HV.GONE': { target: 'finishing', actions: 'failGone' },
+      },
+    },
+    // QEMU 7.2 cannot switch a running job's copy mode: cancel it (force: the destination is
+    // rewritten anyway), dismiss it, keep the destination (the engine's own file, or the user's
+    // reused one, never removed here), and start again under the same job id.
+    restarting: {
+      initial: 'cancelling',
+      states: {
+        cancelling: {
+          invoke: {
+            src: 'cancelJob',
+            input: ({ context }) => ({ jobId: context.jobId, force: true }),
+            // Still running as before: the policy hears "not converging" again and decides.
+            onError: { target: '#blockCopyJob.mirroring', actions: assign({ restartTo: null }) },
+          },
+          on: {
+            'HV.CONCLUDED': [
+              { guard: 'givenUp', target: '#blockCopyJob.finishing', actions: 'failGivenUp' },
+              {
+                guard: 'endRequested',
+                target: '#blockCopyJob.finishing',
+                actions: assign({ outcome: 'canceled' as const }),
+              },
+              { target: 'dismissing' },
+            ],
+            'HV.VANISHED': [
+              { guard: 'givenUp', target: '#blockCopyJob.finishing', actions: 'failGivenUp' },
+              {
+                guard: 'endRequested',
+                target: '#blockCopyJob.finishing',
+                actions: assign({ outcome: 'canceled' as const }),
+              },
+              { target: 'dismissing' },
+            ],
+          },
+        },
+        dismissing: {
+          invoke: {
+            src: 'finishJob',
+            input: ({ context }) => ({
+              jobId: context.jobId,
+              started: true,
+              removeDestination: null,
+              releaseDestination: null,
+            }),
+            onDone: [
+              { guard: 'givenUp', target: '#blockCopyJob.finishing', actions: 'failGivenUp' },
+              {
+                guard: 'endRequested',
+                target: '#blockCopyJob.finishing',
+                actions: assign({ outcome: 'canceled' as const }),
+              },
+              {
+                target: '#blockCopyJob.starting',
+                actions: assign({
+                  plan: ({ context }) =>
+                    context.plan && context.restartTo ? { ...context.plan, ...context.restartTo } : context.plan,
+                  restartTo: null,
+                  restarts: ({ context }) => (context.restarts ?? 0) + 1,
+                }),
+              },
+            ],
+            onError: {
+              target: '#blockCopyJob.finishing',
+              actions: assign({ outcome: 'failed' as const, error: ({ event }) => toBlockCopyError(event.error) }),
+            },
+          },
+        },
+      },
+      on: {
+        // The job is being cancelled already: an abort or the policy's give-up ends it here.
+        ABORT: { actions: ['requestForceAbort', 'acceptEnd'] },
+        'CONVERGE.GIVE_UP': { actions: 'giveUp' },
+        PIVOT: { actions: 'refusePivotNotReady' },
         'HV.GONE': { target: 'finishing', actions: 'failGone' },
       },
     },
@@ -425,14 +529,14 @@ export const blockCopyJobMachine = setup({
             guard: ({ context }) => context.readySeen,
             target: 'ready',
             actions: [
-              assign({ endRequest: null }),
+              assign({ endRequest: null, convergenceError: null }),
               emit(({ event }) => refusal('ABORT', toBlockCopyError(event.error))),
             ],
           },
           {
             target: 'mirroring',
             actions: [
-              assign({ endRequest: null }),
+              assign({ endRequest: null, convergenceError: null }),
               emit(({ event }) => refusal('ABORT', toBlockCopyError(event.error))),
             ],
           },
@@ -440,15 +544,21 @@ export const blockCopyJobMachine = setup({
       },
       on: {
         // libvirt a887da529c: whatever QEMU reports for a job being aborted, it was cancelled.
-        'HV.CONCLUDED': {
-          target: 'finishing',
-          actions: assign({
-            outcome: 'canceled' as const,
-            destinationConsistent: ({ context, event }) =>
-              context.readySeen && context.endRequest === 'abort' && !event.cancelled && event.error === null,
-          }),
-        },
-        'HV.VANISHED': { target: 'finishing', actions: assign({ outcome: 'canceled' as const }) },
+        'HV.CONCLUDED': [
+          { guard: 'givenUp', target: 'finishing', actions: 'failGivenUp' },
+          {
+            target: 'finishing',
+            actions: assign({
+              outcome: 'canceled' as const,
+              destinationConsistent: ({ context, event }) =>
+                context.readySeen && context.endRequest === 'abort' && !event.cancelled && event.error === null,
+            }),
+          },
+        ],
+        'HV.VANISHED': [
+          { guard: 'givenUp', target: 'finishing', actions: 'failGivenUp' },
+          { target: 'finishing', actions: assign({ outcome: 'canceled' as const }) },
+        ],
         'HV.GONE': { target: 'finishing', actions: 'failGone' },
         PIVOT: { actions: 'refuseStillEnding' },
         ABORT: { actions: 'refuseStillEnding' },

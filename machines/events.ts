@@ -5,6 +5,7 @@
  * idempotent: seeing it twice changes nothing.
  */
 import type { BlockCopyError } from '../src/core/errors.js';
+import type { CopyMode } from '../src/core/hypervisor-port.js';
 
 /** User requests. */
 export type UserEvent =
@@ -18,7 +19,15 @@ export type UserEvent =
 export type { ObservationEvent } from '../src/core/observations.js';
 import type { ObservationEvent } from '../src/core/observations.js';
 
-export type BlockCopyJobEvent = UserEvent | ObservationEvent;
+/**
+ * Requests of the convergence policy (src/engine/convergence.ts): restart the copy in another
+ * mode (QEMU 7.2 cannot switch a running job), or give up with the policy's error.
+ */
+export type ConvergenceRequest =
+  | { readonly type: 'CONVERGE.RESTART'; readonly copyMode: CopyMode; readonly speed: number }
+  | { readonly type: 'CONVERGE.GIVE_UP'; readonly error: BlockCopyError };
+
+export type BlockCopyJobEvent = UserEvent | ObservationEvent | ConvergenceRequest;
 
 /** Emitted by the machine when it refuses a user request (the API returns this error). */
 export interface RefusedEmitted {

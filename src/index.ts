@@ -20,6 +20,9 @@ export type {
 export type { JobProgress, JobResult } from './engine/job-runner.js';
 export type { BlockPullJob } from './engine/pull-jobs.js';
 export type { PullPlan, PullRequest } from './core/pull.js';
+export { JobSlots } from './engine/job-slots.js';
+export type { JobSlotLimits } from './engine/job-slots.js';
+export type { ConvergencePolicy } from './core/convergence.js';
 export { AbortFlags, BandwidthFlags, BlockJobStatus, BlockJobType, CopyFlags, RebaseFlags } from './core/flags.js';
 export type { BlockJobStatusName } from './core/flags.js';
 export { ErrorNumber, blockCopyError, errors } from './core/errors.js';

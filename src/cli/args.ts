@@ -49,6 +49,8 @@ export interface CopyCommand {
   readonly verbose: boolean;
   /** Seconds, or null. */
   readonly timeout: number | null;
+  /** --converge-timeout: seconds until a copy that does not converge is given up, or null. */
+  readonly convergeTimeout?: number | null;
   readonly dryRun: boolean;
   readonly json: boolean;
   /** --hypervisor as typed; BLOCKCOPY_HYPERVISOR is applied later (hypervisor.ts). */
@@ -113,6 +115,7 @@ const COPY_OPTIONS: Readonly<Record<string, OptionSpec>> = {
   wait: { type: 'boolean' },
   verbose: { type: 'boolean' },
   timeout: { type: 'string', numeric: true },
+  'converge-timeout': { type: 'string', numeric: true },
   pivot: { type: 'boolean' },
   finish: { type: 'boolean' },
   async: { type: 'boolean' },
@@ -173,6 +176,9 @@ export function parseCopy(argv: readonly string[]): Result<CopyCommand | HelpCom
   const timeoutText = strings.get('timeout');
   const timeout = timeoutText === undefined ? ok(null) : timeoutOption(timeoutText);
   if (timeout.isErr()) return err(timeout.error);
+  const convergeText = strings.get('converge-timeout');
+  const convergeTimeout = convergeText === undefined ? ok(null) : timeoutOption(convergeText, 'converge-timeout');
+  if (convergeTimeout.isErr()) return err(convergeTimeout.error);
 
   const pivot = flag('pivot');
   const finish = flag('finish');
@@ -212,6 +218,7 @@ export function parseCopy(argv: readonly string[]): Result<CopyCommand | HelpCom
     async: flag('async'),
     verbose: flag('verbose'),
     timeout: timeout.value,
+    convergeTimeout: convergeTimeout.value,
     dryRun: flag('dry-run'),
     json: flag('json'),
     hypervisor: strings.get('hypervisor'),

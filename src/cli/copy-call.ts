@@ -102,8 +102,14 @@ export function startCopy(
   engine: BlockCopyEngine,
   call: CopyCall,
   endIntent: 'pivot' | 'finish' | null = null,
+  convergeTimeoutSeconds: number | null = null,
 ): ResultAsync<BlockCopyJob, BlockCopyError> {
-  const options = { onTargetError: call.onTargetError, endIntent };
+  const options = {
+    onTargetError: call.onTargetError,
+    endIntent,
+    // --converge-timeout: the engine's default escalation (lift the limit, then write-blocking).
+    ...(convergeTimeoutSeconds !== null ? { convergence: { timeoutMs: convergeTimeoutSeconds * 1000 } } : {}),
+  };
   if (call.api === 'virDomainBlockRebase') {
     return engine.blockRebase(call.domain, call.disk, call.base, call.bandwidth, call.flags, options);
   }

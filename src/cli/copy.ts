@@ -220,7 +220,7 @@ export async function runCopy(cmd: CopyCommand, deps: CopyDependencies): Promise
     });
     try {
       if (stop.request?.why === 'signal') return notStarted(cmd, out, base.hypervisor, stop.request.signal);
-      const started = await startCopy(engine, call, cmd.end);
+      const started = await startCopy(engine, call, cmd.end, cmd.convergeTimeout ?? null);
       if (started.isErr()) return refused(started.error);
       const job = started.value;
       pauses.follow(job);

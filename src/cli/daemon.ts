@@ -1,34 +1,65 @@
 /**
- * `blockcopy daemon [--store PATH] [--socket PATH] [--inspector-port PORT]`: runs the daemon
- * (src/daemon/server.ts) in the foreground until SIGTERM or SIGINT, logging to stderr (journald
- * under systemd), the live inspector's address among the first lines.
+ * `blockcopy daemon [--store PATH] [--socket PATH] [--inspector-port PORT] [--max-jobs N]
+ * [--max-jobs-per-fs N]`: runs the daemon (src/daemon/server.ts) in the foreground until SIGTERM
+ * or SIGINT, logging to stderr (journald under systemd), the live inspector's address among the
+ * first lines. With the limits, copies beyond them wait queued (src/engine/job-slots.ts).
  */
 import { parseArgs } from 'node:util';
 import { startDaemon } from '../daemon/server.js';
 import type { Output } from './copy.js';
 import { openStore, socketPath, storePath } from './durable.js';
 import { openHypervisorByName } from './hypervisor.js';
+import { JobSlots } from '../engine/job-slots.js';
 
-const DAEMON_USAGE = 'usage: blockcopy daemon [--store PATH] [--socket PATH] [--inspector-port PORT]';
+const USAGE =
+  'usage: blockcopy daemon [--store PATH] [--socket PATH] [--inspector-port PORT] [--max-jobs N] [--max-jobs-per-fs N]';
+
+/** A limit: a whole number of at least 1, as typed. */
+function limitOf(name: string, text: string | undefined): number | undefined | Error {
+  if (text === undefined) return undefined;
+  if (!/^[0-9]+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text)))
+    return new Error(`--${name} expects a whole number of at least 1, got '${text}'`);
+  return Number(text);
+}
 
 export async function runDaemonCommand(argv: readonly string[], out: Output): Promise<number> {
   let values;
   try {
     ({ values } = parseArgs({
       args: [...argv],
-      options: { store: { type: 'string' }, socket: { type: 'string' }, 'inspector-port': { type: 'string' } },
+      options: {
+        store: { type: 'string' },
+        socket: { type: 'string' },
+        'inspector-port': { type: 'string' },
+        'max-jobs': { type: 'string' },
+        'max-jobs-per-fs': { type: 'string' },
+      },
       strict: true,
       allowPositionals: false,
     }));
   } catch (e) {
-    out.error(`error: ${e instanceof Error ? e.message : String(e)}\n\n${DAEMON_USAGE}`);
+    out.error(`error: ${e instanceof Error ? e.message : String(e)}\n\n${USAGE}`);
     return 2;
   }
   const inspectorPort = values['inspector-port'];
   if (inspectorPort !== undefined && !(/^\d+$/.test(inspectorPort) && Number(inspectorPort) <= 65535)) {
-    out.error(`error: --inspector-port expects a TCP port (0..65535), got '${inspectorPort}'\n\n${DAEMON_USAGE}`);
+    out.error(`error: --inspector-port expects a TCP port (0..65535), got '${inspectorPort}'\n\n${USAGE}`);
     return 2;
   }
+  const maxJobs = limitOf('max-jobs', values['max-jobs']);
+  const maxJobsPerFs = limitOf('max-jobs-per-fs', values['max-jobs-per-fs']);
+  for (const limit of [maxJobs, maxJobsPerFs])
+    if (limit instanceof Error) {
+      out.error(`error: ${limit.message}\n\n${USAGE}`);
+      return 2;
+    }
+  const slots =
+    maxJobs !== undefined || maxJobsPerFs !== undefined
+      ? new JobSlots({
+          ...(typeof maxJobs === 'number' ? { maxJobs } : {}),
+          ...(typeof maxJobsPerFs === 'number' ? { maxJobsPerFilesystem: maxJobsPerFs } : {}),
+        })
+      : undefined;
   const store = storePath(values.store);
   const opened = openStore(store);
   if (opened.isErr()) {
@@ -42,6 +73,7 @@ export async function runDaemonCommand(argv: readonly string[], out: Output): Pr
     pollIntervalMs: 200,
     inspector: { ...(inspectorPort !== undefined ? { port: Number(inspectorPort) } : {}) },
     log: (line) => out.error(`blockcopy daemon: ${line}`),
+    ...(slots ? { slots } : {}),
   });
   if (daemon.isErr()) {
     out.error(`error: ${daemon.error}`);

@@ -54,6 +54,8 @@ device id (vda), the drive id, the root node name, the export id or the active i
   --pivot               wait, then switch the disk to DEST
   --finish              wait, then stop, leaving DEST a consistent copy; the disk stays
   --timeout S           wait, and abort the copy after S seconds
+  --converge-timeout S  a copy the guest outruns: lift its bandwidth limit, then restart it in
+                        write-blocking mode; give up (guest on its source) if not ready after S s
   --async               end the job without waiting for the hypervisor's answer (blockcopy still
                         stays until the job is dismissed and its nodes removed)
   --verbose             with waiting: progress and every state change

@@ -39,6 +39,7 @@ export async function runRemoteCopy(
     flags,
     endIntent: cmd.end,
     onTargetError: cmd.onTargetError,
+    ...(cmd.convergeTimeout ? { convergeTimeoutMs: cmd.convergeTimeout * 1000 } : {}),
   });
   if (started === null)
     return fail({

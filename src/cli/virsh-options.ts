@@ -148,9 +148,9 @@ function scaledMalformed(value: string): UsageError {
 }
 
 /** `--timeout` as vshCommandOptTimeoutToMs: whole seconds, 1 … INT_MAX / 1000. */
-export function timeoutOption(value: string): Result<number, UsageError> {
-  const n = unsignedOption('timeout', value, UINT_MAX);
+export function timeoutOption(value: string, name = 'timeout'): Result<number, UsageError> {
+  const n = unsignedOption(name, value, UINT_MAX);
   if (n.isErr()) return err(n.error);
-  if (n.value === 0n || n.value > 2147483n) return err(malformed('timeout', n.value.toString()));
+  if (n.value === 0n || n.value > 2147483n) return err(malformed(name, n.value.toString()));
   return ok(Number(n.value));
 }

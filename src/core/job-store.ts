@@ -12,6 +12,7 @@ import type { Result, ResultAsync } from 'neverthrow';
 import type { BlockCopyError } from './errors.js';
 import type { CopyPlan, CopyRequest } from './plan.js';
 import type { PullPlan, PullRequest } from './pull.js';
+import type { ResolvedConvergencePolicy } from './convergence.js';
 
 /** Version of the record layout below (not of the chart, which has its own). */
 export const JOB_RECORD_FORMAT = 1;
@@ -27,6 +28,15 @@ export interface JobSideState {
   readonly readyAnnounced: boolean;
   readonly pause: { readonly userPauseRequested: boolean; readonly stoppedOnError: boolean };
   readonly progress: { readonly cur: number; readonly end: number; readonly speed: number; readonly at: number } | null;
+  /**
+   * The copy's convergence policy (src/core/convergence.ts), when it has one: the policy, when
+   * the copy started (epoch ms, for the deadline after a restart) and the policy chart's snapshot.
+   */
+  readonly convergence?: {
+    readonly policy: ResolvedConvergencePolicy;
+    readonly startedAt: number;
+    readonly snapshot: unknown;
+  } | null;
 }
 
 /** Final outcome, once the job has ended. */

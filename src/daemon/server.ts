@@ -16,6 +16,7 @@ import type { IoErrorPolicy } from '../core/hypervisor-port.js';
 import type { BlockCopyEngine, BlockCopyJob } from '../engine/engine.js';
 import type { BlockPullJob } from '../engine/pull-jobs.js';
 import { createEngine, storeFailure } from '../engine/engine.js';
+import type { JobSlots } from '../engine/job-slots.js';
 import { validateAbort, validateSetSpeed } from '../core/validate.js';
 import type { InspectionEvent } from 'xstate';
 import { InspectionRecorder } from '../inspector/recorder.js';
@@ -38,6 +39,8 @@ export interface DaemonOptions {
    * address (with its access token) logged at start. Default: on, any free port; false: off.
    */
   readonly inspector?: false | { readonly port?: number };
+  /** See ControllerOptions.slots. */
+  readonly slots?: JobSlots;
 }
 
 export interface Daemon {
@@ -173,6 +176,8 @@ export interface ControllerOptions {
   readonly inspect?: (event: InspectionEvent) => void;
   /** Called with each engine once it is created, before it recovers (the inspector attaches). */
   readonly onEngine?: (engine: BlockCopyEngine) => void;
+  /** Copies running at once, shared by every connection's engine (`daemon --max-jobs`, `--max-jobs-per-fs`). */
+  readonly slots?: JobSlots;
 }
 
 /** A job as the daemon lists it: its record, with the live state where an engine runs it. */
@@ -213,6 +218,7 @@ export function createController(options: ControllerOptions) {
           ...(options.inspect ? { inspect: options.inspect } : {}),
           ...(options.actOnIntents !== undefined ? { actOnIntents: options.actOnIntents } : {}),
           ...(options.pollIntervalMs !== undefined ? { pollIntervalMs: options.pollIntervalMs } : {}),
+          ...(options.slots !== undefined ? { slots: options.slots } : {}),
         });
         options.onEngine?.(engine);
         const report = await engine.recover();
@@ -282,9 +288,12 @@ export function createController(options: ControllerOptions) {
         const policy = args['onTargetError'];
         if (policy !== undefined && (typeof policy !== 'string' || !POLICIES.includes(policy)))
           return err(invalid('onTargetError must be report, stop, ignore or enospc'));
+        const converge = numberArg(args, 'convergeTimeoutMs', 0);
+        if (converge.isErr()) return err(converge.error);
         const started = await engine.blockRebase(d, k, destination.value ?? null, bandwidth.value, flags.value, {
           ...(policy !== undefined ? { onTargetError: policy as IoErrorPolicy } : {}),
           endIntent: endIntent ?? null,
+          ...(converge.value > 0 ? { convergence: { timeoutMs: converge.value } } : {}),
         });
         return started.map(summary);
       }

@@ -5,6 +5,7 @@
  */
 import type { AnyStateMachine } from 'xstate';
 import { blockCopyJobMachine } from '../../machines/block-copy-job.js';
+import { convergencePolicyMachine } from '../../machines/convergence-policy.js';
 import { migrateStorageMachine } from '../../machines/migrate-storage.js';
 import { withChildChart } from './nest.js';
 import { blockPullJobMachine } from '../../machines/block-pull-job.js';
@@ -27,6 +28,7 @@ export type DiagramFormat = 'mermaid' | 'dot' | 'svg';
 export const diagramMachines: Readonly<Record<string, AnyStateMachine>> = {
   'block-copy-job': blockCopyJobMachine,
   'block-pull-job': blockPullJobMachine,
+  'convergence-policy': convergencePolicyMachine,
   'migrate-storage': migrateStorageMachine,
 };
 

@@ -33,6 +33,10 @@ import { PullJobs } from './pull-jobs.js';
 import { isPullRebase, validateBlockPull, validateRebasePull } from '../core/pull.js';
 import { resolveDisk } from '../core/disk-identity.js';
 import { checkEngineOptions, checkJobId, refusingEngine } from './options.js';
+import type { ConvergencePolicy } from '../core/convergence.js';
+import { checkConvergencePolicy } from '../core/convergence.js';
+import { provideConvergenceMachine, watchConvergence } from './convergence.js';
+import { JobSlots } from './job-slots.js';
 import type { CopyPlan, CopyRequest } from '../core/plan.js';
 import type { BlockJobInfo, CopyOptions } from '../core/validate.js';
 import {
@@ -71,6 +75,17 @@ export interface EngineOptions {
    * one-shot command (blockjob --info) passes false: it only looks, the user's verb acts.
    */
   readonly actOnIntents?: boolean;
+  /**
+   * Convergence policy of every copy that does not set its own (JobControls.convergence):
+   * detect a mirror the guest outruns, escalate, give up at the deadline (src/core/convergence.ts).
+   */
+  readonly convergence?: ConvergencePolicy;
+  /** At most this many copies run at once; the others wait, queued in order (src/engine/job-slots.ts). */
+  readonly maxJobs?: number;
+  /** At most this many copies into one filesystem run at once. */
+  readonly maxJobsPerFilesystem?: number;
+  /** Slots shared with other engines (one host limit for several connections); wins over maxJobs*. */
+  readonly slots?: JobSlots;
 }
 
 /** What the engine does about a job beyond libvirt's call, for one submission. */
@@ -82,6 +97,8 @@ export interface JobControls {
    * does it if the caller is gone. The engine itself acts on it only for recovered jobs.
    */
   readonly endIntent?: EndIntent;
+  /** This copy's convergence policy; null: none, whatever the engine's default. */
+  readonly convergence?: ConvergencePolicy | null;
 }
 
 /** A block-job event, as libvirt's VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2 (keyed by disk target). */
@@ -276,6 +293,14 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   const now = options.now ?? Date.now;
   const actOnIntents = options.actOnIntents ?? true;
   const journals = new Map<string, JobJournal>();
+  const slots =
+    options.slots ??
+    (options.maxJobs !== undefined || options.maxJobsPerFilesystem !== undefined
+      ? new JobSlots({
+          ...(options.maxJobs !== undefined ? { maxJobs: options.maxJobs } : {}),
+          ...(options.maxJobsPerFilesystem !== undefined ? { maxJobsPerFilesystem: options.maxJobsPerFilesystem } : {}),
+        })
+      : null);
   /** Write-ahead barrier of the IO actors: the job's record is durable before the effect. */
   const beforeEffect = async (jobId: string): Promise<void> => {
     const journal = journals.get(jobId);
@@ -297,6 +322,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   };
   // One poll timer for the whole engine, running only while some job listens.
   const machine = provideJobMachine(hypervisor, beforeEffect);
+  const convergenceMachine = provideConvergenceMachine(hypervisor, (jobId) => byId.get(jobId));
   const pollTicks$ = interval$(clock, pollIntervalMs).pipe(share());
   // Hypervisor events routed to their job by id, once, instead of every job filtering them all.
   const jobEvents = new Map<string, Subject<HypervisorEvent>>();
@@ -352,6 +378,10 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     jobStates$,
     closed: () => closed,
   });
+  /** Jobs waiting for a slot (their chart has not started). */
+  const queuedRunners = new Set<JobRunner>();
+  const queuedRefusal = (runner: JobRunner) =>
+    blockCopyError('VIR_ERR_OPERATION_INVALID', `block job on disk '${runner.disk}' is queued and has not started`);
 
   /** The engine's job on the disk `typed` names, by its canonical name or any other name. */
   function heldBy(domain: string, typed: string): JobRunner | undefined {
@@ -501,6 +531,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
       }
     });
     void runner.result.then(async (result) => {
+      slots?.release(runner.jobId);
       if (runners.get(k) === runner) runners.delete(k);
       diskNames.delete(runner);
       jobEvents.delete(runner.jobId);
@@ -536,6 +567,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
 
   /** Undoes register() for a job that never started (its first record could not be written). */
   function unregister(runner: JobRunner): void {
+    slots?.release(runner.jobId);
     const k = key(runner.domain, runner.disk);
     if (runners.get(k) === runner) runners.delete(k);
     byId.delete(runner.jobId);
@@ -563,6 +595,39 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     });
   }
 
+  /** A queued job's slot came: it starts now, as if just asked for. */
+  function beginQueued(runner: JobRunner): void {
+    queuedRunners.delete(runner);
+    if (
+      closed ||
+      runner.actorStarted ||
+      runner.snapshot.status !== 'active' ||
+      !runners.has(key(runner.domain, runner.disk))
+    )
+      return;
+    runner.start();
+    superviseConvergence(runner);
+  }
+
+  /** Runs the job's convergence policy beside it, if it has one; its state goes into the job's record. */
+  function superviseConvergence(runner: JobRunner): void {
+    const c = runner.convergence;
+    if (!c || runner.snapshot.status !== 'active') return;
+    watchConvergence({
+      machine: convergenceMachine,
+      runner,
+      policy: c.policy,
+      clock,
+      elapsedMs: Math.max(0, now() - c.startedAt),
+      ...(c.snapshot ? { snapshot: c.snapshot } : {}),
+      // Not the engine's inspect: the inspector attributes each actor system to one job chart.
+      onChange: (snapshot) => {
+        if (runner.convergence) runner.convergence = { ...runner.convergence, snapshot };
+        void journals.get(runner.jobId)?.checkpoint();
+      },
+    });
+  }
+
   /**
    * Resolves the typed disk to its canonical identity, then reserves it synchronously: two
    * requests under two spellings of one disk cannot both start. A name that resolves to nothing
@@ -574,13 +639,14 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     if (early) return errAsync(errors.diskInCopyJob(early.disk));
     const pulling = pulls.held(request.domain, request.disk);
     if (pulling) return errAsync(pullBusy(pulling.disk));
-    const resolved: Promise<Result<DiskNames | null, BlockCopyError>> = (async () => {
+    const resolved: Promise<Result<{ names: DiskNames | null; filesystem: string }, BlockCopyError>> = (async () => {
       const listed = await hypervisor.listDisks(request.domain);
       const found = listed.isOk() && listed.value !== null ? resolveDisk(listed.value, request.disk) : null;
-      return ok(found?.isOk() ? found.value : null);
+      const filesystem = slots ? await slots.filesystemOf(request.destination) : '';
+      return ok({ names: found?.isOk() ? found.value : null, filesystem });
     })();
-    return new ResultAsync(resolved).andThen((names) =>
-      launch(names ? { ...request, disk: names.disk } : request, names, controls),
+    return new ResultAsync(resolved).andThen(({ names, filesystem }) =>
+      launch(names ? { ...request, disk: names.disk } : request, names, controls, filesystem),
     );
   }
 
@@ -588,6 +654,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     request: CopyRequest,
     names: DiskNames | null,
     controls: JobControls,
+    filesystem = '',
   ): ResultAsync<BlockCopyJob, BlockCopyError> {
     if (closed) return errAsync(blockCopyError('VIR_ERR_OPERATION_INVALID', 'the engine is closed'));
     const k = key(request.domain, request.disk);
@@ -609,8 +676,16 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     if (jobEvents.has(jobId))
       return errAsync(blockCopyError('VIR_ERR_INVALID_ARG', `job id '${jobId}' is already in use`));
     const endIntent = controls.endIntent ?? null;
+    const wanted = controls.convergence === undefined ? options.convergence : controls.convergence;
+    const policy = wanted ? checkConvergencePolicy(wanted) : null;
+    if (policy?.isErr()) return errAsync(policy.error);
     const runner = newRunner(jobId, request);
+    if (policy?.isOk()) runner.convergence = { policy: policy.value, startedAt: now(), snapshot: null };
+    // A slot now, or a place in the queue (recorded as 'queued' in the first record).
+    const runNow = slots ? slots.admit({ jobId, filesystem, order: now(), start: () => beginQueued(runner) }) : true;
+    if (!runNow) runner.markQueued();
     const journal = register(runner, store ? newRecord(jobId, request, endIntent) : null, endIntent, names);
+    if (!runNow) queuedRunners.add(runner);
     const started = new Promise<Result<BlockCopyJob, BlockCopyError>>((resolve) => {
       const sub = runner.actor.subscribe((snapshot) => {
         if (snapshot.context.started) {
@@ -664,7 +739,11 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
           unregister(runner);
           return err(storeFailure(failed));
         }
-        if (!closed) runner.start();
+        if (!runNow) return ok(handleOf(runner));
+        if (!closed) {
+          runner.start();
+          superviseConvergence(runner);
+        }
         return started;
       }),
     );
@@ -691,6 +770,14 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     abortOptions: AbortOptions,
   ): ResultAsync<void, BlockCopyError> {
     const disk = runner.disk;
+    if (runner.queued) {
+      // Nothing was done for a queued job: cancelling it creates and removes nothing.
+      if (pivot) return errAsync(errors.notReadyForPivot(disk));
+      queuedRunners.delete(runner);
+      slots?.release(runner.jobId);
+      runner.cancelQueued();
+      return wrapPromise(runner.result.then(() => ok(undefined)));
+    }
     // A paused job's pivot waits for a resume (QEMU acts on complete only once it runs): refuse
     // it, even before the chart has seen the pause (issue 11). The engine's own record of the
     // pause decides, not the chart's standby, which a lost resume event could leave behind.
@@ -837,11 +924,14 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
       const pull = pulls.held(domain, disk);
       if (pull) return pulls.setSpeed(pull, speed.value);
       return withRunner(domain, disk, (runner) =>
-        hypervisor.setJobSpeed(runner.jobId, speed.value).mapErr((e) => fromHypervisorError(e, runner.jobId)),
+        runner.queued
+          ? errAsync(queuedRefusal(runner))
+          : hypervisor.setJobSpeed(runner.jobId, speed.value).mapErr((e) => fromHypervisorError(e, runner.jobId)),
       );
     },
     blockJobPause(domain, disk) {
       return withRunner(domain, disk, (runner) => {
+        if (runner.queued) return errAsync(queuedRefusal(runner));
         // Pausing a job being ended would hold its pivot or cancel until a resume.
         if (runner.isEnding()) return errAsync(errors.stillBeingEnded(runner.disk));
         // A second pause refused as "already paused" must not forget the first (issue 11 races).
@@ -855,10 +945,12 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     },
     blockJobResume(domain, disk) {
       return withRunner(domain, disk, (runner) =>
-        hypervisor
-          .resumeJob(runner.jobId)
-          .map(() => runner.setUserPause(false))
-          .mapErr((e) => fromHypervisorError(e, runner.jobId)),
+        runner.queued
+          ? errAsync(queuedRefusal(runner))
+          : hypervisor
+              .resumeJob(runner.jobId)
+              .map(() => runner.setUserPause(false))
+              .mapErr((e) => fromHypervisorError(e, runner.jobId)),
       );
     },
     checkDomainOperation(domain, operation, disk) {
@@ -902,10 +994,10 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     },
     job(domain, disk) {
       const runner = heldBy(domain, disk);
-      return runner && runner.snapshot.context.started ? handleOf(runner) : undefined;
+      return runner && (runner.snapshot.context.started || runner.queued) ? handleOf(runner) : undefined;
     },
     jobs(filter = {}) {
-      const active = [...runners.values()].filter((r) => r.snapshot.context.started).map(handleOf);
+      const active = [...runners.values()].filter((r) => r.snapshot.context.started || r.queued).map(handleOf);
       return filter.includeEnded ? [...ended, ...active] : active;
     },
     jobById(jobId) {
@@ -915,6 +1007,8 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     recover() {
       if (!store) return okAsync({ resumed: [], finished: [], skipped: [] });
       if (closed) return errAsync(blockCopyError('VIR_ERR_OPERATION_INVALID', 'the engine is closed'));
+      /** Queued jobs found in the store: they take their places in order once every running job counts. */
+      const stillQueued: { runner: JobRunner; record: JobRecord; filesystem: string }[] = [];
       return recoverJobs({
         store,
         hypervisor,
@@ -926,14 +1020,49 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
         diskTaken: (domain, disk) => heldBy(domain, disk) !== undefined || pulls.held(domain, disk) !== undefined,
         resumePull: (record) => pulls.resume(record),
         resume: async (record, known) => {
+          if (record.state === 'queued') {
+            const runner = newRunner(record.jobId, record.request!);
+            runner.convergence = record.side.convergence ?? null;
+            recovered.add(runner);
+            runner.markQueued();
+            register(runner, record, record.endIntent);
+            queuedRunners.add(runner);
+            const filesystem = slots ? await slots.filesystemOf(record.request!.destination) : '';
+            stillQueued.push({ runner, record, filesystem });
+            return handleOf(runner);
+          }
           const runner = newRunner(record.jobId, record.request!, { snapshot: record.snapshot, side: record.side });
           recovered.add(runner);
+          if (slots)
+            slots.occupy({
+              jobId: record.jobId,
+              filesystem: await slots.filesystemOf(record.plan?.destination.path ?? record.request!.destination),
+              order: record.createdAt,
+              start: () => undefined,
+            });
           register(runner, record, record.endIntent);
           runner.start();
+          superviseConvergence(runner);
           await runner.refresh(known);
           return handleOf(runner);
         },
-      }).mapErr(storeFailure);
+      })
+        .map((report) => {
+          stillQueued.sort((a, b) => a.record.createdAt - b.record.createdAt);
+          for (const { runner, record, filesystem } of stillQueued) {
+            const runNow = slots
+              ? slots.admit({
+                  jobId: record.jobId,
+                  filesystem,
+                  order: record.createdAt,
+                  start: () => beginQueued(runner),
+                })
+              : true;
+            if (runNow) beginQueued(runner);
+          }
+          return report;
+        })
+        .mapErr(storeFailure);
     },
     adopt(domain, disk) {
       const mine = heldBy(domain, disk);
@@ -1018,7 +1147,7 @@ function fieldsOf(runner: JobRunner, endIntent: EndIntent) {
   const snapshot = runner.snapshot;
   return {
     snapshot: runner.actor.getPersistedSnapshot(),
-    state: stateName(snapshot.value),
+    state: runner.actorStarted ? stateName(snapshot.value) : runner.recordState(),
     side: runner.side(),
     plan: snapshot.context.plan,
     endIntent,
@@ -1052,9 +1181,13 @@ function splitControls(
   options: (CopyOptions & JobControls) | undefined,
 ): [CopyOptions | undefined, JobControls | undefined] {
   if (!options) return [undefined, undefined];
-  const { signal, endIntent, ...copy } = options;
+  const { signal, endIntent, convergence, ...copy } = options;
   return [
     Object.keys(copy).length > 0 ? copy : undefined,
-    { ...(signal ? { signal } : {}), ...(endIntent !== undefined ? { endIntent } : {}) },
+    {
+      ...(signal ? { signal } : {}),
+      ...(endIntent !== undefined ? { endIntent } : {}),
+      ...(convergence !== undefined ? { convergence } : {}),
+    },
   ];
 }

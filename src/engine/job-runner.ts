@@ -12,7 +12,7 @@ import { createActor, fromPromise } from 'xstate';
 import type { HypervisorError, HypervisorEvent, HypervisorJobInfo, HypervisorPort } from '../core/hypervisor-port.js';
 import type { BlockCopyJobOutput, FinishInput } from '../../machines/block-copy-job.js';
 import { blockCopyJobMachine } from '../../machines/block-copy-job.js';
-import type { ObservationEvent, RefusedEmitted, UserEvent } from '../../machines/events.js';
+import type { ConvergenceRequest, ObservationEvent, RefusedEmitted, UserEvent } from '../../machines/events.js';
 import type { Clock } from '../core/clock.js';
 import type { BlockCopyError } from '../core/errors.js';
 import { fromHypervisorError } from '../core/hypervisor-error.js';
@@ -48,7 +48,7 @@ export interface JobResult extends Omit<BlockCopyJobOutput, 'outcome'> {
 export type JobActor = Actor<typeof blockCopyJobMachine>;
 
 /** Polled in these states: the hypervisor job exists and its end is not yet settled. */
-const POLLED = ['mirroring', 'ready', 'pivoting', 'aborting'] as const;
+const POLLED = ['mirroring', 'ready', 'restarting', 'pivoting', 'aborting'] as const;
 
 /** States in which an accepted pivot or abort is being carried out. */
 const ENDING = ['pivoting', 'confirmingPivot', 'aborting', 'finishing'] as const;
@@ -240,6 +240,12 @@ export class JobRunner {
   progress: JobProgress | null = null;
   /** The public READY event went out (persisted: never twice, restarts included). */
   readyAnnounced = false;
+  /** Waiting for a slot (src/engine/job-slots.ts): the chart has not started. */
+  queued = false;
+  /** The chart's actor was started (a queued job's is not, until its slot comes). */
+  actorStarted = false;
+  /** The convergence policy's state, kept in the job's record (src/engine/convergence.ts). */
+  convergence: JobSideState['convergence'] = null;
 
   private readonly pause = { userPauseRequested: false, stoppedOnError: false };
   private settle: ((result: JobResult) => void) | null = null;
@@ -261,6 +267,7 @@ export class JobRunner {
       this.pause.userPauseRequested = restore.side.pause.userPauseRequested;
       this.pause.stoppedOnError = restore.side.pause.stoppedOnError;
       this.progress = restore.side.progress;
+      this.convergence = restore.side.convergence ?? null;
       const last = this.states[this.states.length - 1];
       if (last !== undefined) this.stateChanges$.next(last);
       if (this.progress) this.progress$.next(this.progress);
@@ -312,7 +319,46 @@ export class JobRunner {
     });
   }
 
+  /** Waits for a slot: the state 'queued' is shown and recorded; nothing runs yet. */
+  markQueued(): void {
+    this.queued = true;
+    if (this.states[this.states.length - 1] !== 'queued') {
+      this.states.push('queued');
+      this.stateChanges$.next('queued');
+    }
+    this.options.onChange?.();
+  }
+
+  /** Cancels a job that never left the queue: nothing was done for it, nothing is undone. */
+  cancelQueued(): void {
+    if (this.actorStarted || !this.settle) return;
+    this.queued = false;
+    this.states.push('canceled');
+    this.stateChanges$.next('canceled');
+    this.stop();
+    this.settle({
+      outcome: 'canceled',
+      pivoted: false,
+      destinationConsistent: false,
+      error: null,
+      jobId: this.jobId,
+      domain: this.domain,
+      disk: this.disk,
+      states: [...this.states],
+    });
+    this.settle = null;
+  }
+
+  /** The state for the job's record: the chart's, or 'queued' while it waits. */
+  recordState(): string {
+    return this.actorStarted
+      ? stateName(this.actor.getSnapshot().value)
+      : (this.states[this.states.length - 1] ?? 'queued');
+  }
+
   start(): void {
+    this.queued = false;
+    this.actorStarted = true;
     this.subscription.add(
       this.options.events$.subscribe((event) => {
         this.noteEvent(event);
@@ -329,6 +375,11 @@ export class JobRunner {
         .subscribe(),
     );
     this.actor.start();
+  }
+
+  /** A request of the convergence policy (the chart ignores it where it does not apply). */
+  converge(event: ConvergenceRequest): void {
+    if (this.actor.getSnapshot().status === 'active') this.actor.send(event);
   }
 
   /** Sends a user request; resolves with the machine's refusal, if it refused. */
@@ -364,6 +415,7 @@ export class JobRunner {
       readyAnnounced: this.readyAnnounced,
       pause: { ...this.pause },
       progress: this.progress,
+      ...(this.convergence ? { convergence: this.convergence } : {}),
     };
   }
 

@@ -9,6 +9,8 @@ import { err, errAsync, ok } from 'neverthrow';
 import { EMPTY } from 'rxjs';
 import type { BlockCopyError } from '../core/errors.js';
 import { blockCopyError } from '../core/errors.js';
+import { checkConvergencePolicy } from '../core/convergence.js';
+import { JobSlots, checkSlotLimits } from './job-slots.js';
 
 /** Bounds of the poll interval, in ms: at least 1 ms, at most a day (a timer's range). */
 export const POLL_INTERVAL_RANGE = { min: 1, max: 86_400_000 } as const;
@@ -19,6 +21,10 @@ interface CheckedOptions {
   readonly pollIntervalMs?: unknown;
   readonly jobId?: unknown;
   readonly inspect?: unknown;
+  readonly convergence?: unknown;
+  readonly maxJobs?: unknown;
+  readonly maxJobsPerFilesystem?: unknown;
+  readonly slots?: unknown;
 }
 
 const invalid = (detail: string) => blockCopyError('VIR_ERR_INVALID_ARG', detail);
@@ -55,6 +61,19 @@ export function checkEngineOptions(options: CheckedOptions | null | undefined): 
     return err(invalid('engine option jobId must be a function (domain, disk) => string'));
   if (options.inspect !== undefined && typeof options.inspect !== 'function')
     return err(invalid('engine option inspect must be a function'));
+  const limits = checkSlotLimits({
+    ...(options.maxJobs !== undefined ? { maxJobs: options.maxJobs as number } : {}),
+    ...(options.maxJobsPerFilesystem !== undefined
+      ? { maxJobsPerFilesystem: options.maxJobsPerFilesystem as number }
+      : {}),
+  });
+  if (limits.isErr()) return err(limits.error);
+  if (options.slots !== undefined && !(options.slots instanceof JobSlots))
+    return err(invalid('engine option slots must be a JobSlots'));
+  if (options.convergence !== undefined) {
+    const checked = checkConvergencePolicy(options.convergence);
+    if (checked.isErr()) return err(checked.error);
+  }
   return ok(undefined);
 }
 

@@ -162,6 +162,11 @@ async function reconcile(ctx: RecoveryContext, record: JobRecord): Promise<Resul
     await ctx.resumePull(record);
     return ok({ resumed: { ...id, state: record.state } });
   }
+  if (record.state === 'queued' && record.request) {
+    // Waiting for a slot: nothing was done for it; it queues again, in its place.
+    await ctx.resume(record, undefined);
+    return ok({ resumed: { ...id, state: record.state } });
+  }
   if (!context || !record.request) {
     // Nothing was ever done for it: the first record is written before the first side effect.
     return finish(

@@ -47,6 +47,7 @@ const RUNTIME: Record<string, { readonly module: object; readonly values: readon
       'BlockJobType',
       'CopyFlags',
       'ErrorNumber',
+      'JobSlots',
       'RebaseFlags',
       'VirtualClock',
       'blockCopyError',
