@@ -480,6 +480,7 @@ export class QemuHypervisor implements HypervisorPort {
 
   createDestination(spec: CreateDestinationSpec): ResultAsync<void, HypervisorError> {
     return wrap('createDestination', async () => {
+      if (spec.type === 'block') return this.formatDevice(spec);
       // With a claim the image is made under a hidden name derived from it and linked into place;
       // the claim link stays until releaseDestination, so a rerun after a crash can tell "the file
       // this job created" (same inode as its claim) from a file someone else put there.
@@ -527,6 +528,24 @@ export class QemuHypervisor implements HypervisorPort {
       if (claim === null) await fs.rm(tmp, { force: true });
       return ok(undefined);
     });
+  }
+
+  /**
+   * COPY_DEV without REUSE_EXT: the image header written onto an existing block device, as
+   * libvirt's blockdev-create does (raw: nothing to write). Never creates, truncates or removes
+   * the device; qemu-img's image locking refuses a device that QEMU has open for writing.
+   */
+  private async formatDevice(spec: CreateDestinationSpec): Res<void> {
+    const probe = await this.images.probe(spec.path);
+    if (probe.isErr()) return err(probe.error);
+    if (!probe.value.exists || probe.value.kind !== 'block')
+      return err(invalid('createDestination', `'${spec.path}' is not a block device`));
+    if (spec.format === 'raw') return ok(undefined);
+    const args = ['create', '-q', '-f', spec.format];
+    if (spec.backing) args.push('-b', spec.backing.path, '-F', spec.backing.format);
+    args.push(spec.path, String(spec.virtualSize));
+    const r = await this.images.tool('qemu-img create', args);
+    return r.map(() => undefined);
   }
 
   releaseDestination(path: string, claim: string): ResultAsync<void, HypervisorError> {
@@ -614,7 +633,8 @@ export class QemuHypervisor implements HypervisorPort {
             return err(invalid(cmd, `node '${names.file}' is attached to ${fileNode.file}`));
         } else {
           const r = await this.qmp('blockdev-add', {
-            driver: 'file',
+            // COPY_DEV: QEMU's `file` driver refuses a block device; host_device opens it.
+            driver: spec.destination.type === 'block' ? 'host_device' : 'file',
             'node-name': names.file,
             filename: spec.destination.path,
           });

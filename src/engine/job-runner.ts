@@ -129,6 +129,22 @@ export function provideJobMachine(hv: HypervisorPort, beforeEffect: (jobId: stri
       prepareDestination: fromPromise<{ created: boolean }, { jobId: string; plan: CopyPlan }>(async ({ input }) => {
         const { plan } = input;
         if (plan.destinationAction === 'reuse') return { created: false };
+        if (plan.destinationAction === 'format') {
+          // A block device: its header is written in place; it is never the engine's to remove.
+          await effect(input.jobId, () =>
+            unwrap(
+              hv.createDestination({
+                path: plan.destination.path,
+                format: plan.destination.format,
+                type: 'block',
+                virtualSize: plan.virtualSize,
+                backing: plan.backing,
+              }),
+              input.jobId,
+            ),
+          );
+          return { created: false };
+        }
         await effect(input.jobId, () =>
           unwrap(
             hv.createDestination({
