@@ -31,7 +31,7 @@ import { adoptionOf } from './adoption.js';
 import { resolveDisk } from '../core/disk-identity.js';
 import { checkEngineOptions, checkJobId, refusingEngine } from './options.js';
 import type { CopyPlan, CopyRequest } from '../core/plan.js';
-import type { BlockJobInfo, CopyOptions } from '../core/validate.js';
+import type { BlockJobInfo, CopyArgs, CopyOptions } from '../core/validate.js';
 import {
   planCopy,
   translateJobInfo,
@@ -144,11 +144,11 @@ export type RebaseCall = [
 export interface BlockCopyEngine {
   /** virDomainBlockRebase with VIR_DOMAIN_BLOCK_REBASE_COPY: resolves once the job has started. */
   blockRebase(...args: RebaseCall): ResultAsync<BlockCopyJob, BlockCopyError>;
-  /** virDomainBlockCopy: destination {path, format}, params in bytes. */
+  /** virDomainBlockCopy: destination {path, format, type ('block': a block device)}, params in bytes. */
   blockCopy(
     domain: string,
     disk: string | null,
-    destination: { readonly path: string | null; readonly format?: 'qcow2' | 'raw' } | null,
+    destination: CopyArgs['destination'],
     params: { readonly bandwidth?: number; readonly granularity?: number; readonly bufSize?: number },
     flags: number,
     options?: CopyOptions & JobControls,
