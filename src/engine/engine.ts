@@ -19,7 +19,14 @@ import type { BlockJobStatusName } from '../core/flags.js';
 import { fromHypervisorError } from '../core/hypervisor-error.js';
 import type { JobProgress, JobResult } from './job-runner.js';
 import type { RestoreInput } from './job-runner.js';
-import { JobRunner, gatherFacts, provideJobMachine, stateName } from './job-runner.js';
+import {
+  JobRunner,
+  domainFacts,
+  gatherFacts,
+  provideJobMachine,
+  stateName,
+  type KnownFacts,
+} from './job-runner.js';
 import type { EndIntent, JobEnd, JobRecord, JobStore, LeaseOwner, StoreError } from '../core/job-store.js';
 import { JOB_RECORD_FORMAT } from '../core/job-store.js';
 import { JOB_CHART_VERSION } from '../../machines/chart-version.js';
@@ -255,7 +262,13 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     if (failed) throw storeFailure(failed);
   };
   // One poll timer for the whole engine, running only while some job listens.
-  const machine = provideJobMachine(hypervisor, beforeEffect);
+  /** What startJob's busy check read, handed to the job's planner so it is not asked twice. */
+  const knownFacts = new Map<string, KnownFacts>();
+  const machine = provideJobMachine(hypervisor, beforeEffect, (jobId) => {
+    const known = knownFacts.get(jobId);
+    knownFacts.delete(jobId);
+    return known;
+  });
   const pollTicks$ = interval$(clock, pollIntervalMs).pipe(share());
   // Hypervisor events routed to their job by id, once, instead of every job filtering them all.
   const jobEvents = new Map<string, Subject<HypervisorEvent>>();
@@ -498,13 +511,18 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     if (closed) return errAsync(blockCopyError('VIR_ERR_OPERATION_INVALID', 'the engine is closed'));
     const early = heldBy(request.domain, request.disk);
     if (early) return errAsync(errors.diskInCopyJob(early.disk));
-    const resolved: Promise<Result<DiskNames | null, BlockCopyError>> = (async () => {
-      const listed = await hypervisor.listDisks(request.domain);
-      const found = listed.isOk() && listed.value !== null ? resolveDisk(listed.value, request.disk) : null;
-      return ok(found?.isOk() ? found.value : null);
-    })();
-    return new ResultAsync(resolved).andThen((names) =>
-      launch(names ? { ...request, disk: names.disk } : request, names, controls),
+    // The domain and its disks in one go (one batch of QMP queries): the busy check and the
+    // job's plan both read this answer.
+    const resolved: Promise<Result<{ names: DiskNames | null; known: KnownFacts | null }, BlockCopyError>> =
+      (async () => {
+        const facts = await domainFacts(hypervisor, request.domain);
+        if (facts.isErr()) return ok({ names: null, known: null });
+        const disks = facts.value.disks;
+        const found = disks !== null ? resolveDisk(disks, request.disk) : null;
+        return ok({ names: found?.isOk() ? found.value : null, known: facts.value });
+      })();
+    return new ResultAsync(resolved).andThen(({ names, known }) =>
+      launch(names ? { ...request, disk: names.disk } : request, names, controls, known),
     );
   }
 
@@ -512,6 +530,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     request: CopyRequest,
     names: DiskNames | null,
     controls: JobControls,
+    known: KnownFacts | null = null,
   ): ResultAsync<BlockCopyJob, BlockCopyError> {
     if (closed) return errAsync(blockCopyError('VIR_ERR_OPERATION_INVALID', 'the engine is closed'));
     const k = key(request.domain, request.disk);
@@ -531,7 +550,9 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     if (jobEvents.has(jobId))
       return errAsync(blockCopyError('VIR_ERR_INVALID_ARG', `job id '${jobId}' is already in use`));
     const endIntent = controls.endIntent ?? null;
+    if (known) knownFacts.set(jobId, known);
     const runner = newRunner(jobId, request);
+    void runner.result.then(() => knownFacts.delete(jobId));
     const journal = register(runner, store ? newRecord(jobId, request, endIntent) : null, endIntent, names);
     const started = new Promise<Result<BlockCopyJob, BlockCopyError>>((resolve) => {
       const sub = runner.actor.subscribe((snapshot) => {
