@@ -19,14 +19,7 @@ import type { BlockJobStatusName } from '../core/flags.js';
 import { fromHypervisorError } from '../core/hypervisor-error.js';
 import type { JobProgress, JobResult } from './job-runner.js';
 import type { RestoreInput } from './job-runner.js';
-import {
-  JobRunner,
-  domainFacts,
-  gatherFacts,
-  provideJobMachine,
-  stateName,
-  type KnownFacts,
-} from './job-runner.js';
+import { JobRunner, domainFacts, gatherFacts, provideJobMachine, stateName, type KnownFacts } from './job-runner.js';
 import type { EndIntent, JobEnd, JobRecord, JobStore, LeaseOwner, StoreError } from '../core/job-store.js';
 import { JOB_RECORD_FORMAT } from '../core/job-store.js';
 import { JOB_CHART_VERSION } from '../../machines/chart-version.js';

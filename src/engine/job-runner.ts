@@ -108,7 +108,9 @@ export function gatherFacts(
     ? okAsync(known)
     : hv
         .getDomain(request.domain)
-        .andThen((domain) => (domain ? hv.listDisks(request.domain) : okAsync(null)).map((disks) => ({ domain, disks })));
+        .andThen((domain) =>
+          (domain ? hv.listDisks(request.domain) : okAsync(null)).map((disks) => ({ domain, disks })),
+        );
   return facts.andThen(({ domain, disks }) =>
     hv.probeDestination(request.destination).map((destination): CopyFacts => {
       const found = disks === null ? null : resolveDisk(disks, request.disk);
