@@ -26,6 +26,10 @@ export class LocalImages {
     }
     const kind = st.isFile() ? 'file' : st.isBlockDevice() ? 'block' : 'other';
     if (kind === 'other') return ok({ exists: true, kind, size: st.size, image: null, empty: false });
+    // stat's st_size is 0 for a block device: its size is in sysfs (512-byte sectors).
+    const size = kind === 'block' ? await blockDeviceSize(st.rdev) : st.size;
+    if (size === null)
+      return err({ kind: 'io', command: 'stat', desc: `cannot read the size of block device '${path}'` });
     const info = await this.imageInfo(path);
     let empty = kind === 'file' && st.size === 0;
     if (!empty && info !== null) {
@@ -39,7 +43,7 @@ export class LocalImages {
         empty = own.length === 0 || (info.format === 'raw' && (await rawExtentsAreZero(path, own)));
       }
     }
-    return ok({ exists: true, kind, size: st.size, image: info, empty });
+    return ok({ exists: true, kind, size, image: info, empty });
   }
 
   /** qemu-img info of one image: format, virtual size, backing (absolute); null if unprobeable. */
@@ -83,8 +87,34 @@ interface MapExtent {
   readonly data?: boolean;
 }
 
-/** Removes a file; one already gone is fine (removal is idempotent, as the port requires). */
+/** A block device's size in bytes, from /sys/dev/block/MAJOR:MINOR/size; null if unreadable. */
+export async function blockDeviceSize(rdev: number): Promise<number | null> {
+  // Linux's dev_t encoding (glibc gnu_dev_major / gnu_dev_minor).
+  const major = (rdev >>> 8) & 0xfff;
+  const minor = (rdev & 0xff) | ((rdev >>> 12) & 0xfff00);
+  try {
+    const sectors = Number((await fs.readFile(`/sys/dev/block/${major}:${minor}/size`, 'utf8')).trim());
+    return Number.isSafeInteger(sectors) ? sectors * 512 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** True when `path` is a block device (a COPY_DEV destination: never unlinked). */
+export async function isBlockDevice(path: string): Promise<boolean> {
+  try {
+    return (await fs.stat(path)).isBlockDevice();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Removes a file; one already gone is fine (removal is idempotent, as the port requires). A block
+ * device is never removed: the engine did not create it, and its node in /dev is not its data.
+ */
 export async function removeFile(path: string): Res<void> {
+  if (await isBlockDevice(path)) return ok(undefined);
   try {
     await fs.unlink(path);
   } catch (e) {

@@ -11,14 +11,18 @@
  * JOB_STATUS_CHANGE concluded → job-dismiss → query-block-exports shows the copy). Also how late
  * the engine saw ready after QEMU's BLOCK_JOB_READY reached the adapter (event vs 500 ms poll; negative = seen by a poll first).
  *
- * `npm run bench:qemu -- --vm`: the same on a stopped TCG virtual machine (qemu-system-x86_64,
- * -blockdev chain + virtio-blk-pci id=vda). The bare script then confirms the pivot with
- * query-block (the device's inserted node) and releases the old chain with blockdev-del, as
- * libvirt does and as the engine does.
+ * By default on a stopped TCG virtual machine (qemu-system-x86_64, -blockdev chain +
+ * virtio-blk-pci id=vda): the bare script then confirms the pivot with query-block (the device's
+ * inserted node) and releases the old chain with blockdev-del, as libvirt does and as the engine
+ * does. `-- --qsd`: on a qemu-storage-daemon (export vda) instead.
+ *
+ * `-- --profile`: after the runs, one more engine run printed as a timeline: every QMP command
+ * (sent → answered) and every port call, event and state change, in ms from blockRebase.
  */
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ResultAsync } from 'neverthrow';
 import { firstValueFrom, filter } from 'rxjs';
 import { QmpClient, type QmpEvent } from '../adapters/qmp/client.js';
 import { daemonArgs, MiB, must, run, spawnDaemon, waitUntilListening } from '../adapters/qmp/lab.js';
@@ -32,7 +36,8 @@ const SIZE_MIB = Number(process.env['BENCH_SIZE_MIB'] ?? 1024);
 const RUNS = Math.max(5, Number(process.env['BENCH_RUNS'] ?? 5));
 const POLL_MS = 500;
 const SIZE = SIZE_MIB * MiB;
-const VM = process.argv.includes('--vm');
+const VM = !process.argv.includes('--qsd');
+const PROFILE = process.argv.includes('--profile');
 
 async function buildChain(dir: string): Promise<void> {
   await must('dd', ['if=/dev/urandom', 'of=base.raw', 'bs=4M', `count=${SIZE_MIB / 4}`, 'status=none'], dir);
@@ -107,6 +112,62 @@ async function engineRun(dir: string, dest: string): Promise<Sample> {
       if (r.isErr() || result.outcome !== 'completed') throw new Error(`engine run failed: ${JSON.stringify(result)}`);
       return { ready: readyAt - t0, pivot: t2 - t1, lag: readyAt - eventAt };
     } finally {
+      engine.close();
+      await hv.close();
+    }
+  });
+}
+
+/** One engine run with a timeline of every QMP command, port call, event and state change. */
+async function profileRun(dir: string, dest: string): Promise<string[]> {
+  return withDaemon(dir, async (socket) => {
+    const hv = (await connectQemu({ socket, domain: 'qemu' }))._unsafeUnwrap();
+    const lines: [number, string][] = [];
+    let t0 = performance.now();
+    const at = () => performance.now() - t0;
+    const note = (start: number, what: string) =>
+      lines.push([start, `${ms(start).padStart(10)} → ${ms(at()).padStart(10)}  ${what}`]);
+    const execute = hv.client.execute.bind(hv.client);
+    hv.client.execute = ((command: string, args?: Record<string, unknown>) => {
+      const start = at();
+      const r = execute(command, args);
+      void r.then(() => note(start, command));
+      return r;
+    }) as typeof hv.client.execute;
+    for (const m of [
+      'getDomain',
+      'listDisks',
+      'probeDestination',
+      'createDestination',
+      'startMirror',
+      'completeJob',
+      'activeImage',
+      'dismissJob',
+      'queryJob',
+    ] as const) {
+      const call = (hv[m] as (...a: unknown[]) => ResultAsync<unknown, unknown>).bind(hv);
+      (hv as unknown as Record<string, unknown>)[m] = (...a: unknown[]) => {
+        const start = at();
+        const r = call(...a);
+        void r.then(() => note(start, `[port ${m}]`));
+        return r;
+      };
+    }
+    const sub = hv.events$.subscribe((e) =>
+      lines.push([at(), `${ms(at()).padStart(10)}   event ${e.kind} ${'status' in e ? e.status : ''}`]),
+    );
+    const engine = createEngine({ hypervisor: hv, pollIntervalMs: POLL_MS });
+    try {
+      t0 = performance.now();
+      const job = (await engine.blockRebase('qemu', 'vda', dest, 0, RebaseFlags.COPY))._unsafeUnwrap();
+      job.stateChanges$.subscribe((st) => lines.push([at(), `${ms(at()).padStart(10)}   state ${st}`]));
+      await firstValueFrom(job.stateChanges$.pipe(filter((st) => st.startsWith('ready'))));
+      const r = await engine.blockJobAbort('qemu', 'vda', AbortFlags.PIVOT);
+      await job.result;
+      if (r.isErr()) throw new Error(`profile run: ${r.error.message}`);
+      return lines.sort((a, b) => a[0] - b[0]).map((l) => l[1]);
+    } finally {
+      sub.unsubscribe();
       engine.close();
       await hv.close();
     }
@@ -242,6 +303,10 @@ async function main(): Promise<void> {
     console.log(
       `engine saw ready after QEMU's ready event: median ${ms(median(engine.map((s) => s.lag ?? 0)))}, max ${ms(Math.max(...engine.map((s) => s.lag ?? 0)))} (poll interval ${POLL_MS} ms)`,
     );
+    if (PROFILE) {
+      console.log('\nprofile of one engine run (ms from blockRebase; sent → answered):');
+      for (const line of await profileRun(dir, join(dir, 'out-profile.qcow2'))) console.log(line);
+    }
   } finally {
     await cleanup();
   }

@@ -11,6 +11,8 @@ const needs = [
   // The real-VM tests (test/qemu-vm) and `npm run bench:qemu -- --vm` run TCG virtual machines.
   { program: 'qemu-system-x86_64', pkg: 'qemu-system-x86' },
   { program: 'chromium', pkg: 'chromium' },
+  // The COPY_DEV tests copy onto loop devices (losetup, as root).
+  { program: 'losetup', pkg: 'mount' },
   // The libvirt tests start libvirtd themselves (test/libvirt/daemon.ts) and drive virsh.
   { program: 'libvirtd', pkg: 'libvirt-daemon-system' },
   { program: 'virsh', pkg: 'libvirt-clients' },

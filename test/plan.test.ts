@@ -12,7 +12,7 @@ import { CopyFlags, RebaseFlags } from '../src/core/flags.js';
 import type { CopyFacts, CopyPlan, CopyRequest } from '../src/core/plan.js';
 import { planCopy, validateCopy, validateRebase } from '../src/core/validate.js';
 
-const { SHALLOW, REUSE_EXT, COPY_RAW, COPY } = RebaseFlags;
+const { SHALLOW, REUSE_EXT, COPY_RAW, COPY, COPY_DEV } = RebaseFlags;
 const GiB = 2 ** 30;
 const DEST = '/images/copy';
 
@@ -81,6 +81,15 @@ const rawVolume = (empty: boolean): DestinationProbe => ({
   size: GiB,
   image: { path: DEST, format: 'raw', virtualSize: GiB, backing: null },
   empty,
+});
+
+/** A block device of `size` bytes with no image header (probes as raw). */
+const device = (size: number): DestinationProbe => ({
+  exists: true,
+  kind: 'block',
+  size,
+  image: { path: DEST, format: 'raw', virtualSize: size, backing: null },
+  empty: false,
 });
 
 const facts = (over: Partial<CopyFacts> = {}): CopyFacts => ({
@@ -251,6 +260,11 @@ const EXISTS: Expected = [
   67,
   `unsupported configuration: external destination file for disk vda already exists and is not a block device: ${DEST}`,
 ];
+const NOT_BLOCK: Expected = [
+  'VIR_ERR_INVALID_ARG',
+  8,
+  `invalid argument: blockdev flag requested for disk vda, but file '${DEST}' is not a block device`,
+];
 const MISSING: Expected = ['VIR_ERR_SYSTEM_ERROR', 38, `system error: missing destination file for disk vda: ${DEST}`];
 const NOT_TRANSIENT: Expected = [
   'VIR_ERR_OPERATION_INVALID',
@@ -311,24 +325,54 @@ describe('planCopy: refusals', () => {
     ['missing destination with REUSE_EXT', copyRequest(CopyFlags.REUSE_EXT), {}, MISSING],
     ['missing destination with REUSE_EXT|SHALLOW', copyRequest(3), {}, MISSING],
     [
-      'block device destination',
+      "block device given without COPY_DEV (libvirt hands it to QEMU's file driver, which refuses it)",
       copyRequest(CopyFlags.REUSE_EXT),
-      { destination: { exists: true, kind: 'block', size: 0, image: null, empty: false } },
+      { destination: device(GiB) },
       [
         'VIR_ERR_CONFIG_UNSUPPORTED',
         67,
-        `unsupported configuration: destination for disk vda is a block device, this engine copies to regular files only: ${DEST}`,
+        `unsupported configuration: destination for disk vda is a block device; copying to it needs the blockdev flag (COPY_DEV, <disk type='block'>, --blockdev): ${DEST}`,
       ],
     ],
     [
-      'block device destination without REUSE_EXT (libvirt reuses it)',
+      'block device given without COPY_DEV or REUSE_EXT',
       copyRequest(0),
-      { destination: { exists: true, kind: 'block', size: 0, image: null, empty: false } },
+      { destination: device(GiB) },
       [
         'VIR_ERR_CONFIG_UNSUPPORTED',
         67,
-        `unsupported configuration: destination for disk vda is a block device, this engine copies to regular files only: ${DEST}`,
+        `unsupported configuration: destination for disk vda is a block device; copying to it needs the blockdev flag (COPY_DEV, <disk type='block'>, --blockdev): ${DEST}`,
       ],
+    ],
+    ['COPY_DEV on a missing device', rebaseRequest(COPY | COPY_DEV), {}, MISSING],
+    [
+      'COPY_DEV on a non-empty regular file without REUSE_EXT',
+      rebaseRequest(COPY | COPY_DEV),
+      { destination: file(4096) },
+      EXISTS,
+    ],
+    ['COPY_DEV on an empty regular file', rebaseRequest(COPY | COPY_DEV), { destination: file(0) }, NOT_BLOCK],
+    [
+      'COPY_DEV|REUSE_EXT on a regular file',
+      rebaseRequest(COPY | COPY_DEV | REUSE_EXT),
+      { destination: file(4096) },
+      NOT_BLOCK,
+    ],
+    [
+      'COPY_DEV|COPY_RAW on a device of another size',
+      rebaseRequest(COPY | COPY_DEV | COPY_RAW),
+      { destination: device(GiB + 512) },
+      [
+        'VIR_ERR_CONFIG_UNSUPPORTED',
+        67,
+        `unsupported configuration: Source and target image have different sizes: disk vda is ${GiB} bytes, raw block device ${DEST} is ${GiB + 512} bytes`,
+      ],
+    ],
+    [
+      'COPY_DEV|SHALLOW|COPY_RAW: a shallow raw copy, as libvirt refuses it',
+      rebaseRequest(COPY | COPY_DEV | SHALLOW | COPY_RAW),
+      { destination: device(GiB) },
+      SHALLOW_RAW,
     ],
     [
       'reused destination that is not a regular file',
@@ -556,9 +600,19 @@ describe('planCopy: properties', () => {
         if (result.isErr()) return;
         const plan = result.value;
         const probe = given.destination;
-        expect(plan.destinationAction).toBe(probe.exists ? 'reuse' : 'create');
-        if (probe.exists) {
+        // An existing path is never created over; a block device only with COPY_DEV, and never
+        // as a file the engine owns.
+        if (!probe.exists) expect(plan.destinationAction).toBe('create');
+        else if (probe.kind === 'block') {
+          expect(request.blockDevice).toBe(true);
+          expect(plan.destination.type).toBe('block');
+          expect(plan.destinationAction).toBe(
+            request.reuseExternal || plan.destination.format === 'raw' ? 'reuse' : 'format',
+          );
+        } else {
+          expect(plan.destinationAction).toBe('reuse');
           expect(request.reuseExternal).toBe(true);
+          expect(request.blockDevice ?? false).toBe(false);
           expect(probe.kind).toBe('file');
         }
         // Never a copy libvirt refuses, and never a shallow new raw file.
@@ -567,7 +621,7 @@ describe('planCopy: properties', () => {
         expect(request.transientJob || given.domain?.persistent === false).toBe(true);
         if (plan.sync === 'top') {
           expect(request.shallow).toBe(true);
-          expect(plan.destinationAction === 'reuse' || plan.destination.format !== 'raw').toBe(true);
+          expect(request.reuseExternal || plan.destination.format !== 'raw').toBe(true);
           // A shallow qcow2 destination always gets the source's backing (the b2 pitfall).
           if (plan.destination.format === 'qcow2')
             expect(plan.backing).toEqual({ path: '/vm/snap1.qcow2', format: 'qcow2' });

@@ -255,12 +255,9 @@ describe('validateRebase: copy-only rules', () => {
     expectError(validateRebase(rebase({ flags: COPY | RELATIVE })), RELATIVE_BACKING);
   });
 
-  it('COPY_DEV: block device destinations are not supported by this engine', () => {
-    expectError(validateRebase(rebase({ flags: COPY | COPY_DEV })), [
-      'VIR_ERR_ARGUMENT_UNSUPPORTED',
-      74,
-      'argument unsupported: VIR_DOMAIN_BLOCK_REBASE_COPY_DEV: block device destinations are not supported by this engine',
-    ]);
+  it("COPY_DEV: the destination is a block device (libvirt's type='block'); without it a file", () => {
+    expect(validateRebase(rebase({ flags: COPY | COPY_DEV }))._unsafeUnwrap().blockDevice).toBe(true);
+    expect(validateRebase(rebase({ flags: COPY }))._unsafeUnwrap().blockDevice ?? false).toBe(false);
   });
 
   it.each(['copy.qcow2', './copy.qcow2', '../images/copy.qcow2', 'images/copy.qcow2', ' /images/copy.qcow2'])(
@@ -440,12 +437,25 @@ describe('validateCopy', () => {
     ],
     ['relative destination', { destination: { path: 'copy.qcow2' } }, RELATIVE_PATH],
     [
+      "destxml <disk type='network'>",
+      { destination: { path: '/images/copy', type: 'network' as never } },
+      ['VIR_ERR_ARGUMENT_UNSUPPORTED', 74, "argument unsupported: unsupported block copy target type 'network'"],
+    ],
+    [
       'empty destination',
       { destination: { path: '' } },
       ['VIR_ERR_INVALID_ARG', 8, 'invalid argument: block copy target path must not be empty'],
     ],
   ])('refuses: %s', (_name, over, expected) => {
     expectError(validateCopy(copy(over)), expected);
+  });
+
+  it("destxml <disk type='block'> is a block device (COPY_DEV); type='file' or none is a file", () => {
+    expect(expectOk(validateCopy(copy({ destination: { path: '/dev/sdb', type: 'block' } }))).blockDevice).toBe(true);
+    expect(
+      expectOk(validateCopy(copy({ destination: { path: '/images/c', type: 'file' } }))).blockDevice ?? false,
+    ).toBe(false);
+    expect(expectOk(validateCopy(copy({ destination: { path: '/images/c' } }))).blockDevice ?? false).toBe(false);
   });
 
   it.each([0, 512, 65536, 64 * 2 ** 20])('granularity %d is accepted', (granularity) => {

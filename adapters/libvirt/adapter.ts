@@ -283,6 +283,11 @@ export class LibvirtHypervisor implements HypervisorPort {
 
   createDestination(spec: CreateDestinationSpec): ResultAsync<void, HypervisorError> {
     return wrap('createDestination', async () => {
+      // A block device (COPY_DEV) exists already: libvirt formats it itself (no REUSE_EXT).
+      if (spec.type === 'block') {
+        this.reserved.set(spec.path, spec);
+        return ok(undefined);
+      }
       const p = await this.images.probe(spec.path);
       if (p.isErr()) return err(p.error);
       if (p.value.exists) {
@@ -347,7 +352,7 @@ export class LibvirtHypervisor implements HypervisorPort {
         args.blockCopy(
           dom.value,
           target,
-          destinationXml(spec.destination.path, spec.destination.format),
+          destinationXml(spec.destination.path, spec.destination.format, spec.destination.type ?? 'file'),
           params,
           flags,
         ),
@@ -356,7 +361,7 @@ export class LibvirtHypervisor implements HypervisorPort {
       if (r.isErr()) return err(r.error);
       if (create) {
         this.reserved.delete(spec.destination.path);
-        this.createdByLibvirt.add(spec.destination.path);
+        if (spec.destination.type !== 'block') this.createdByLibvirt.add(spec.destination.path);
       }
       this.track(spec, dom.value, target).lastSpeed = spec.speed;
       return ok(undefined);

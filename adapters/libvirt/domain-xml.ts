@@ -144,7 +144,8 @@ export function asFormat(f: string | null): ImageFormat | null {
 const escapeXml = (s: string) =>
   s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/'/g, '&apos;').replace(/"/g, '&quot;');
 
-/** virDomainBlockCopy's destination: a file disk with an explicit format (never probed). */
-export function destinationXml(path: string, format: ImageFormat): string {
-  return `<disk type='file'><source file='${escapeXml(path)}'/><driver type='${format}'/></disk>`;
+/** virDomainBlockCopy's destination: a file (or block device) disk with an explicit format (never probed). */
+export function destinationXml(path: string, format: ImageFormat, type: 'file' | 'block' = 'file'): string {
+  const source = type === 'block' ? `dev='${escapeXml(path)}'` : `file='${escapeXml(path)}'`;
+  return `<disk type='${type}'><source ${source}/><driver type='${format}'/></disk>`;
 }

@@ -360,11 +360,28 @@ class BlockGraph {
   }
 }
 
+/** QMP commands that change nothing (sharing a view across them is safe). */
+const READ_ONLY_COMMANDS = new Set([
+  'query-named-block-nodes',
+  'x-debug-query-block-graph',
+  'query-block-exports',
+  'query-block',
+  'query-block-jobs',
+  'query-jobs',
+  'query-status',
+]);
+
 /** What the guest reads the disk through: a device's block backend or an NBD export. */
 type Consumer =
   | { readonly kind: 'backend'; readonly drive: string; readonly qdev: string }
   | { readonly kind: 'export'; readonly id: string }
   | { readonly kind: 'node' };
+
+/** One snapshot of the block graph with the disks read from it. */
+interface View {
+  readonly g: BlockGraph;
+  readonly disks: readonly VmDisk[];
+}
 
 /** A disk as listDisks reports it, plus what the adapter needs to act on it. */
 interface VmDisk extends DiskNames {
@@ -398,6 +415,10 @@ export class QemuHypervisor implements HypervisorPort {
   private readonly streams = new Map<string, string[]>();
   /** Destination node (format) → its file, for the destinations this adapter attached. */
   private readonly targetPaths = new Map<string, string>();
+  /** Commands sent that may change the block graph or the jobs (a view asked before is stale). */
+  private mutations = 0;
+  /** The view on its way, and the mutation count when it was asked. */
+  private pendingView: { readonly mutations: number; readonly answer: Res<View> } | null = null;
 
   constructor(
     readonly client: QmpClient,
@@ -488,6 +509,7 @@ export class QemuHypervisor implements HypervisorPort {
 
   createDestination(spec: CreateDestinationSpec): ResultAsync<void, HypervisorError> {
     return wrap('createDestination', async () => {
+      if (spec.type === 'block') return this.formatDevice(spec);
       // With a claim the image is made under a hidden name derived from it and linked into place;
       // the claim link stays until releaseDestination, so a rerun after a crash can tell "the file
       // this job created" (same inode as its claim) from a file someone else put there.
@@ -537,6 +559,24 @@ export class QemuHypervisor implements HypervisorPort {
     });
   }
 
+  /**
+   * COPY_DEV without REUSE_EXT: the image header written onto an existing block device, as
+   * libvirt's blockdev-create does (raw: nothing to write). Never creates, truncates or removes
+   * the device; qemu-img's image locking refuses a device that QEMU has open for writing.
+   */
+  private async formatDevice(spec: CreateDestinationSpec): Res<void> {
+    const probe = await this.images.probe(spec.path);
+    if (probe.isErr()) return err(probe.error);
+    if (!probe.value.exists || probe.value.kind !== 'block')
+      return err(invalid('createDestination', `'${spec.path}' is not a block device`));
+    if (spec.format === 'raw') return ok(undefined);
+    const args = ['create', '-q', '-f', spec.format];
+    if (spec.backing) args.push('-b', spec.backing.path, '-F', spec.backing.format);
+    args.push(spec.path, String(spec.virtualSize));
+    const r = await this.images.tool('qemu-img create', args);
+    return r.map(() => undefined);
+  }
+
   releaseDestination(path: string, claim: string): ResultAsync<void, HypervisorError> {
     return wrap('releaseDestination', async () => {
       try {
@@ -569,11 +609,10 @@ export class QemuHypervisor implements HypervisorPort {
     return wrap('startMirror', async () => {
       const cmd = 'blockdev-mirror';
       if (spec.domain !== this.domain) return err(invalid(cmd, `no domain '${spec.domain}'`));
-      const jobs = await this.qmp<QueryJob[]>('query-jobs');
+      // The idempotence check and the disk's graph in one batch.
+      const [jobs, vr] = await Promise.all([this.qmp<QueryJob[]>('query-jobs'), this.view()]);
       if (jobs.isErr()) return err(jobs.error);
       if (jobs.value.some((j) => j.id === spec.jobId)) return ok(undefined);
-
-      const vr = await this.view();
       if (vr.isErr()) return err(vr.error);
       const g = vr.value.g;
       const d = findDisk(vr.value.disks, spec.disk);
@@ -618,7 +657,7 @@ export class QemuHypervisor implements HypervisorPort {
 
       const names = targetNodeNames(spec.jobId);
       this.targetPaths.set(names.format, spec.destination.path);
-      const added: string[] = [];
+      let attach: Record<string, unknown> | null = null;
       const existing = g.node(names.format);
       if (existing) {
         // Attached by an interrupted earlier attempt (or by a test, with blkdebug in between).
@@ -637,29 +676,25 @@ export class QemuHypervisor implements HypervisorPort {
             ),
           );
       } else {
+        // One blockdev-add: the format node with its protocol node inline (deleting the format
+        // node takes the inline one along). A protocol node left by an earlier attempt is reused.
         const fileNode = g.node(names.file);
-        if (fileNode) {
-          if (!samePath(g.absolute(fileNode.file), spec.destination.path))
-            return err(invalid(cmd, `node '${names.file}' is attached to ${fileNode.file}`));
-        } else {
-          const r = await this.qmp('blockdev-add', {
-            driver: 'file',
-            'node-name': names.file,
-            filename: spec.destination.path,
-          });
-          if (r.isErr()) return err(r.error);
-          added.push(names.file);
-        }
-        const fmt: Record<string, unknown> = {
+        if (fileNode && !samePath(g.absolute(fileNode.file), spec.destination.path))
+          return err(invalid(cmd, `node '${names.file}' is attached to ${fileNode.file}`));
+        attach = {
           driver: spec.destination.format,
           'node-name': names.format,
-          file: names.file,
+          file: fileNode
+            ? names.file
+            : {
+                // COPY_DEV: QEMU's `file` driver refuses a block device; host_device opens it.
+                driver: spec.destination.type === 'block' ? 'host_device' : 'file',
+                'node-name': names.file,
+                filename: spec.destination.path,
+              },
         };
         // Without a `backing` key QEMU opens the chain named in the image header (ownChain).
-        if (spec.destination.format === 'qcow2' && ownChain === null) fmt['backing'] = backingNode;
-        const r = await this.qmp('blockdev-add', fmt);
-        if (r.isErr()) return err(await this.rollback(added, r.error));
-        added.push(names.format);
+        if (spec.destination.format === 'qcow2' && ownChain === null) attach['backing'] = backingNode;
       }
 
       const args: Record<string, unknown> = {
@@ -679,10 +714,15 @@ export class QemuHypervisor implements HypervisorPort {
       if (spec.speed !== 0) args['speed'] = spec.speed;
       if (spec.granularity !== undefined) args['granularity'] = spec.granularity;
       if (spec.bufSize !== undefined) args['buf-size'] = spec.bufSize;
-      const r = await this.qmp(cmd, args);
+      // blockdev-mirror goes out right behind blockdev-add, without waiting for its answer: QEMU
+      // runs one monitor's commands in order, so the mirror finds the node, or fails for want of
+      // it when blockdev-add failed (then blockdev-add's error is the one reported).
+      const added = attach === null ? null : this.qmp('blockdev-add', attach);
+      const [add, r] = await Promise.all([added ?? Promise.resolve(ok(undefined)), this.qmp(cmd, args)]);
+      if (add.isErr()) return err(add.error);
       if (r.isErr()) {
         if (r.error.kind === 'qmp' && r.error.desc === `Job ID '${spec.jobId}' already in use`) return ok(undefined);
-        return err(await this.rollback(added.reverse(), r.error));
+        return err(await this.rollback(attach === null ? [] : [names.format], r.error));
       }
       return ok(undefined);
     });
@@ -832,11 +872,10 @@ export class QemuHypervisor implements HypervisorPort {
 
   dismissJob(jobId: string): ResultAsync<void, HypervisorError> {
     return wrap('dismissJob', async () => {
-      const r = await this.qmp('job-dismiss', { id: jobId });
+      // The graph is asked right behind job-dismiss (QEMU answers in order, so it shows the
+      // graph without the job): one round trip for both.
+      const [r, g] = await Promise.all([this.qmp('job-dismiss', { id: jobId }), this.graph()]);
       if (r.isErr() && !(r.error.kind === 'qmp' && r.error.desc === 'Job not found')) return err(r.error);
-      // Detach the job's destination unless it is in use: after a pivot it *is* the disk. The old
-      // top of the source (e.g. snap2) stays attached after a pivot; it is not the job's to remove.
-      const g = await this.graph();
       if (g.isErr()) return err(g.error);
       const pulled = this.streams.get(jobId);
       if (pulled !== undefined) {
@@ -852,25 +891,19 @@ export class QemuHypervisor implements HypervisorPort {
         this.streams.delete(jobId);
         return ok(undefined);
       }
+      // Detach the job's destination unless it is in use: after a pivot it *is* the disk.
       const names = targetNodeNames(jobId);
       if (g.value.node(names.format) && g.value.inUse(names.format)) {
         // Pivoted: release the old chain, as libvirt does, but never a node still in use.
         const oldTop = this.sources.get(jobId);
         if (oldTop === undefined) return ok(undefined);
-        for (const node of g.value.releasable(oldTop)) {
-          const del = await this.blockdevDel(node);
-          if (del.isErr()) return err(del.error);
-        }
+        const released = await this.blockdevDelAll(g.value.releasable(oldTop));
+        if (released.isErr()) return err(released.error);
         this.sources.delete(jobId);
         return ok(undefined);
       }
       this.sources.delete(jobId);
-      for (const node of [names.format, names.file]) {
-        if (!g.value.node(node)) continue;
-        const del = await this.blockdevDel(node);
-        if (del.isErr()) return err(del.error);
-      }
-      return ok(undefined);
+      return this.blockdevDelAll([names.format, names.file].filter((node) => g.value.node(node)));
     });
   }
 
@@ -883,6 +916,7 @@ export class QemuHypervisor implements HypervisorPort {
   // ------------------------------------------------------------------ helpers
 
   private qmp<T = unknown>(command: string, args?: Record<string, unknown>): Res<T> {
+    if (!READ_ONLY_COMMANDS.has(command)) this.mutations++;
     return Promise.resolve(this.client.execute<T>(command, args));
   }
 
@@ -907,8 +941,22 @@ export class QemuHypervisor implements HypervisorPort {
     return ok(new BlockGraph(nodes.value, graph.value.nodes, graph.value.edges, exports.value, this.qemuCwd));
   }
 
-  /** Every disk, with every name and its job, from one batch of queries sent together. */
-  private async view(): Res<{ readonly g: BlockGraph; readonly disks: readonly VmDisk[] }> {
+  /**
+   * Every disk, with every name and its job, from one batch of queries sent together. Callers that
+   * ask while a batch is on its way share it (getDomain and listDisks asked together cost one
+   * batch), unless a command that changes something was sent since: then they get a fresh one.
+   */
+  private view(): Res<View> {
+    const shared = this.pendingView;
+    if (shared !== null && shared.mutations === this.mutations) return shared.answer;
+    const answer = this.loadView().finally(() => {
+      if (this.pendingView?.answer === answer) this.pendingView = null;
+    });
+    this.pendingView = { mutations: this.mutations, answer };
+    return answer;
+  }
+
+  private async loadView(): Res<View> {
     const [g, blocks, blockJobs] = await Promise.all([
       this.graph(),
       this.qmp<QueryBlockEntry[]>('query-block'),
@@ -969,6 +1017,16 @@ export class QemuHypervisor implements HypervisorPort {
     )
       return ok(undefined);
     return err(e);
+  }
+
+  /**
+   * blockdev-del of `nodes`, parents first, sent together: QEMU runs them in order and refuses
+   * any node that still has a user, so nothing in use goes. The first refusal is reported.
+   */
+  private async blockdevDelAll(nodes: readonly string[]): Res<void> {
+    const results = await Promise.all(nodes.map((node) => this.blockdevDel(node)));
+    const failed = results.find((x) => x.isErr());
+    return failed ?? ok(undefined);
   }
 
   /** Best-effort removal of nodes this call attached; returns the original error. */

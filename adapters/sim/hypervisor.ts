@@ -53,6 +53,7 @@ import {
   imageInfo,
   makeImage,
   parentDir,
+  protocolDriverError,
   sameBacking,
   type SimImage,
   type SimImageSpec,
@@ -274,6 +275,7 @@ export class SimulatedHypervisor implements HypervisorPort {
   createDestination(spec: CreateDestinationSpec): ResultAsync<void, HypervisorError> {
     const command = 'createDestination';
     return this.call(command, false, () => {
+      if (spec.type === 'block') return this.formatDevice(command, spec);
       if (!Number.isSafeInteger(spec.virtualSize) || spec.virtualSize < 0)
         return err(invalidError(command, `invalid virtual size ${spec.virtualSize}`));
       if (spec.format === 'raw' && spec.backing !== null)
@@ -301,6 +303,21 @@ export class SimulatedHypervisor implements HypervisorPort {
     });
   }
 
+  /**
+   * COPY_DEV without REUSE_EXT, as the QMP adapter does it: a qcow2 header written onto an
+   * existing block device (qemu-img create, which image locking stops while QEMU writes to it);
+   * raw: nothing to write. The device itself is never created.
+   */
+  private formatDevice(command: string, spec: CreateDestinationSpec): Result<void, HypervisorError> {
+    const device = this.images.get(spec.path);
+    if (device?.kind !== 'block') return err(invalidError(command, `'${spec.path}' is not a block device`));
+    if (spec.format === 'raw') return ok(undefined);
+    if (this.chainUser(spec.path) !== null || this.jobWithTarget(spec.path) !== null)
+      return err(ioError(command, `Failed to get "write" lock on '${spec.path}'`));
+    this.images.put(makeImage({ ...spec, kind: 'block', deviceSize: fileSize(device), allocated: 0 }));
+    return ok(undefined);
+  }
+
   removeDestination(path: string): ResultAsync<void, HypervisorError> {
     const command = 'removeDestination';
     return this.call(command, false, () => {
@@ -308,7 +325,8 @@ export class SimulatedHypervisor implements HypervisorPort {
       if (this.chainUser(path) !== null) return err(qmpError('blockdev-del', `Node ${path} is in use`));
       // Until job-dismiss the job still holds its target node.
       if (this.targets.has(path)) return err(qmpError('blockdev-del', `Node ${path} is in use`));
-      this.images.delete(path);
+      // A block device is never removed (the QMP adapter detaches its nodes and never unlinks it).
+      if (this.images.get(path)?.kind !== 'block') this.images.delete(path);
       return ok(undefined);
     });
   }
@@ -631,7 +649,14 @@ export class SimulatedHypervisor implements HypervisorPort {
     if (disk === undefined) return err(deviceNotFound(command, spec.disk));
     // Same order as qmp_blockdev_mirror: source node, target node, then the job id.
     if (disk.job?.live === true) return err(qmpError(command, 'Need a root block node'));
-    const target = this.checkMirrorTarget(command, spec.destination.path, spec.destination.format, disk);
+    const target = this.checkMirrorTarget(
+      command,
+      spec.destination.path,
+      spec.destination.format,
+      disk,
+      spec.destination.path,
+      spec.destination.type === 'block' ? 'host_device' : 'file',
+    );
     if (target.isErr()) return err(target.error);
     const tuned = checkMirrorTuning(command, tuning);
     if (tuned.isErr()) return err(tuned.error);
@@ -709,10 +734,14 @@ export class SimulatedHypervisor implements HypervisorPort {
     format: 'qcow2' | 'raw',
     source: { chain: readonly string[] } | null,
     name = path,
+    driver: 'file' | 'host_device' | null = null,
   ): Result<number, HypervisorError> {
     const image = this.images.get(path);
     if (image === undefined) return err(qmpError(command, `Could not open '${path}': No such file or directory`));
     if (image.kind === 'other') return err(qmpError(command, `Could not open '${path}': Is a directory`));
+    // The adapter's blockdev-add of the protocol node (null: SimQmp checked it at its blockdev-add).
+    const driverError = driver === null ? null : protocolDriverError(driver, image.kind, path);
+    if (driverError !== null) return err(qmpError('blockdev-add', driverError));
     if (format === 'qcow2' && image.format !== 'qcow2') return err(qmpError(command, 'Image is not in qcow2 format'));
     if (this.jobWithTarget(path) !== null)
       return err(qmpError(command, `Node '${name}' is busy: block device is in use by block job: mirror`));

@@ -26,6 +26,8 @@ export interface SimImage {
   readonly backing: BackingRef | null;
   /** Bytes of guest data held in this layer (allocated clusters), at most virtualSize. */
   allocated: number;
+  /** A block device's own size (kind 'block'), whatever image its header describes. */
+  readonly deviceSize?: number;
 }
 
 export interface SimImageSpec {
@@ -36,6 +38,8 @@ export interface SimImageSpec {
   /** Default: 0 for qcow2 (empty overlay), virtualSize for raw (a raw file is all data). */
   readonly allocated?: number;
   readonly kind?: 'file' | 'block' | 'other';
+  /** kind 'block': the device's size (default: the virtual size). */
+  readonly deviceSize?: number;
 }
 
 export function makeImage(spec: SimImageSpec): SimImage {
@@ -48,6 +52,7 @@ export function makeImage(spec: SimImageSpec): SimImage {
     virtualSize: spec.virtualSize,
     backing: format === 'raw' ? null : (spec.backing ?? null),
     allocated: Math.min(Math.max(0, allocated), spec.virtualSize),
+    ...(spec.kind === 'block' ? { deviceSize: spec.deviceSize ?? spec.virtualSize } : {}),
   };
 }
 
@@ -56,6 +61,7 @@ export function makeImage(spec: SimImageSpec): SimImage {
  * raw file is as long as the disk while holding no data); qcow2: header + L1 + data.
  */
 export function fileSize(image: SimImage): number {
+  if (image.deviceSize !== undefined) return image.deviceSize;
   return image.format === 'raw' ? image.virtualSize : qcow2EmptyFileBytes(image.virtualSize) + image.allocated;
 }
 
@@ -127,4 +133,20 @@ export class ImageStore {
     const image = this.files.get(path);
     if (image !== undefined && bytes > 0) image.allocated = Math.min(image.virtualSize, image.allocated + bytes);
   }
+}
+
+/**
+ * file-posix's check of the protocol driver against the file's type (QEMU ≥ 6.0, after open(2),
+ * so a directory fails earlier with EISDIR): `file` opens only regular files, `host_device` only
+ * devices. null: accepted.
+ */
+export function protocolDriverError(
+  driver: 'file' | 'host_device',
+  kind: 'file' | 'block' | 'other',
+  path: string,
+): string | null {
+  if (driver === 'file' && kind === 'block') return `'file' driver requires '${path}' to be a regular file`;
+  if (driver === 'host_device' && kind === 'file')
+    return `'host_device' driver requires '${path}' to be either a character or block device`;
+  return null;
 }

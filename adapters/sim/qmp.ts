@@ -15,6 +15,7 @@
 import { err, ok, type Result, type ResultAsync } from 'neverthrow';
 import type { HypervisorError, ImageFormat, IoErrorPolicy, MirrorSpec } from '../../src/core/hypervisor-port.js';
 import { deviceNotFound, qmpError } from './errors.js';
+import { protocolDriverError } from './images.js';
 import { checkSpeedType, type SimulatedHypervisor } from './hypervisor.js';
 import type { MirrorJob } from './job.js';
 
@@ -131,10 +132,12 @@ export class SimQmp {
     if (name === '') return err(qmpError(command, 'A node name is required'));
     if (this.formatNodes.has(name) || this.fileNodes.has(name))
       return err(qmpError(command, `Duplicate nodes with node-name='${name}'`));
-    if (driver === 'file') {
+    if (driver === 'file' || driver === 'host_device') {
       const path = this.resolve(str(a['filename']));
-      if (this.sim.images.get(path) === undefined)
-        return err(qmpError(command, `Could not open '${path}': No such file or directory`));
+      const image = this.sim.images.get(path);
+      if (image === undefined) return err(qmpError(command, `Could not open '${path}': No such file or directory`));
+      const driverError = protocolDriverError(driver, image.kind, path);
+      if (driverError !== null) return err(qmpError(command, driverError));
       this.fileNodes.set(name, path);
       return ok(undefined);
     }

@@ -6,10 +6,8 @@
  * BANDWIDTH_BYTES). Both then go through the same validation and job in the engine.
  */
 import type { ResultAsync } from 'neverthrow';
-import { errAsync } from 'neverthrow';
 import type { BlockCopyEngine, BlockCopyJob } from '../engine/engine.js';
 import type { BlockCopyError } from '../core/errors.js';
-import { blockCopyError } from '../core/errors.js';
 import { CopyFlags, RebaseFlags } from '../core/flags.js';
 import type { ImageFormat } from '../core/hypervisor-port.js';
 import type { CopyPlan } from '../core/plan.js';
@@ -86,15 +84,8 @@ function destinationOf(call: Extract<CopyCall, { api: 'virDomainBlockCopy' }>) {
   return {
     path: call.destination.path,
     ...(call.destination.format !== undefined ? { format: call.destination.format as ImageFormat } : {}),
+    ...(call.destination.blockdev ? { type: 'block' as const } : {}),
   };
-}
-
-/** A block-device destination through virDomainBlockCopy: the engine has no way to express it yet. */
-function blockdevUnsupported(): BlockCopyError {
-  return blockCopyError(
-    'VIR_ERR_ARGUMENT_UNSUPPORTED',
-    "<disk type='block'>: block device destinations are not supported by this engine",
-  );
 }
 
 /** Starts the job the call describes; endIntent is recorded so a restarted engine can finish it. */
@@ -113,7 +104,6 @@ export function startCopy(
   if (call.api === 'virDomainBlockRebase') {
     return engine.blockRebase(call.domain, call.disk, call.base, call.bandwidth, call.flags, options);
   }
-  if (call.destination.blockdev) return errAsync(blockdevUnsupported());
   return engine.blockCopy(call.domain, call.disk, destinationOf(call), call.params, call.flags, options);
 }
 
@@ -123,6 +113,5 @@ export function planCopy(engine: BlockCopyEngine, call: CopyCall): ResultAsync<C
   if (call.api === 'virDomainBlockRebase') {
     return engine.planRebase(call.domain, call.disk, call.base, call.bandwidth, call.flags, options);
   }
-  if (call.destination.blockdev) return errAsync(blockdevUnsupported());
   return engine.planBlockCopy(call.domain, call.disk, destinationOf(call), call.params, call.flags, options);
 }

@@ -126,6 +126,12 @@ export const errors = {
       'VIR_ERR_CONFIG_UNSUPPORTED',
       `external destination file for disk ${disk} already exists and is not a block device: ${path}`,
     ),
+  /** qemuDomainBlockCopyValidateMirror: COPY_DEV (type='block') on a path that is no block device. */
+  blockdevNotBlockDevice: (disk: string, path: string) =>
+    blockCopyError(
+      'VIR_ERR_INVALID_ARG',
+      `blockdev flag requested for disk ${disk}, but file '${path}' is not a block device`,
+    ),
   reusedFormatUnknown: () =>
     blockCopyError('VIR_ERR_CONFIG_UNSUPPORTED', 'reused mirror destination format must be specified'),
   createFailed: (why: string) => blockCopyError('VIR_ERR_SYSTEM_ERROR', `failed to create copy target: ${why}`),

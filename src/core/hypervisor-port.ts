@@ -111,7 +111,7 @@ export type DestinationProbe =
   | {
       readonly exists: true;
       readonly kind: 'file' | 'block' | 'other';
-      /** Bytes the file occupies (st_size); 0 for a fresh empty file. */
+      /** Bytes the file occupies (st_size; a block device: its size); 0 for a fresh empty file. */
       readonly size: number;
       /** Probed image header; null when it cannot be probed. */
       readonly image: ImageInfo | null;
@@ -122,6 +122,11 @@ export type DestinationProbe =
 export interface CreateDestinationSpec {
   readonly path: string;
   readonly format: ImageFormat;
+  /**
+   * 'block': `path` is an existing block device; the image header (qcow2) is written onto it in
+   * place, nothing is created (raw: nothing to do). Absent: a new regular file.
+   */
+  readonly type?: 'block';
   readonly virtualSize: number;
   /** For shallow copies: the source's backing image, written into the new image's header. */
   readonly backing: BackingRef | null;
@@ -137,7 +142,8 @@ export interface MirrorSpec {
   readonly jobId: string;
   readonly domain: string;
   readonly disk: string;
-  readonly destination: { readonly path: string; readonly format: ImageFormat };
+  /** `type` 'block': a block device (QEMU's host_device driver instead of file). */
+  readonly destination: { readonly path: string; readonly format: ImageFormat; readonly type?: 'block' };
   /** Shallow copies: the source's backing, attached as the target node's backing (b2 pitfall). */
   readonly destinationBacking: BackingRef | null;
   /**
@@ -269,7 +275,7 @@ export interface HypervisorPort {
     readonly disk: string;
     readonly destination: string;
   }): ResultAsync<void, HypervisorError>;
-  /** Removes an image the engine created. Idempotent: a missing file is fine. */
+  /** Removes an image the engine created (never a block device). Idempotent: a missing file is fine. */
   removeDestination(path: string): ResultAsync<void, HypervisorError>;
 
   /** blockdev-mirror (after attaching the destination). Idempotent: an existing job with this id is fine. */

@@ -23,6 +23,11 @@ export interface CopyRequest {
   readonly destination: string;
   /** Forced destination format (COPY_RAW → raw); undefined: inherit (new) or probe (reused). */
   readonly format: ImageFormat | undefined;
+  /**
+   * COPY_DEV / destxml `<disk type='block'>`: the destination is a block device (QEMU's
+   * host_device driver), never created, truncated or removed. Absent: a regular file.
+   */
+  readonly blockDevice?: boolean;
   readonly shallow: boolean;
   readonly reuseExternal: boolean;
   readonly transientJob: boolean;
@@ -57,8 +62,13 @@ export interface CopyPlan {
   readonly domain: string;
   readonly disk: string;
   readonly sync: 'full' | 'top';
-  readonly destination: { readonly path: string; readonly format: ImageFormat };
-  readonly destinationAction: 'create' | 'reuse';
+  /** `type` 'block': a block device (COPY_DEV); absent: a regular file. */
+  readonly destination: { readonly path: string; readonly format: ImageFormat; readonly type?: 'block' };
+  /**
+   * create: a new file the engine owns; reuse: attached as it is; format: a block device that
+   * gets a fresh image header written onto it (libvirt's blockdev-create), never created or removed.
+   */
+  readonly destinationAction: 'create' | 'reuse' | 'format';
   /** Shallow copies: the source's backing image, shared by the destination. */
   readonly backing: BackingRef | null;
   /** True when `backing` is the reused destination's own chain, opened for the copy (not shared). */

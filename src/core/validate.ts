@@ -16,8 +16,9 @@
  *   layer and names the public API (virDomainBlockRebase).
  * - validateRebase validates copies only: rebase without COPY is a block pull, which the engine
  *   validates and plans with validateRebasePull / planPull (src/core/pull.ts) instead.
- * - Refusals libvirt does not have: block-device destinations
- *   (COPY_DEV, or a path that is a block device), overwriting an existing empty file, and reused
+ * - Refusals libvirt does not have: a block device given without COPY_DEV (libvirt opens it
+ *   with QEMU's `file` driver, which refuses it), a raw block device whose size is not the
+ *   disk's, overwriting an existing empty file, and reused
  *   destinations whose size, contents or backing do not fit (seed rules checked up front).
  * - JS numbers stand in for C integers; see checkUnsigned and fitsLongLong.
  */
@@ -63,8 +64,15 @@ export interface RebaseArgs {
 export interface CopyArgs {
   readonly domain: string;
   readonly disk: string | null;
-  /** The host side of destxml: `<source file=…/>` and `<driver type=…/>`; null = destxml NULL. */
-  readonly destination: { readonly path: string | null; readonly format?: ImageFormat } | null;
+  /**
+   * The host side of destxml: `<disk type='file|block'>`, `<source file|dev=…/>` and
+   * `<driver type=…/>`; null = destxml NULL. type 'block' is what COPY_DEV is for rebase.
+   */
+  readonly destination: {
+    readonly path: string | null;
+    readonly format?: ImageFormat;
+    readonly type?: 'file' | 'block';
+  } | null;
   /** Typed parameters, all in bytes; 0 or absent = hypervisor default. */
   readonly params?: { readonly bandwidth?: number; readonly granularity?: number; readonly bufSize?: number };
   readonly flags: number;
@@ -120,11 +128,8 @@ const refuse = {
       `invalid value '${String(value)}' for parameter '${name}', expected an ${type}`,
     ),
   unknownParam: (name: string) => blockCopyError('VIR_ERR_ARGUMENT_UNSUPPORTED', `parameter '${name}' not supported`),
-  copyDev: () =>
-    blockCopyError(
-      'VIR_ERR_ARGUMENT_UNSUPPORTED',
-      'VIR_DOMAIN_BLOCK_REBASE_COPY_DEV: block device destinations are not supported by this engine',
-    ),
+  destinationType: (type: string) =>
+    blockCopyError('VIR_ERR_ARGUMENT_UNSUPPORTED', `unsupported block copy target type '${type}'`),
   destinationPathNull: () => blockCopyError('VIR_ERR_INVALID_ARG', 'block copy target has no source path'),
   destinationPathEmpty: () => blockCopyError('VIR_ERR_INVALID_ARG', 'block copy target path must not be empty'),
   /** C would silently cut the path at the NUL byte and copy somewhere else. */
@@ -142,10 +147,17 @@ const refuse = {
     ),
   diskWithoutSource: (disk: string) =>
     blockCopyError('VIR_ERR_OPERATION_INVALID', `disk '${disk}' has no source image to copy`),
-  blockDeviceTarget: (disk: string, path: string) =>
+  /** libvirt would hand a block device to QEMU's `file` driver, which refuses it; say why up front. */
+  blockDeviceWithoutFlag: (disk: string, path: string) =>
     blockCopyError(
       'VIR_ERR_CONFIG_UNSUPPORTED',
-      `destination for disk ${disk} is a block device, this engine copies to regular files only: ${path}`,
+      `destination for disk ${disk} is a block device; copying to it needs the blockdev flag (COPY_DEV, <disk type='block'>, --blockdev): ${path}`,
+    ),
+  /** QEMU would accept the mirror and fail the job at once ("Source and target image have different sizes"). */
+  deviceSize: (disk: string, path: string, want: number, have: number) =>
+    blockCopyError(
+      'VIR_ERR_CONFIG_UNSUPPORTED',
+      `Source and target image have different sizes: disk ${disk} is ${want} bytes, raw block device ${path} is ${have} bytes`,
     ),
   notRegularFile: (disk: string, path: string) =>
     blockCopyError('VIR_ERR_CONFIG_UNSUPPORTED', `destination for disk ${disk} is not a regular file: ${path}`),
@@ -274,8 +286,6 @@ export function validateRebase(args: RebaseArgs): Result<CopyRequest, BlockCopyE
     speed = bytes.value;
   }
   if ((flags & RebaseFlags.RELATIVE) !== 0) return err(errors.relativeBackingDuringCopy());
-  // libvirt would build a type='block' destination; this engine only writes files.
-  if ((flags & RebaseFlags.COPY_DEV) !== 0) return err(refuse.copyDev());
   // COPY_RAW forces the format so a raw destination is never probed (the seed's security note).
   const format: ImageFormat | undefined = (flags & RebaseFlags.COPY_RAW) !== 0 ? 'raw' : undefined;
 
@@ -293,6 +303,8 @@ export function validateRebase(args: RebaseArgs): Result<CopyRequest, BlockCopyE
     disk,
     destination: destination.value,
     format,
+    // qemuDomainBlockRebase step 4: the destination is type='block' with COPY_DEV.
+    ...((flags & RebaseFlags.COPY_DEV) !== 0 ? { blockDevice: true } : {}),
     shallow: (flags & RebaseFlags.SHALLOW) !== 0,
     reuseExternal: (flags & RebaseFlags.REUSE_EXT) !== 0,
     transientJob: false,
@@ -349,6 +361,8 @@ export function validateCopy(
   if (destination.path === null) return err(refuse.destinationPathNull());
   const format = destination.format;
   if (format !== undefined && !IMAGE_FORMATS.includes(format)) return err(refuse.destinationFormat(String(format)));
+  const type = destination.type ?? 'file';
+  if (type !== 'file' && type !== 'block') return err(refuse.destinationType(String(type)));
 
   // qemuDomainBlockCopyCommon steps 1–2.
   const path = checkDestinationPath(destination.path);
@@ -375,6 +389,7 @@ export function validateCopy(
     disk,
     destination: path.value,
     format,
+    ...(type === 'block' ? { blockDevice: true } : {}),
     shallow: (flags & CopyFlags.SHALLOW) !== 0,
     reuseExternal: (flags & CopyFlags.REUSE_EXT) !== 0,
     transientJob: (flags & CopyFlags.TRANSIENT_JOB) !== 0,
@@ -427,23 +442,27 @@ export function planCopy(request: CopyRequest, facts: CopyFacts): Result<CopyPla
   const shallow = request.shallow && sourceBacking !== null;
   const probe = facts.destination;
   const path = request.destination;
-  // A block device is always "pre-existing" in libvirt (never created).
-  const preExisting = request.reuseExternal || (probe.exists && probe.kind === 'block');
+  const blockDevice = request.blockDevice === true;
 
-  // Step 15. The 2012 rule ("SHALLOW+COPY_RAW fails unless the source is raw") agrees: a raw
-  // source has no backing, so SHALLOW was dropped above and the copy goes ahead.
+  // Step 15, on the flag (libvirt checks it before it learns that a block device is "existing").
+  // The 2012 rule ("SHALLOW+COPY_RAW fails unless the source is raw") agrees: a raw source has
+  // no backing, so SHALLOW was dropped above and the copy goes ahead.
   const newFormat = request.format ?? top.format;
-  if (shallow && !preExisting && newFormat === 'raw') return err(errors.shallowIntoRaw(disk));
+  if (shallow && !request.reuseExternal && newFormat === 'raw') return err(errors.shallowIntoRaw(disk));
 
-  // Step 18: existence rules.
+  // Step 18: existence rules (qemuDomainBlockCopyValidateMirror, in its order).
   if (!probe.exists) {
-    if (request.reuseExternal) return err(errors.destinationMissing(disk, path));
+    if (request.reuseExternal || blockDevice) return err(errors.destinationMissing(disk, path));
+  } else if (probe.kind === 'block') {
+    // libvirt takes a block device as pre-existing (never created) with or without COPY_DEV, but
+    // without it QEMU gets the device under its `file` driver and refuses it: say so up front.
+    if (!blockDevice) return err(refuse.blockDeviceWithoutFlag(disk, path));
   } else {
-    // libvirt would reuse a block device; this engine only writes regular files.
-    if (probe.kind === 'block') return err(refuse.blockDeviceTarget(disk, path));
-    // libvirt refuses only a non-empty file here and overwrites (O_TRUNC / blockdev-create) an
-    // empty one. Deliberate deviation: the engine never overwrites a file it did not create, so
-    // any existing destination without REUSE_EXT is refused, with libvirt's message.
+    if (probe.size > 0 && !request.reuseExternal) return err(errors.destinationExists(disk, path));
+    if (blockDevice) return err(errors.blockdevNotBlockDevice(disk, path));
+    // libvirt overwrites (O_TRUNC / blockdev-create) an empty file here. Deliberate deviation:
+    // the engine never overwrites a file it did not create, so any existing destination without
+    // REUSE_EXT is refused, with libvirt's message.
     if (!request.reuseExternal) return err(errors.destinationExists(disk, path));
     if (probe.kind !== 'file') return err(refuse.notRegularFile(disk, path));
   }
@@ -469,6 +488,20 @@ export function planCopy(request: CopyRequest, facts: CopyFacts): Result<CopyPla
       ...common,
       destination: { path, format: newFormat },
       destinationAction: 'create',
+      backing: shallow ? sourceBacking : null,
+    });
+  }
+
+  if (blockDevice && !request.reuseExternal) {
+    // Step 19 and 27 without REUSE_EXT: the source's format (or the forced one) is laid onto the
+    // device as libvirt's blockdev-create would: a fresh qcow2 header (with the source's backing
+    // for a shallow copy), or nothing at all for raw, where the guest's bytes map 1:1.
+    if (newFormat === 'raw' && probe.size !== top.virtualSize)
+      return err(refuse.deviceSize(disk, path, top.virtualSize, probe.size));
+    return ok({
+      ...common,
+      destination: { path, format: newFormat, type: 'block' },
+      destinationAction: newFormat === 'raw' ? 'reuse' : 'format',
       backing: shallow ? sourceBacking : null,
     });
   }
@@ -523,7 +556,7 @@ export function planCopy(request: CopyRequest, facts: CopyFacts): Result<CopyPla
 
   return ok({
     ...common,
-    destination: { path, format },
+    destination: blockDevice ? { path, format, type: 'block' } : { path, format },
     destinationAction: 'reuse',
     // A raw image cannot reference a backing file: it holds the backing's data itself.
     backing: shallow && format !== 'raw' ? sourceBacking : null,

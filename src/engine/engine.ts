@@ -19,7 +19,7 @@ import type { BlockJobStatusName } from '../core/flags.js';
 import { fromHypervisorError } from '../core/hypervisor-error.js';
 import type { JobProgress, JobResult } from './job-runner.js';
 import type { RestoreInput } from './job-runner.js';
-import { JobRunner, gatherFacts, provideJobMachine, stateName } from './job-runner.js';
+import { JobRunner, domainFacts, gatherFacts, provideJobMachine, stateName, type KnownFacts } from './job-runner.js';
 import type { EndIntent, JobEnd, JobRecord, JobStore, LeaseOwner, StoreError } from '../core/job-store.js';
 import { JOB_RECORD_FORMAT } from '../core/job-store.js';
 import { JOB_CHART_VERSION } from '../../machines/chart-version.js';
@@ -38,7 +38,7 @@ import { checkConvergencePolicy } from '../core/convergence.js';
 import { provideConvergenceMachine, watchConvergence } from './convergence.js';
 import { JobSlots } from './job-slots.js';
 import type { CopyPlan, CopyRequest } from '../core/plan.js';
-import type { BlockJobInfo, CopyOptions } from '../core/validate.js';
+import type { BlockJobInfo, CopyArgs, CopyOptions } from '../core/validate.js';
 import {
   planCopy,
   translateJobInfo,
@@ -190,11 +190,11 @@ export interface BlockCopyEngine {
   pullJob(domain: string, disk: string): BlockPullJob | undefined;
   /** Block pull jobs (active; with includeEnded also those that ended in this process). */
   pullJobs(filter?: { readonly includeEnded?: boolean }): readonly BlockPullJob[];
-  /** virDomainBlockCopy: destination {path, format}, params in bytes. */
+  /** virDomainBlockCopy: destination {path, format, type ('block': a block device)}, params in bytes. */
   blockCopy(
     domain: string,
     disk: string | null,
-    destination: { readonly path: string | null; readonly format?: 'qcow2' | 'raw' } | null,
+    destination: CopyArgs['destination'],
     params: { readonly bandwidth?: number; readonly granularity?: number; readonly bufSize?: number },
     flags: number,
     options?: CopyOptions & JobControls,
@@ -321,8 +321,14 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     }
   };
   // One poll timer for the whole engine, running only while some job listens.
-  const machine = provideJobMachine(hypervisor, beforeEffect);
   const convergenceMachine = provideConvergenceMachine(hypervisor, (jobId) => byId.get(jobId));
+  /** What startJob's busy check read, handed to the job's planner so it is not asked twice. */
+  const knownFacts = new Map<string, KnownFacts>();
+  const machine = provideJobMachine(hypervisor, beforeEffect, (jobId) => {
+    const known = knownFacts.get(jobId);
+    knownFacts.delete(jobId);
+    return known;
+  });
   const pollTicks$ = interval$(clock, pollIntervalMs).pipe(share());
   // Hypervisor events routed to their job by id, once, instead of every job filtering them all.
   const jobEvents = new Map<string, Subject<HypervisorEvent>>();
@@ -639,14 +645,20 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     if (early) return errAsync(errors.diskInCopyJob(early.disk));
     const pulling = pulls.held(request.domain, request.disk);
     if (pulling) return errAsync(pullBusy(pulling.disk));
-    const resolved: Promise<Result<{ names: DiskNames | null; filesystem: string }, BlockCopyError>> = (async () => {
-      const listed = await hypervisor.listDisks(request.domain);
-      const found = listed.isOk() && listed.value !== null ? resolveDisk(listed.value, request.disk) : null;
+    // The domain and its disks in one go (one batch of QMP queries): the busy check and the
+    // job's plan both read this answer.
+    const resolved: Promise<
+      Result<{ names: DiskNames | null; known: KnownFacts | null; filesystem: string }, BlockCopyError>
+    > = (async () => {
+      const facts = await domainFacts(hypervisor, request.domain);
       const filesystem = slots ? await slots.filesystemOf(request.destination) : '';
-      return ok({ names: found?.isOk() ? found.value : null, filesystem });
+      if (facts.isErr()) return ok({ names: null, known: null, filesystem });
+      const disks = facts.value.disks;
+      const found = disks !== null ? resolveDisk(disks, request.disk) : null;
+      return ok({ names: found?.isOk() ? found.value : null, known: facts.value, filesystem });
     })();
-    return new ResultAsync(resolved).andThen(({ names, filesystem }) =>
-      launch(names ? { ...request, disk: names.disk } : request, names, controls, filesystem),
+    return new ResultAsync(resolved).andThen(({ names, known, filesystem }) =>
+      launch(names ? { ...request, disk: names.disk } : request, names, controls, filesystem, known),
     );
   }
 
@@ -655,6 +667,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     names: DiskNames | null,
     controls: JobControls,
     filesystem = '',
+    known: KnownFacts | null = null,
   ): ResultAsync<BlockCopyJob, BlockCopyError> {
     if (closed) return errAsync(blockCopyError('VIR_ERR_OPERATION_INVALID', 'the engine is closed'));
     const k = key(request.domain, request.disk);
@@ -684,6 +697,9 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     // A slot now, or a place in the queue (recorded as 'queued' in the first record).
     const runNow = slots ? slots.admit({ jobId, filesystem, order: now(), start: () => beginQueued(runner) }) : true;
     if (!runNow) runner.markQueued();
+    // A queued job plans when its slot frees: by then these facts are stale; it asks again.
+    if (known && runNow) knownFacts.set(jobId, known);
+    void runner.result.then(() => knownFacts.delete(jobId));
     const journal = register(runner, store ? newRecord(jobId, request, endIntent) : null, endIntent, names);
     if (!runNow) queuedRunners.add(runner);
     const started = new Promise<Result<BlockCopyJob, BlockCopyError>>((resolve) => {

@@ -3,13 +3,19 @@
  * port, fed by the hypervisor's events merged with polled job info. Progress counters stay here,
  * beside the chart: they change on every poll and would only cost the chart events.
  */
-import type { ResultAsync } from 'neverthrow';
-import { okAsync } from 'neverthrow';
+import { ResultAsync, okAsync } from 'neverthrow';
 import type { Observable } from 'rxjs';
 import { EMPTY, ReplaySubject, Subject, Subscription, exhaustMap, filter, from, merge } from 'rxjs';
 import type { Actor, InspectionEvent } from 'xstate';
 import { createActor, fromPromise } from 'xstate';
-import type { HypervisorError, HypervisorEvent, HypervisorJobInfo, HypervisorPort } from '../core/hypervisor-port.js';
+import type {
+  DiskNames,
+  DomainInfo,
+  HypervisorError,
+  HypervisorEvent,
+  HypervisorJobInfo,
+  HypervisorPort,
+} from '../core/hypervisor-port.js';
 import type { BlockCopyJobOutput, FinishInput } from '../../machines/block-copy-job.js';
 import { blockCopyJobMachine } from '../../machines/block-copy-job.js';
 import type { ConvergenceRequest, ObservationEvent, RefusedEmitted, UserEvent } from '../../machines/events.js';
@@ -70,43 +76,64 @@ async function unwrap<T>(result: ResultAsync<T, HypervisorError>, jobId: string)
   throw fromHypervisorError(outcome.error, jobId);
 }
 
+/** What the engine already asked the hypervisor for a job (its busy check): planned from, not asked again. */
+export interface KnownFacts {
+  readonly domain: DomainInfo | null;
+  readonly disks: readonly DiskNames[] | null;
+}
+
+/** The domain and its disks, asked together (one batch of queries on QMP). */
+export function domainFacts(hv: HypervisorPort, domain: string): ResultAsync<KnownFacts, HypervisorError> {
+  return ResultAsync.combine([hv.getDomain(domain), hv.listDisks(domain)] as const).map(([info, disks]) => ({
+    domain: info,
+    disks: info ? disks : null,
+  }));
+}
+
 /**
  * The read-only facts the planner needs: the domain, the disk (resolved from any of its names to
  * its canonical identity, with its chain), whether it is busy, the destination. `busy` says
  * whether the engine already holds the canonical disk; a block job on the disk started by anyone
  * else (other than `ownJobId`) makes it busy too. The dry run and the real run both plan from here.
+ * `known`: the domain and disks the engine's busy check just read, used instead of asking again.
  */
 export function gatherFacts(
   hv: HypervisorPort,
   request: CopyRequest,
   busy: (disk: string) => boolean,
   ownJobId?: string,
+  known?: KnownFacts,
 ): ResultAsync<CopyFacts, HypervisorError> {
-  return hv.getDomain(request.domain).andThen((domain) =>
-    (domain ? hv.listDisks(request.domain) : okAsync(null)).andThen((disks) =>
-      hv.probeDestination(request.destination).map((destination): CopyFacts => {
-        const found = disks === null ? null : resolveDisk(disks, request.disk);
-        if (found === null || found.isErr())
-          return {
-            domain,
-            disk: null,
-            diskBusy: false,
-            destination,
-            ...(found?.isErr() ? { diskNotFound: found.error } : {}),
-          };
-        const d = found.value;
-        const foreignJob = d.job !== null && d.job.jobId !== ownJobId;
-        const held = busy(d.disk);
+  const facts: ResultAsync<KnownFacts, HypervisorError> = known
+    ? okAsync(known)
+    : hv
+        .getDomain(request.domain)
+        .andThen((domain) =>
+          (domain ? hv.listDisks(request.domain) : okAsync(null)).map((disks) => ({ domain, disks })),
+        );
+  return facts.andThen(({ domain, disks }) =>
+    hv.probeDestination(request.destination).map((destination): CopyFacts => {
+      const found = disks === null ? null : resolveDisk(disks, request.disk);
+      if (found === null || found.isErr())
         return {
           domain,
-          disk: { domain: d.domain, disk: d.disk, chain: d.chain },
-          diskBusy: held || foreignJob,
-          // libvirt: BLOCK_COPY_ACTIVE for a mirror (copy, active commit), else OPERATION_UNSUPPORTED.
-          ...(!held && foreignJob && d.job?.type === 'stream' ? { busyWithOther: true } : {}),
+          disk: null,
+          diskBusy: false,
           destination,
+          ...(found?.isErr() ? { diskNotFound: found.error } : {}),
         };
-      }),
-    ),
+      const d = found.value;
+      const foreignJob = d.job !== null && d.job.jobId !== ownJobId;
+      const held = busy(d.disk);
+      return {
+        domain,
+        disk: { domain: d.domain, disk: d.disk, chain: d.chain },
+        diskBusy: held || foreignJob,
+        // libvirt: BLOCK_COPY_ACTIVE for a mirror (copy, active commit), else OPERATION_UNSUPPORTED.
+        ...(!held && foreignJob && d.job?.type === 'stream' ? { busyWithOther: true } : {}),
+        destination,
+      };
+    }),
   );
 }
 
@@ -114,7 +141,12 @@ export function gatherFacts(
  * The job machine with its IO bound to a hypervisor port. Built once per engine: providing
  * actors rebuilds XState's state-node tree, which is far too costly to do per job.
  */
-export function provideJobMachine(hv: HypervisorPort, beforeEffect: (jobId: string) => Promise<void> = noBarrier) {
+export function provideJobMachine(
+  hv: HypervisorPort,
+  beforeEffect: (jobId: string) => Promise<void> = noBarrier,
+  /** Facts the engine read for this job just before it started (taken once; a restored job asks). */
+  takeKnown: (jobId: string) => KnownFacts | undefined = () => undefined,
+) {
   /** Write-ahead: the job's record is durable before the side effect runs (rejects if it is not). */
   const effect = async <T>(jobId: string, run: () => Promise<T>): Promise<T> => {
     await beforeEffect(jobId);
@@ -125,13 +157,29 @@ export function provideJobMachine(hv: HypervisorPort, beforeEffect: (jobId: stri
       // The engine reserved the disk before the job started: no other job can hold it.
       inspectFacts: fromPromise<CopyFacts, { jobId: string; request: CopyRequest }>(({ input }) =>
         unwrap(
-          gatherFacts(hv, input.request, () => false, input.jobId),
+          gatherFacts(hv, input.request, () => false, input.jobId, takeKnown(input.jobId)),
           input.jobId,
         ),
       ),
       prepareDestination: fromPromise<{ created: boolean }, { jobId: string; plan: CopyPlan }>(async ({ input }) => {
         const { plan } = input;
         if (plan.destinationAction === 'reuse') return { created: false };
+        if (plan.destinationAction === 'format') {
+          // A block device: its header is written in place; it is never the engine's to remove.
+          await effect(input.jobId, () =>
+            unwrap(
+              hv.createDestination({
+                path: plan.destination.path,
+                format: plan.destination.format,
+                type: 'block',
+                virtualSize: plan.virtualSize,
+                backing: plan.backing,
+              }),
+              input.jobId,
+            ),
+          );
+          return { created: false };
+        }
         await effect(input.jobId, () =>
           unwrap(
             hv.createDestination({

@@ -70,16 +70,13 @@ describe('virsh blockcopy options reach the engine', () => {
       'VIR_ERR_OVERFLOW',
       'numerical overflow: bandwidth must be less than 8796093022207',
     ],
-    // --blockdev is passed on (COPY_DEV, or destxml type='block'), never dropped: refused until the engine writes devices.
-    [
-      ['--blockdev'],
-      'VIR_ERR_ARGUMENT_UNSUPPORTED',
-      'argument unsupported: VIR_DOMAIN_BLOCK_REBASE_COPY_DEV: block device destinations are not supported by this engine',
-    ],
+    // --blockdev is passed on (COPY_DEV, or destxml type='block'), never dropped: a block device
+    // must exist (libvirt's words; the simulator has no device at this path).
+    [['--blockdev'], 'VIR_ERR_SYSTEM_ERROR', `system error: missing destination file for disk vda: ${DEST}`],
     [
       ['--blockdev', '--transient-job'],
-      'VIR_ERR_ARGUMENT_UNSUPPORTED',
-      "argument unsupported: <disk type='block'>: block device destinations are not supported by this engine",
+      'VIR_ERR_SYSTEM_ERROR',
+      `system error: missing destination file for disk vda: ${DEST}`,
     ],
   ])('%j: the engine refuses as libvirt does, exit 1', async (args, code, message) => {
     const r = await dryRun(...args);

@@ -54,6 +54,13 @@ export interface ConformanceDomain {
   /** The hypervisor process dies (SIGKILL). */
   kill(): Promise<void>;
   fileExists(path: string): Promise<boolean>;
+  /**
+   * A block device of exactly `size` bytes (`name` tells several apart; QEMU: a loop device over a
+   * sparse file in `dir`), released by dispose(). COPY_DEV destinations.
+   */
+  blockDevice(name: string, size: number): Promise<string>;
+  /** True when `path` is a block device. */
+  isBlockDevice(path: string): Promise<boolean>;
   /** Releases everything the domain holds (processes, sockets, files). */
   dispose(): Promise<void>;
 }

@@ -5,6 +5,8 @@
  * errors, SIGKILL for a crash. The fixture (daemon, sockets, temp dir) is cleaned up by useQemu.
  */
 import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { attachLoop, detachAll, type LoopDevice } from '../qemu/loop-device.js';
 import { targetNodeNames } from '../../adapters/qmp/qemu-adapter.js';
 import { CHAIN_SIZE, TOP_LAYER_BYTES, type QemuFixture } from '../qemu/harness.js';
 import { systemClock } from '../../src/core/clock.js';
@@ -20,6 +22,7 @@ export function qsdDriver(fixture: () => QemuFixture): ConformanceDriver {
       const fx = fixture();
       const proxy = await fx.proxy();
       const { hv, events } = await fx.adapter({ socket: proxy.path, reconnect: { attempts: 5, delayMs: 20 } });
+      const loops: LoopDevice[] = [];
       return {
         port: hv,
         domain: 'qemu',
@@ -63,6 +66,17 @@ export function qsdDriver(fixture: () => QemuFixture): ConformanceDriver {
         async kill() {
           await fx.kill();
         },
+        async blockDevice(name, size) {
+          const dev = await attachLoop(join(fx.dir, `${name}.loop`), size);
+          loops.push(dev);
+          return dev.path;
+        },
+        async isBlockDevice(path) {
+          return fs.stat(path).then(
+            (st) => st.isBlockDevice(),
+            () => false,
+          );
+        },
         async fileExists(path) {
           return fs.stat(path).then(
             () => true,
@@ -71,7 +85,9 @@ export function qsdDriver(fixture: () => QemuFixture): ConformanceDriver {
         },
         async dispose() {
           // The fixture's cleanup (afterEach) closes the adapter and the proxy, kills the daemon
-          // and removes the directory; nothing else was created here.
+          // and removes the directory; the loop devices made here are detached first (the daemon
+          // may still hold one open: the loop device goes once it closes it).
+          await detachAll(loops);
         },
       };
     },

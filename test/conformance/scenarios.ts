@@ -825,4 +825,71 @@ export const SCENARIOS: readonly Scenario[] = [
       );
     },
   },
+  {
+    name: 'engine on top: COPY_DEV onto a block device: a device without the flag or a file with it is refused; raw in place, pivot onto the device; a qcow2 copy aborted leaves the device',
+    async run(d) {
+      const dev = await d.blockDevice('raw', d.size);
+      const { engine, statuses } = engineOn(d, 'e-dev');
+      // Without COPY_DEV QEMU's file driver would refuse the device: refused before anything.
+      const plain = await engine.blockRebase(d.domain, d.disk, dev, 0, RebaseFlags.COPY | RebaseFlags.COPY_RAW);
+      expect(plain._unsafeUnwrapErr()).toMatchObject({ code: 'VIR_ERR_CONFIG_UNSUPPORTED', number: 67 });
+      // A regular file with COPY_DEV: libvirt's words (after its "already exists" rule).
+      const file = await create(d, 'not-a-device.qcow2');
+      const flags = RebaseFlags.COPY | RebaseFlags.COPY_DEV;
+      expect(
+        (await engine.blockRebase(d.domain, d.disk, file, 0, flags | RebaseFlags.REUSE_EXT))._unsafeUnwrapErr(),
+      ).toMatchObject({
+        code: 'VIR_ERR_INVALID_ARG',
+        message: `invalid argument: blockdev flag requested for disk ${d.disk}, but file '${file}' is not a block device`,
+      });
+      expect(
+        (await engine.blockRebase(d.domain, d.disk, `${d.dir}/no-device`, 0, flags))._unsafeUnwrapErr(),
+      ).toMatchObject({ code: 'VIR_ERR_SYSTEM_ERROR' });
+      expect(await d.fileExists(`${d.dir}/no-device`)).toBe(false);
+      expect(await job(d, 'e-dev')).toBeNull();
+
+      const copy = (await engine.blockRebase(d.domain, d.disk, dev, 0, flags | RebaseFlags.COPY_RAW))._unsafeUnwrap();
+      expect(copy.plan).toMatchObject({
+        destination: { path: dev, format: 'raw', type: 'block' },
+        destinationAction: 'reuse',
+        sync: 'full',
+      });
+      await d.until('the engine job is ready', () => copy.state().startsWith('ready'));
+      expect(
+        (await whileTimePasses(d, 'the pivot', engine.blockJobAbort(d.domain, d.disk, AbortFlags.PIVOT))).isOk(),
+      ).toBe(true);
+      expect(await copy.result).toMatchObject({ outcome: 'completed', pivoted: true, error: null });
+      expect(statuses).toEqual(['READY', 'COMPLETED']);
+      expect(await guestReads(d)).toBe(dev);
+      expect(await job(d, 'e-dev')).toBeNull();
+      engine.close();
+
+      // A qcow2 header written onto a second device (the format libvirt would lay down), then an
+      // abort before READY: the job's nodes go, the device stays, the guest stays on the first.
+      const dev2 = await d.blockDevice('qcow2', d.size + 16 * MiB);
+      const second = engineOn(d, 'e-dev2');
+      const aborted = (
+        await second.engine.blockCopy(
+          d.domain,
+          d.disk,
+          { path: dev2, type: 'block', format: 'qcow2' },
+          { bandwidth: MiB },
+          0,
+        )
+      )._unsafeUnwrap();
+      expect(aborted.plan).toMatchObject({ destinationAction: 'format', destination: { type: 'block' } });
+      await d.until('the engine job is mirroring', () => aborted.state().startsWith('mirroring'));
+      expect((await second.engine.blockJobAbort(d.domain, d.disk, AbortFlags.ASYNC)).isOk()).toBe(true);
+      expect(await whileTimePasses(d, 'the job ends', aborted.result)).toMatchObject({
+        outcome: 'canceled',
+        pivoted: false,
+      });
+      expect(second.statuses).toEqual(['CANCELED']);
+      expect(await job(d, 'e-dev2')).toBeNull();
+      expect(await d.isBlockDevice(dev2)).toBe(true);
+      expect(await d.isBlockDevice(dev)).toBe(true);
+      expect(await guestReads(d)).toBe(dev);
+      second.engine.close();
+    },
+  },
 ];

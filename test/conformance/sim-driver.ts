@@ -6,6 +6,7 @@
 import { VirtualClock } from '../../src/core/clock.js';
 import type { HypervisorEvent } from '../../src/core/hypervisor-port.js';
 import { MiB, SimulatedHypervisor } from '../../adapters/sim/index.js';
+import { makeImage } from '../../adapters/sim/images.js';
 import type { ConformanceDomain, ConformanceDriver } from './driver.js';
 
 const DIR = '/vm/images';
@@ -77,6 +78,15 @@ export const simDriver: ConformanceDriver = {
       },
       async fileExists(path) {
         return sim.images.get(path) !== undefined;
+      },
+      async blockDevice(name, size) {
+        const path = `/dev/sim-${name}`;
+        // A device reads as raw data over its whole size (there are no holes to report).
+        sim.images.put(makeImage({ path, kind: 'block', format: 'raw', virtualSize: size, allocated: size }));
+        return path;
+      },
+      async isBlockDevice(path) {
+        return sim.images.get(path)?.kind === 'block';
       },
       async dispose() {
         sub.unsubscribe();

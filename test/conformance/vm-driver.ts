@@ -15,6 +15,7 @@ import { buildChain, hex } from '../../adapters/qmp/lab.js';
 import { VmLab } from '../../adapters/qmp/vm-lab.js';
 import { connectQemu, targetNodeNames } from '../../adapters/qmp/qemu-adapter.js';
 import { CHAIN_SIZE, QmpProxy, Recorder, TOP_LAYER_BYTES } from '../qemu/harness.js';
+import { attachLoop, detachAll, type LoopDevice } from '../qemu/loop-device.js';
 import { systemClock } from '../../src/core/clock.js';
 import type { ConformanceDomain, ConformanceDriver } from './driver.js';
 
@@ -52,6 +53,9 @@ export function vmDriver(kind: 'device' | 'drive'): ConformanceDriver {
       });
       const dir = lab.dir;
       const cleanups: (() => Promise<void>)[] = [];
+      const loops: LoopDevice[] = [];
+      // Runs last (cleanups run in reverse): after QEMU let go of the devices.
+      cleanups.push(() => detachAll(loops));
       const dispose = async () => {
         for (const fn of cleanups.splice(0).reverse()) await fn().catch(() => undefined);
         await lab.dispose();
@@ -135,6 +139,17 @@ export function vmDriver(kind: 'device' | 'drive'): ConformanceDriver {
             const exited = new Promise((resolve) => lab.vm.once('exit', resolve));
             if (lab.alive) lab.vm.kill('SIGKILL');
             if (lab.alive) await exited;
+          },
+          async blockDevice(name, size) {
+            const dev = await attachLoop(join(dir, `${name}.loop`), size);
+            loops.push(dev);
+            return dev.path;
+          },
+          async isBlockDevice(path) {
+            return fs.stat(path).then(
+              (st) => st.isBlockDevice(),
+              () => false,
+            );
           },
           async fileExists(path) {
             return fs.stat(path).then(
