@@ -9,6 +9,8 @@ export default defineConfig({
   // `import … from 'blockcopy'` runs the sources (tsconfig.json paths), not the build in dist/.
   resolve: { tsconfigPaths: true },
   test: {
+    // A private default job store for the whole run (BLOCKCOPY_STORE), removed at the end.
+    globalSetup: ['test/setup/private-store.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // Real-QEMU tests start daemons: keep within 2 cores.

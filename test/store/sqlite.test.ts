@@ -91,6 +91,9 @@ describe('sqlite job store files', () => {
     [1000, { XDG_STATE_HOME: '/x/state', HOME: '/home/u' }, '/x/state/blockcopy/jobs.db'],
     [1000, { HOME: '/home/u' }, '/home/u/.local/state/blockcopy/jobs.db'],
     [1000, { XDG_STATE_HOME: 'relative', HOME: '/home/u' }, '/home/u/.local/state/blockcopy/jobs.db'],
+    [0, { BLOCKCOPY_STORE: '/srv/bc/jobs.db' }, '/srv/bc/jobs.db'],
+    [1000, { BLOCKCOPY_STORE: '/srv/bc/jobs.db', XDG_STATE_HOME: '/x/state' }, '/srv/bc/jobs.db'],
+    [0, { BLOCKCOPY_STORE: 'relative.db' }, '/var/lib/blockcopy/jobs.db'],
   ])('default location for uid %i', (uid, env, expected) => {
     expect(defaultStorePath(env, uid)).toBe(expected);
   });
