@@ -19,13 +19,19 @@ export function runConformance(driver: ConformanceDriver): void {
         }
       });
     for (const scenario of SCENARIOS.filter((s) => !(s.name in notApplicable)))
-      it(scenario.name, async () => {
-        const d = await driver.newDomain();
-        try {
-          await scenario.run(d);
-        } finally {
-          await d.dispose();
-        }
-      });
+      it(
+        scenario.name,
+        async () => {
+          const d = await driver.newDomain();
+          try {
+            await scenario.run(d);
+          } finally {
+            await d.dispose();
+          }
+          // A row starts its own daemon or guest and builds a chain: on a loaded 2-core machine
+          // that alone can take most of vitest's default minute (a deadline, not a sync point).
+        },
+        180_000,
+      );
   });
 }
