@@ -38,4 +38,11 @@ describe("libvirt's block-job ABI values", () => {
     expect(BlockJobStatus).toEqual({ COMPLETED: 0, FAILED: 1, CANCELED: 2, READY: 3 });
     expect(BlockJobType).toEqual({ UNKNOWN: 0, PULL: 1, COPY: 2, COMMIT: 3, ACTIVE_COMMIT: 4, BACKUP: 5 });
   });
+
+  it('flagNames names the set bits, in the table order, and nothing for 0 or unknown bits', () => {
+    expect(flagNames(RebaseFlags.COPY | RebaseFlags.SHALLOW, RebaseFlags)).toEqual(['SHALLOW', 'COPY']);
+    expect(flagNames(AbortFlags.PIVOT, AbortFlags)).toEqual(['PIVOT']);
+    expect(flagNames(0, RebaseFlags)).toEqual([]);
+    expect(flagNames(1 << 20, RebaseFlags)).toEqual([]);
+  });
 });
