@@ -9,6 +9,7 @@ import {
   BlockJobStatus,
   BlockJobType,
   CopyFlags,
+  flagNames,
   RebaseFlags,
 } from '../../src/core/flags.js';
 
