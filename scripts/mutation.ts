@@ -1,20 +1,31 @@
 /**
- * Mutation testing with StrykerJS (stryker.config.json), one area at a time so that each area's
+ * Mutation testing with StrykerJS (stryker.config.mjs), one area at a time so that each area's
  * results are saved as soon as it is done: the chart (machines/), the rules (src/core: validate,
- * plan, observe, errors, flags) and the engine (src/engine). Incremental: each area keeps its
+ * plan, observe, observations, errors, flags, disk-identity) and the engine (src/engine), each
+ * against only its own fast tests (vitest.stryker.config.ts). Incremental: each area keeps its
  * results in reports/stryker-incremental-<area>.json and a rerun tests only mutants whose code or
- * covering tests changed. Prints the score per area and the surviving mutants.
+ * covering tests changed. Reports: reports/mutation/<area>.html and .json. Prints the score per
+ * area, the mutant counts, the wall time and the surviving mutants.
  *
- *   npm run test:mutation              # every area
- *   npm run test:mutation -- rules     # one area (chart, rules, engine)
- *   npm run test:mutation -- --report  # only print the saved results
+ *   npm run test:mutation                # every area
+ *   npm run test:mutation -- rules       # one area (chart, rules, engine)
+ *   npm run test:mutation -- --typecheck # with StrykerJS's TypeScript checker (much slower)
+ *   npm run test:mutation -- --report    # only print the saved results
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 
 const AREAS: Record<string, readonly string[]> = {
   chart: ['machines/**/*.ts'],
-  rules: ['src/core/validate.ts', 'src/core/plan.ts', 'src/core/observe.ts', 'src/core/errors.ts', 'src/core/flags.ts'],
+  rules: [
+    'src/core/validate.ts',
+    'src/core/plan.ts',
+    'src/core/observe.ts',
+    'src/core/observations.ts',
+    'src/core/errors.ts',
+    'src/core/flags.ts',
+    'src/core/disk-identity.ts',
+  ],
   engine: ['src/engine/**/*.ts'],
 };
 const TARGET: Record<string, number> = { chart: 90, rules: 90, engine: 80 };
@@ -60,6 +71,7 @@ function summarize(area: string): boolean {
 
 const args = process.argv.slice(2);
 const reportOnly = args.includes('--report');
+const typecheck = args.includes('--typecheck');
 const areas = args.filter((a) => a in AREAS);
 const chosen = areas.length > 0 ? areas : Object.keys(AREAS);
 let ok = true;
@@ -69,7 +81,16 @@ for (const area of chosen) {
     const run = spawnSync(
       'npx',
       ['stryker', 'run', '--mutate', AREAS[area]!.join(','), '--incrementalFile', incremental(area)],
-      { stdio: 'inherit' },
+      {
+        stdio: 'inherit',
+        env: {
+          ...process.env,
+          // vitest.stryker.config.ts runs only this area's tests; reports are named after it.
+          BLOCKCOPY_MUTATION_AREA: area,
+          BLOCKCOPY_PROPERTY_RUNS: process.env['BLOCKCOPY_PROPERTY_RUNS'] ?? '100',
+          ...(typecheck ? { BLOCKCOPY_MUTATION_TYPECHECK: '1' } : {}),
+        },
+      },
     );
     console.log(`${area}: stryker exited ${run.status} after ${Math.round((Date.now() - t0) / 1000)} s`);
     if (run.status !== 0) ok = false;

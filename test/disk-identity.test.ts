@@ -93,4 +93,37 @@ describe('resolveDisk', () => {
   it('lists each name once, canonical first', () => {
     expect(namesOf({ ...exp0, disk: 'top', exportId: 'top' })).toEqual(['top', '/img/top.qcow2']);
   });
+
+  it('normalizes paths segment by segment: doubled slashes and dot segments, never across a slash', () => {
+    expect(resolveDisk(disks, '//img//snap2.qcow2')._unsafeUnwrap().disk).toBe('vda');
+    // Joined without the slash, '/im/gsnap2.qcow2' would read as '/img/snap2.qcow2'.
+    expect(resolveDisk(disks, '/im/gsnap2.qcow2').isErr()).toBe(true);
+  });
+
+  it('an absolute path that is no image of the domain gets no backing-image hint', () => {
+    expect(resolveDisk(disks, '/img/other.qcow2')._unsafeUnwrapErr().detail).toBe(
+      "disk '/img/other.qcow2' not found in domain; names that work: " +
+        'vda, snap2, /img/snap2.qcow2; drive0, #block156, /img/legacy.qcow2; exp0, top, /img/top.qcow2',
+    );
+  });
+
+  it('a relative path is compared with nothing but ids (libvirt: a name not starting with / is a target)', () => {
+    // QEMU may report relative file names (a storage daemon started in its directory).
+    const rel: DiskNames = {
+      ...vda,
+      nodeName: null,
+      source: 'snap2.qcow2',
+      chain: [img('snap2.qcow2', 'snap1.qcow2'), img('snap1.qcow2', null)],
+    };
+    for (const typed of ['snap2.qcow2', 'snap1.qcow2']) {
+      const e = resolveDisk([rel], typed)._unsafeUnwrapErr();
+      expect(e.detail).toBe(`disk '${typed}' not found in domain; names that work: vda, snap2.qcow2`);
+    }
+    // An absolute path is not a relative source made absolute.
+    expect(resolveDisk([rel], '/snap2.qcow2').isErr()).toBe(true);
+  });
+
+  it("leaves out empty names (QEMU's query-block device '' for a -blockdev disk)", () => {
+    expect(namesOf({ ...vda, drive: '' })).toEqual(['vda', 'snap2', '/img/snap2.qcow2']);
+  });
 });

@@ -4,11 +4,18 @@
  * Also kills and restarts libvirtd for the restart-recovery tests.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 export const LIBVIRTD_PIDFILE = '/run/libvirtd.pid';
 export const VIRTLOGD_PIDFILE = '/run/virtlogd.pid';
 export const SOCKET = '/var/run/libvirt/libvirt-sock';
+/**
+ * Test files run in parallel: each process using the daemons registers its pid here, and the
+ * daemons a file started are stopped by the last live user, never under another file's feet.
+ */
+const USERS_DIR = '/run/blockcopy-libvirt-users';
+const STARTED_FILE = join(USERS_DIR, 'started');
 
 function pidFrom(file: string): number | null {
   if (!existsSync(file)) return null;
@@ -47,6 +54,8 @@ export async function waitForLibvirtd(): Promise<void> {
 export async function ensureLibvirtd(): Promise<string[]> {
   if (typeof process.getuid !== 'function' || process.getuid() !== 0)
     throw new Error('the libvirt tests start libvirtd and need root (libvirt-rpc.md §2)');
+  mkdirSync(USERS_DIR, { recursive: true });
+  writeFileSync(join(USERS_DIR, String(process.pid)), '');
   const started: string[] = [];
   if (pidFrom(VIRTLOGD_PIDFILE) === null) {
     daemonize('virtlogd');
@@ -57,7 +66,28 @@ export async function ensureLibvirtd(): Promise<string[]> {
     started.push('libvirtd');
   }
   await waitForLibvirtd();
+  if (started.length > 0) writeFileSync(STARTED_FILE, [...new Set([...startedBySuite(), ...started])].join('\n'));
   return started;
+}
+
+function startedBySuite(): string[] {
+  return existsSync(STARTED_FILE) ? readFileSync(STARTED_FILE, 'utf8').split('\n').filter(Boolean) : [];
+}
+
+/** Other live processes that registered as users (stale entries of dead ones are removed). */
+function otherUsers(): number[] {
+  const pids: number[] = [];
+  for (const name of existsSync(USERS_DIR) ? readdirSync(USERS_DIR) : []) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+      pids.push(pid);
+    } catch {
+      rmSync(join(USERS_DIR, name), { force: true });
+    }
+  }
+  return pids;
 }
 
 async function stopPid(pid: number, signal: NodeJS.Signals): Promise<void> {
@@ -76,7 +106,12 @@ async function stopPid(pid: number, signal: NodeJS.Signals): Promise<void> {
   }
 }
 
-export async function stopStarted(started: readonly string[]): Promise<void> {
+export async function stopStarted(startedHere: readonly string[]): Promise<void> {
+  rmSync(join(USERS_DIR, String(process.pid)), { force: true });
+  // Another file still uses the daemons: the last one out stops what any of them started.
+  if (otherUsers().length > 0) return;
+  const started = [...new Set([...startedBySuite(), ...startedHere])];
+  rmSync(STARTED_FILE, { force: true });
   if (started.includes('libvirtd')) {
     const pid = libvirtdPid();
     if (pid !== null) await stopPid(pid, 'SIGTERM');

@@ -69,4 +69,10 @@ export interface ConformanceDriver {
   /** Shown in test names: "sim", "qemu-storage-daemon", "vm (-device)", … */
   readonly name: string;
   newDomain(): Promise<ConformanceDomain>;
+  /**
+   * Rows of the table this adapter cannot express the same way, by scenario name, each with the
+   * precise reason (what the adapter observes instead, and where that is tested). Never a silent
+   * skip: the table checks that every name is a row of the table and every reason is given.
+   */
+  readonly notApplicable?: Readonly<Record<string, string>>;
 }

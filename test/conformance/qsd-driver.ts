@@ -12,7 +12,8 @@ import { CHAIN_SIZE, TOP_LAYER_BYTES, type QemuFixture } from '../qemu/harness.j
 import { systemClock } from '../../src/core/clock.js';
 import type { ConformanceDomain, ConformanceDriver } from './driver.js';
 
-const LIMIT_MS = 60_000;
+// Generous: under load a copy that takes a second idle can take tens of seconds.
+const LIMIT_MS = 120_000;
 const ERRNO = { EIO: 5, ENOSPC: 28 } as const;
 
 export function qsdDriver(fixture: () => QemuFixture): ConformanceDriver {
