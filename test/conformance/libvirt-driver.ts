@@ -13,6 +13,7 @@
 import { promises as fs, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hex } from '../../adapters/qmp/lab.js';
+import { attachLoop, detachAll, type LoopDevice } from '../qemu/loop-device.js';
 import { ensureLibvirtd, stopStarted } from '../../adapters/libvirt/lab-daemon.js';
 import { CHAIN_SIZE, LibvirtLab, MiB, virsh } from '../../adapters/libvirt/lab.js';
 import { systemClock } from '../../src/core/clock.js';
@@ -25,6 +26,9 @@ const LIMIT_MS = 120_000;
 const QMP_TRAIL =
   "asserts QEMU's job-status trail (created, running, job-ready, waiting, pending); libvirt's port sees only BLOCK_JOB_2 (READY, then COMPLETED/FAILED/CANCELED) and reports ready and concluded";
 const NOT_APPLICABLE: Readonly<Record<string, string>> = {
+  'block-stream of the whole chain (block pull): no READY, ends by itself, the top stands alone': `${QMP_TRAIL}; libvirt reports a pull by BLOCK_JOB_2 events only (no job-status trail) and dismisses it itself; block pull on libvirt, with libvirt 9.0's own answers, is test/libvirt/pull-suite.ts`,
+  "block-stream refusals in QEMU's words, a stream down to base cancelled: the chain stays whole": `libvirt refuses these itself, in its own words (e.g. "could not find image … beneath … in chain"), before QEMU sees them; test/libvirt/pull-suite.ts asserts libvirt's answers`,
+  'engine on top: COPY_DEV onto a block device: a device without the flag or a file with it is refused; raw in place, pivot onto the device; a qcow2 copy aborted leaves the device': `the row makes its regular file with the port's createDestination, which on libvirt only reserves the path (libvirt creates destinations itself), so the file-with-COPY_DEV case cannot be set up the same way; COPY_DEV through libvirt (<disk type='block'>) is not yet tested against libvirtd`,
   'listDisks: the disk by every name, its chain and any job; after a pivot the destination is the source': `${QMP_TRAIL}; libvirt names a disk by target and source only (test/libvirt/libvirt.test.ts: domblklist, disk identity)`,
   'full copy to a new qcow2: start, ready (len = virtual size), pivot, dismiss': `${QMP_TRAIL}; libvirt creates the destination itself in virDomainBlockCopy (createDestination only reserves the path), refuses with its own codes, and dismisses concluded jobs itself; the engine rows below pivot a full copy`,
   'shallow copy (sync=top): READY after the top layer only, the guest keeps snap1 <- base below': `${QMP_TRAIL}; the shallow copy on libvirt is test/libvirt/libvirt.test.ts's SHALLOW and SHALLOW|REUSE_EXT rows`,
@@ -75,9 +79,12 @@ export function libvirtDriver(): ConformanceDriver {
       const { lab: l } = await openLab();
       const guest = await l.guest(`conf${++count}`);
       const events = new Recorder(l.hv.events$);
+      const loops: LoopDevice[] = [];
       const dispose = async () => {
         events.stop();
         await l.destroy(guest).catch(() => undefined);
+        // After the guest: QEMU may still hold a loop device open until it is gone.
+        await detachAll(loops);
         await fs.rm(guest.dir, { recursive: true, force: true });
       };
       return {
@@ -101,6 +108,17 @@ export function libvirtDriver(): ConformanceDriver {
         },
         async injectTargetError() {
           throw new Error(NOT_APPLICABLE['I/O error policy report: the job fails with the errno text, no pivot']);
+        },
+        async blockDevice(name, size) {
+          const dev = await attachLoop(join(guest.dir, `${name}.loop`), size);
+          loops.push(dev);
+          return dev.path;
+        },
+        async isBlockDevice(path) {
+          return fs.stat(path).then(
+            (st) => st.isBlockDevice(),
+            () => false,
+          );
         },
         async guestWrite(offset, len) {
           // HMP qemu-io through libvirt's monitor passthrough (the guest never boots).

@@ -1,4 +1,5 @@
 /** Block pull through the public API on the simulator: outcomes, chain shape, events, refusals. */
+import { hostname } from 'node:os';
 import type { ResultAsync } from 'neverthrow';
 import { describe, expect, it } from 'vitest';
 import type { BlockCopyError } from '../../src/core/errors.js';
@@ -163,7 +164,15 @@ describe('engine on the simulator: block pull', () => {
   it('records the pull in the store and a new engine recovers it to its end', async () => {
     const store = new MemoryJobStore();
     const { engine, clock, sim, chain } = pullHarness(64 * MiB);
-    const first = createEngine({ hypervisor: sim, clock, pollIntervalMs: 500, store, owner: { id: 'first' } });
+    // The first engine's owner id names a process of this host that no longer runs (pid above
+    // Linux's pid_max): its leases die with it, as a killed engine's do.
+    const first = createEngine({
+      hypervisor: sim,
+      clock,
+      pollIntervalMs: 500,
+      store,
+      owner: { id: `${hostname()}:4194305:0` },
+    });
     engine.close();
     const job = (await first.blockPull('demo', 'vda', 0, 0))._unsafeUnwrap();
     await clock.advance(1000);

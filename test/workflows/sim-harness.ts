@@ -3,6 +3,7 @@
  * seed chains, a memory store (durable records), the simulator's chain files, and helpers that
  * snapshot what the user owns (every image header outside DEST-DIR) to prove nothing was touched.
  */
+import { hostname } from 'node:os';
 import { errAsync } from 'neverthrow';
 import { SimulatedHypervisor } from '../../adapters/sim/index.js';
 import { SimChainFiles } from '../../adapters/sim/chain-files.js';
@@ -29,11 +30,15 @@ export function seedDisk(name: string, dir = SRC): SimDiskSpec {
   };
 }
 
-/** Owners of earlier "processes": on another host, without a lease, so judged gone. */
+/**
+ * Owners of earlier "processes": processes of this host that no longer run (pids above Linux's
+ * pid_max), so their leases die with them, as a killed engine's do. (A holder on another host
+ * keeps its jobs until its lease, renewed on every save, runs out.)
+ */
 let owners = 0;
 export function goneOwner(): LeaseOwner {
   owners++;
-  return { id: `gone-host-${owners}:1:1` };
+  return { id: `${hostname()}:${4194304 + owners}:0` };
 }
 
 export interface SimMigrationLab {
