@@ -9,6 +9,8 @@
  * `blockjob` can then act on them.
  */
 import { parseArgs } from 'node:util';
+import { errors } from '../core/errors.js';
+import { fromHypervisorError } from '../core/hypervisor-error.js';
 import type { JobRecord } from '../core/job-store.js';
 import { callDaemon } from '../daemon/client.js';
 import type { ForeignJob } from '../engine/foreign.js';
@@ -131,6 +133,10 @@ async function listForeign(
   const opened = await openHypervisorByName(hypervisor);
   if (opened.isErr()) return opened.error;
   try {
+    // The domain the user named must exist (virsh's answer).
+    const disks = await opened.value.listDisks(domain);
+    if (disks.isErr()) return fromHypervisorError(disks.error).message;
+    if (disks.value === null) return errors.noDomain(domain).message;
     return await foreignJobs(opened.value, [domain], known);
   } finally {
     await opened.value.close();

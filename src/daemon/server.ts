@@ -10,6 +10,7 @@ import { dirname } from 'node:path';
 import { err, ok, okAsync, type Result, type ResultAsync } from 'neverthrow';
 import type { BlockCopyError } from '../core/errors.js';
 import { blockCopyError, errors } from '../core/errors.js';
+import { fromHypervisorError } from '../core/hypervisor-error.js';
 import type { HypervisorPort } from '../core/hypervisor-port.js';
 import type { EndIntent, JobRecord, JobStore } from '../core/job-store.js';
 import type { IoErrorPolicy } from '../core/hypervisor-port.js';
@@ -252,7 +253,13 @@ export function createController(options: ControllerOptions) {
       const listed = await store.list({ includeEnded: true });
       if (listed.isErr()) return err(storeFailure(listed.error));
       const domains = listed.value.filter((r) => r.hypervisor === request.hypervisor).map((r) => r.domain);
-      if (named.value !== undefined) domains.unshift(named.value);
+      if (named.value !== undefined) {
+        // A domain the user named must exist (virsh's answer), unlike those the store remembers.
+        const disks = await conn.value.port.listDisks(named.value);
+        if (disks.isErr()) return err(fromHypervisorError(disks.error));
+        if (disks.value === null) return err(errors.noDomain(named.value));
+        domains.unshift(named.value);
+      }
       const known = new Set(listed.value.map((r) => r.jobId));
       return ok(await foreignJobs(conn.value.port, domains, known));
     }
