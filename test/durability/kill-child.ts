@@ -7,31 +7,18 @@
 import { connectQemu } from '../../adapters/qmp/qemu-adapter.js';
 import { openSqliteStore } from '../../adapters/store/sqlite.js';
 import { AbortFlags, RebaseFlags } from '../../src/core/flags.js';
-import type { HypervisorPort } from '../../src/core/hypervisor-port.js';
 import { createEngine } from '../../src/engine/engine.js';
+import { killPoint } from './kill-point.js';
 
-const [socket, storePath, dest, intent, killPoint] = process.argv.slice(2) as [
+const [socket, storePath, dest, intent, point] = process.argv.slice(2) as [
   string,
   string,
   string,
   'pivot' | 'finish',
   string,
 ];
-const [kind, name] = killPoint.split(':') as ['state' | 'after', string];
-const die = () => process.kill(process.pid, 'SIGKILL');
-
 const hv = (await connectQemu({ socket, domain: 'qemu' }))._unsafeUnwrap();
-const port = new Proxy(hv, {
-  get(target, prop, receiver) {
-    const value: unknown = Reflect.get(target, prop, receiver);
-    if (typeof value !== 'function' || kind !== 'after' || prop !== name) return value;
-    return (...args: unknown[]) =>
-      (value as (...a: unknown[]) => { map: (f: (v: unknown) => unknown) => unknown }).apply(target, args).map((v) => {
-        die();
-        return v;
-      });
-  },
-}) as HypervisorPort;
+const { kind, name, port, die } = killPoint(hv, point);
 const store = openSqliteStore(storePath)._unsafeUnwrap();
 const engine = createEngine({ hypervisor: port, store, pollIntervalMs: 100 });
 let endSent = false;
