@@ -17,7 +17,13 @@ let skipped = 0;
 try {
   const report = JSON.parse(readFileSync(out, 'utf8'));
   passed = report.numPassedTests;
-  failed = report.numFailedTests + (report.numFailedTestSuites ?? 0);
+  failed = report.numFailedTests;
+  // A file that fails to load runs no test: count each such file once (not its describe blocks,
+  // which vitest also counts as failed suites when one of their tests fails).
+  for (const file of report.testResults ?? []) {
+    const ranFailing = (file.assertionResults ?? []).some((t) => t.status === 'failed');
+    if (file.status === 'failed' && !ranFailing) failed += 1;
+  }
   skipped = report.numPendingTests + report.numTodoTests;
 } catch {
   failed += 1;

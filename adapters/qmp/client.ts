@@ -70,7 +70,10 @@ interface Handshake {
 
 const DEFAULT_COMMAND_TIMEOUT_MS = 30_000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
-const REFUSED_RETRY_MS = 1_000;
+/** Dial failures that a live QEMU gives for a moment. */
+const RETRYABLE_DIAL = /\b(ECONNREFUSED|EAGAIN)\b|: EOF from QEMU$/;
+// libvirt waits up to 30 s for a starting monitor; a CLI should not hang that long on a dead one.
+const REFUSED_RETRY_MS = 3_000;
 
 export class QmpClient {
   readonly socket: string;
@@ -126,13 +129,15 @@ export class QmpClient {
 
   /**
    * QEMU's monitor socket refuses a connect for a moment (between bind and listen at start, or
-   * EAGAIN while its one-deep backlog is full): retry those for up to a second before failing.
+   * EAGAIN while its one-deep backlog is full), and a connect queued while the previous client
+   * leaves may be accepted and closed before the greeting (seen on 7.2 about once in 150 fresh
+   * daemons): retry those for up to 3 s before failing.
    */
   private async dialRetryingRefusals(): Promise<Result<QmpGreeting, HypervisorError>> {
     const deadline = this.clock.now() + Math.min(REFUSED_RETRY_MS, this.connectTimeoutMs);
     for (;;) {
       const r = await this.dial();
-      if (r.isOk() || !/\b(ECONNREFUSED|EAGAIN)\b/.test(r.error.desc) || this.clock.now() >= deadline) return r;
+      if (r.isOk() || !RETRYABLE_DIAL.test(r.error.desc) || this.clock.now() >= deadline) return r;
       await new Promise<void>((resolve) => this.clock.setTimeout(resolve, 50));
     }
   }

@@ -5,7 +5,6 @@
  * runs and printed: jobs lost, wrong pivots, user files touched, debris (QEMU jobs or nodes
  * left, files left) — all must be 0.
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
@@ -15,6 +14,7 @@ import { connectQemu, type QemuHypervisor } from '../../adapters/qmp/qemu-adapte
 import { openSqliteStore } from '../../adapters/store/sqlite.js';
 import { createEngine } from '../../src/engine/engine.js';
 import type { JobResult } from '../../src/engine/job-runner.js';
+import { childFailure, runChild } from './run-child.js';
 
 const counts = { runs: 0, jobsLost: 0, wrongPivots: 0, userFilesTouched: 0, debris: 0 };
 afterAll(() => {
@@ -22,15 +22,6 @@ afterAll(() => {
 });
 
 const child = new URL('./kill-child.ts', import.meta.url).pathname;
-
-function runChild(args: string[]): Promise<{ signal: NodeJS.Signals | null; code: number | null; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', child, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('exit', (code, signal) => resolve({ code, signal, stderr }));
-  });
-}
 
 const sha = async (path: string) =>
   createHash('sha256')
@@ -76,8 +67,8 @@ describe.runIf(onPath('qemu-storage-daemon', 'qemu-img', 'qemu-io'))('kill -9 of
       const userFile = join(lab.dir, 'notes.txt');
       await fs.writeFile(userFile, 'the user keeps this\n');
       const chainBefore = await Promise.all([lab.paths.base, lab.paths.snap1].map(sha));
-      const killed = await runChild([lab.qmpSocket, storePath, dest, intent, point]);
-      expect(killed.signal, killed.stderr).toBe('SIGKILL');
+      const killed = await runChild(child, [lab.qmpSocket, storePath, dest, intent, point]);
+      expect(killed.signal, childFailure(killed, lab.alive, await lab.daemonLog())).toBe('SIGKILL');
 
       const port = (await connectQemu({ socket: lab.qmpSocket, domain: 'qemu' }))._unsafeUnwrap();
       hv = port;

@@ -8,7 +8,6 @@
  * all runs and printed: jobs lost, wrong pivots, user files touched, debris — all must be 0 —
  * with the VM start times.
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,6 +20,7 @@ import { VmLab } from '../../adapters/qmp/vm-lab.js';
 import { openSqliteStore } from '../../adapters/store/sqlite.js';
 import { createEngine } from '../../src/engine/engine.js';
 import type { JobResult } from '../../src/engine/job-runner.js';
+import { childFailure, runChild } from './run-child.js';
 
 const counts = { runs: 0, jobsLost: 0, wrongPivots: 0, userFilesTouched: 0, debris: 0 };
 const vmStartMs: number[] = [];
@@ -45,15 +45,6 @@ function chainTemplate(): Promise<string> {
 }
 
 const child = new URL('./kill-child.ts', import.meta.url).pathname;
-
-function runChild(args: string[]): Promise<{ signal: NodeJS.Signals | null; code: number | null; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', child, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('exit', (code, signal) => resolve({ code, signal, stderr }));
-  });
-}
 
 const sha = async (path: string) =>
   createHash('sha256')
@@ -129,8 +120,8 @@ describe.runIf(onPath('qemu-system-x86_64', 'qemu-img', 'qemu-io'))('kill -9 of 
         const userFile = join(lab.dir, 'notes.txt');
         await fs.writeFile(userFile, 'the user keeps this\n');
         const chainBefore = await Promise.all([lab.paths.base, lab.paths.snap1].map(sha));
-        const killed = await runChild([lab.socket('qmp'), storePath, dest, intent, point]);
-        expect(killed.signal, killed.stderr).toBe('SIGKILL');
+        const killed = await runChild(child, [lab.socket('qmp'), storePath, dest, intent, point]);
+        expect(killed.signal, childFailure(killed, lab.alive)).toBe('SIGKILL');
 
         const port = (await connectQemu({ socket: lab.socket('qmp'), domain: 'qemu' }))._unsafeUnwrap();
         hv = port;

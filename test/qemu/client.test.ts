@@ -228,6 +228,30 @@ describe('QmpClient (real qemu-storage-daemon)', () => {
     await client.close();
   });
 
+  it('a connect that QEMU accepts and closes before its greeting is dialled again', async () => {
+    // A fake monitor that drops the first client unanswered, as QEMU 7.2 sometimes does with a
+    // connect queued while the previous client leaves; the second gets QEMU's greeting.
+    const path = join(qemu().dir, 'drop-first.sock');
+    let accepted = 0;
+    const server = createServer((s) => {
+      accepted++;
+      if (accepted === 1) return void s.destroy();
+      s.write('{"QMP": {"version": {"qemu": {"major": 7, "minor": 2, "micro": 0}}, "capabilities": []}}\n');
+      s.on('data', (d: Buffer) => {
+        const id = (JSON.parse(d.toString().trim()) as { id?: string }).id;
+        s.write(`${JSON.stringify({ return: {}, id })}\n`);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    try {
+      const client = (await QmpClient.connect({ socket: path, reconnect: false }))._unsafeUnwrap();
+      expect({ accepted, major: client.greeting?.version.major }).toEqual({ accepted: 2, major: 7 });
+      await client.close();
+    } finally {
+      server.close();
+    }
+  });
+
   it('gives up on a socket that stays refused (a dead QEMU) with a connection error', async () => {
     const stale = join(qemu().dir, 'dead.sock');
     await run('python3', ['-c', `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(stale)})`]);

@@ -7,7 +7,6 @@
  * through (the guest on the new chain). One VM for all points: the rollbacks leave it as it was,
  * the forward points move its chain on to the next DEST-DIR.
  */
-import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,19 +14,10 @@ import { connectQemu } from '../../adapters/qmp/qemu-adapter.js';
 import { openSqliteStore } from '../../adapters/store/sqlite.js';
 import { createEngine } from '../../src/engine/engine.js';
 import { recoverMigrations } from '../../src/workflows/migrate-storage.js';
+import { childFailure, runChild } from '../durability/run-child.js';
 import { MigrationVm, sha256 } from './vm-harness.js';
 
 const child = new URL('./migrate-kill-child.ts', import.meta.url).pathname;
-
-function runChild(args: string[]): Promise<{ signal: NodeJS.Signals | null; code: number | null; output: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', child, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    p.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    p.on('exit', (code, signal) => resolve({ code, signal, output }));
-  });
-}
 
 let vm: MigrationVm;
 beforeAll(async () => {
@@ -57,8 +47,8 @@ describe('kill -9 during a whole-chain migration (QEMU)', { timeout: 180_000 }, 
       const oldChain = await vm.guestChain();
       const digests = async () => Promise.all(oldChain.map(sha256));
       const before = await digests();
-      const died = await runChild([vm.lab.socket('qmp'), storePath, dest, point.replace('DEST', dest)]);
-      expect(died.signal, died.output).toBe('SIGKILL');
+      const died = await runChild(child, [vm.lab.socket('qmp'), storePath, dest, point.replace('DEST', dest)]);
+      expect(died.signal, childFailure(died, vm.lab.alive)).toBe('SIGKILL');
 
       // A new process on the same store: the engine recovers the copy, the workflow its chart.
       const hv = (await connectQemu({ socket: vm.lab.socket('qmp'), reconnect: false }))._unsafeUnwrap();
