@@ -279,6 +279,16 @@ function parseDemo(argv: readonly string[]): Result<DemoCommand | HelpCommand, U
 }
 
 const TOPICS = ['copy', 'domblklist', 'demo'] as const;
+const OWN_OPTIONS: readonly PassThroughCommand['command'][] = [
+  'blockjob',
+  'blockpull',
+  'list',
+  'daemon',
+  'migrate-storage',
+  'replay',
+  'inspect',
+  'diagram',
+];
 
 export function parseCommand(argv: readonly string[]): Result<Command, CommandUsageError> {
   const [command, ...rest] = argv;
@@ -292,7 +302,10 @@ export function parseCommand(argv: readonly string[]): Result<Command, CommandUs
       const topic = rest[0];
       if (topic === undefined) return ok({ command: 'help', topic: null });
       const known = TOPICS.find((t) => t === topic);
-      return known ? ok({ command: 'help', topic: known }) : usage(new UsageError(`unknown command: '${topic}'`), null);
+      if (known) return ok({ command: 'help', topic: known });
+      // Commands that read their own options print their help for --help.
+      const own = OWN_OPTIONS.find((c) => c === topic);
+      return own ? ok({ command: own, argv: ['--help'] }) : usage(new UsageError(`unknown command: '${topic}'`), null);
     }
     case '--version':
     case 'version':

@@ -4,53 +4,67 @@
  * when one runs, else in this process (recovering the job from the store, or adopting a mirror
  * that blockcopy did not start). Exit codes: 0 done, 1 refused or failed, 2 usage.
  */
-import { parseArgs } from 'node:util';
 import { AbortFlags } from '../core/flags.js';
 import { callDaemon } from '../daemon/client.js';
 import type { ControlAnswer, ControlRequest } from '../daemon/protocol.js';
 import { createController } from '../daemon/server.js';
 import type { Output } from './copy.js';
 import { daemonRuns, defaultDomainOf, openStore, socketPath, storePath } from './durable.js';
-import { openHypervisorByName } from './hypervisor.js';
+import { HYPERVISOR_ENV, openHypervisorByName } from './hypervisor.js';
+import { readCommandArgs, usageFailure } from './command-args.js';
 import { parseConnectUri } from '../../adapters/libvirt/uri.js';
 
 export const BLOCKJOB_USAGE = `usage: blockcopy blockjob DISK [--domain NAME] [--hypervisor sim|qmp:SOCKET | --connect URI] [--store PATH]
                          [--socket PATH] (--info | --pivot | --abort [--async] [--force] |
                          --bandwidth MIB | --pause | --resume) [--json]`;
 
-export async function runBlockjobCommand(argv: readonly string[], out: Output): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      options: {
-        domain: { type: 'string' },
-        hypervisor: { type: 'string' },
-        connect: { type: 'string' },
-        store: { type: 'string' },
-        socket: { type: 'string' },
-        info: { type: 'boolean', default: false },
-        pivot: { type: 'boolean', default: false },
-        abort: { type: 'boolean', default: false },
-        async: { type: 'boolean', default: false },
-        force: { type: 'boolean', default: false },
-        bandwidth: { type: 'string' },
-        pause: { type: 'boolean', default: false },
-        resume: { type: 'boolean', default: false },
-        json: { type: 'boolean', default: false },
-      },
-      strict: true,
-      allowPositionals: true,
-    });
-  } catch (e) {
-    out.error(`error: ${e instanceof Error ? e.message : String(e)}\n\n${BLOCKJOB_USAGE}`);
-    return 2;
+export const BLOCKJOB_HELP = `${BLOCKJOB_USAGE}
+
+Acts on the block job of DISK (any name of the disk), as virsh blockjob does: a job this host's
+blockcopy started (from the store, or through the daemon when one runs) or one another tool
+started (adopted).
+  --info             the job's type, progress and bandwidth (the default verb)
+  --pivot            switch the disk to the copy (only when the copy is ready)
+  --abort            end the job; a ready copy is kept, the disk stays on its source
+  --async            return once the request is sent (with --abort or --pivot)
+  --force            with --abort: cancel at once, even a job that is finishing
+  --bandwidth MIB    the job's speed limit in MiB/s (0 = unlimited)
+  --pause, --resume  pause or resume the job
+The hypervisor: --hypervisor sim|qmp:SOCKET, --connect URI --domain NAME, or the
+${HYPERVISOR_ENV} environment variable. Exit codes: 0 done, 1 refused or failed, 2 usage.`;
+
+export async function runBlockjobCommand(
+  argv: readonly string[],
+  out: Output,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Promise<number> {
+  const parsed = readCommandArgs('blockjob', argv, {
+    options: {
+      domain: { type: 'string' },
+      hypervisor: { type: 'string' },
+      connect: { type: 'string' },
+      store: { type: 'string' },
+      socket: { type: 'string' },
+      info: { type: 'boolean', default: false },
+      pivot: { type: 'boolean', default: false },
+      abort: { type: 'boolean', default: false },
+      async: { type: 'boolean', default: false },
+      force: { type: 'boolean', default: false },
+      bandwidth: { type: 'string' },
+      pause: { type: 'boolean', default: false },
+      resume: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
+  if (parsed.isErr()) return usageFailure(out, 'blockjob', parsed.error.message);
+  if (parsed.value === 'help') {
+    out.line(BLOCKJOB_HELP);
+    return 0;
   }
-  const { values, positionals } = parsed;
-  const usage = (message: string) => {
-    out.error(`error: ${message}\n\n${BLOCKJOB_USAGE}`);
-    return 2;
-  };
+  const { values, positionals } = parsed.value;
+  const usage = (message: string) => usageFailure(out, 'blockjob', message);
   if (positionals.length !== 1) return usage('blockjob expects one DISK');
   const disk = positionals[0]!;
   const actions = [
@@ -74,7 +88,14 @@ export async function runBlockjobCommand(argv: readonly string[], out: Output): 
     const uri = parseConnectUri(values.connect);
     if (uri.isErr()) return usage(uri.error);
   }
-  const hypervisor = values.connect !== undefined ? `libvirt:${values.connect}` : (values.hypervisor ?? 'sim');
+  // As for copy: no hypervisor named is a usage error, never a silent simulator.
+  const fromEnv = env[HYPERVISOR_ENV] === '' ? undefined : env[HYPERVISOR_ENV];
+  const hypervisor = values.connect !== undefined ? `libvirt:${values.connect}` : (values.hypervisor ?? fromEnv);
+  if (hypervisor === undefined) {
+    return usage(
+      `blockjob needs a hypervisor: --hypervisor sim|qmp:SOCKET, --connect URI or the ${HYPERVISOR_ENV} environment variable`,
+    );
+  }
   const domain = values.domain ?? defaultDomainOf(hypervisor);
   const async = values.async ? AbortFlags.ASYNC : 0;
   const request: ControlRequest = values.pivot

@@ -8,11 +8,11 @@
  * the end; an interrupt aborts the pull (synchronously, or with --async without waiting).
  * Exit codes: 0 done, 1 refused or failed, 2 usage.
  */
-import { parseArgs } from 'node:util';
 import { AbortFlags, RebaseFlags } from '../core/flags.js';
 import { PullFlags } from '../core/pull.js';
 import type { BlockCopyError } from '../core/errors.js';
 import type { Output } from './copy.js';
+import { readCommandArgs, usageFailure } from './command-args.js';
 import type { MainEnvironment } from './main.js';
 import { SIMULATOR_NOTICE, describeSpec, openHypervisor, selectHypervisor } from './hypervisor.js';
 import { defaultDomainOf, openStore, storePath } from './durable.js';
@@ -51,41 +51,31 @@ export async function runBlockpullCommand(
   out: Output,
   environment: MainEnvironment,
 ): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      options: {
-        domain: { type: 'string' },
-        hypervisor: { type: 'string' },
-        connect: { type: 'string' },
-        base: { type: 'string' },
-        bandwidth: { type: 'string' },
-        bytes: { type: 'boolean', default: false },
-        'keep-relative': { type: 'boolean', default: false },
-        wait: { type: 'boolean', default: false },
-        verbose: { type: 'boolean', default: false },
-        async: { type: 'boolean', default: false },
-        store: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', default: false },
-      },
-      strict: true,
-      allowPositionals: true,
-    });
-  } catch (e) {
-    out.error(`error: ${e instanceof Error ? e.message : String(e)}\n\n${BLOCKPULL_USAGE}`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  if (values.help) {
+  const parsed = readCommandArgs('blockpull', argv, {
+    options: {
+      domain: { type: 'string' },
+      hypervisor: { type: 'string' },
+      connect: { type: 'string' },
+      base: { type: 'string' },
+      bandwidth: { type: 'string' },
+      bytes: { type: 'boolean', default: false },
+      'keep-relative': { type: 'boolean', default: false },
+      wait: { type: 'boolean', default: false },
+      verbose: { type: 'boolean', default: false },
+      async: { type: 'boolean', default: false },
+      store: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
+  if (parsed.isErr()) return usageFailure(out, 'blockpull', parsed.error.message);
+  if (parsed.value === 'help') {
     out.line(BLOCKPULL_HELP);
     return 0;
   }
-  const usage = (message: string) => {
-    out.error(`error: ${message}\n\n${BLOCKPULL_USAGE}`);
-    return 2;
-  };
+  const { values, positionals } = parsed.value;
+  const usage = (message: string) => usageFailure(out, 'blockpull', message);
   if (positionals.length !== 1) return usage('blockpull expects one DISK');
   if (values.bandwidth !== undefined && !/^\d+$/.test(values.bandwidth))
     return usage(`--bandwidth expects a whole number, got '${values.bandwidth}'`);

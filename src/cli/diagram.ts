@@ -4,7 +4,7 @@
  * commits to visualizations/.
  */
 import { writeFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
+import { readCommandArgs, usageFailure } from './command-args.js';
 import type { DiagramFormat } from '../diagram/index.js';
 import { DEFAULT_DIAGRAM_MACHINE, diagramMachines, renderDiagram, walkMachine } from '../diagram/index.js';
 import type { Output } from './copy.js';
@@ -18,42 +18,33 @@ const FORMATS: readonly DiagramFormat[] = ['mermaid', 'dot', 'svg'];
 
 /** Exit codes: 0 done, 2 usage error, 1 the file could not be written. */
 export async function runDiagramCommand(argv: readonly string[], out: Output): Promise<number> {
-  let values: {
-    format?: string | undefined;
-    output?: string | undefined;
-    machine?: string | undefined;
-    help?: boolean;
-  };
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: {
-        format: { type: 'string', short: 'f' },
-        output: { type: 'string', short: 'o' },
-        machine: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    out.error(`error: ${e instanceof Error ? e.message : String(e)}\n\n${DIAGRAM_USAGE}`);
-    return 2;
-  }
-  if (values.help) {
+  const parsed = readCommandArgs('diagram', argv, {
+    options: {
+      format: { type: 'string', short: 'f' },
+      output: { type: 'string', short: 'o' },
+      machine: { type: 'string' },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (parsed.isErr()) return usageFailure(out, 'diagram', parsed.error.message);
+  if (parsed.value === 'help') {
     out.line(DIAGRAM_USAGE);
     return 0;
   }
+  const { values } = parsed.value;
   const format = (values.format ?? 'mermaid') as DiagramFormat;
   if (!FORMATS.includes(format)) {
-    out.error(`error: --format expects mermaid, dot or svg, got '${values.format}'\n\n${DIAGRAM_USAGE}`);
-    return 2;
+    return usageFailure(out, 'diagram', `--format expects mermaid, dot or svg, got '${values.format}'`);
   }
   const name = values.machine ?? DEFAULT_DIAGRAM_MACHINE;
   const machine = diagramMachines[name];
   if (!machine) {
-    out.error(`error: unknown machine '${name}' (known: ${Object.keys(diagramMachines).join(', ')})`);
-    return 2;
+    return usageFailure(
+      out,
+      'diagram',
+      `unknown machine '${name}' (known: ${Object.keys(diagramMachines).join(', ')})`,
+    );
   }
   const text = await renderDiagram(walkMachine(machine), format);
   if (values.output !== undefined) {

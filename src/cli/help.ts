@@ -97,6 +97,6 @@ export function helpText(topic: HelpCommand['topic']): string {
 }
 
 /** The line after a usage error. */
-export function seeHelp(command: HelpCommand['topic']): string {
+export function seeHelp(command: string | null): string {
   return command === null ? 'see blockcopy --help' : `see blockcopy ${command} --help`;
 }

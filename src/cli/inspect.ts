@@ -7,7 +7,7 @@
  * the engine with `inspect: inspector.inspect`, then `inspector.attach(engine)`.
  */
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
+import { readCommandArgs, usageFailure } from './command-args.js';
 import { createEngine } from '../engine/engine.js';
 import { createDemoHypervisor, runDemo } from '../inspector/demo.js';
 import type { InspectorRecord } from '../inspector/records.js';
@@ -49,37 +49,29 @@ export async function runInspectCommand(
   out: Output,
   deps: InspectDependencies = {},
 ): Promise<number> {
-  let values: { port?: string; load?: string; export?: string; rounds?: string; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: {
-        port: { type: 'string' },
-        load: { type: 'string' },
-        export: { type: 'string' },
-        rounds: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    out.error(`error: ${e instanceof Error ? e.message : String(e)}\n\n${INSPECT_USAGE}`);
-    return 2;
-  }
-  if (values.help) {
+  const parsed = readCommandArgs('inspect', argv, {
+    options: {
+      port: { type: 'string' },
+      load: { type: 'string' },
+      export: { type: 'string' },
+      rounds: { type: 'string' },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (parsed.isErr()) return usageFailure(out, 'inspect', parsed.error.message);
+  if (parsed.value === 'help') {
     out.line(INSPECT_USAGE);
     return 0;
   }
+  const { values } = parsed.value;
   const port = positiveInt('port', values.port);
   const rounds = positiveInt('rounds', values.rounds);
   if (typeof port === 'string' || typeof rounds === 'string') {
-    out.error(`error: ${typeof port === 'string' ? port : String(rounds)}\n\n${INSPECT_USAGE}`);
-    return 2;
+    return usageFailure(out, 'inspect', typeof port === 'string' ? port : String(rounds));
   }
   if (values.load !== undefined && values.rounds !== undefined) {
-    out.error(`error: --rounds is for the demo; --load shows a recording\n\n${INSPECT_USAGE}`);
-    return 2;
+    return usageFailure(out, 'inspect', '--rounds is for the demo; --load shows a recording');
   }
 
   let records: InspectorRecord[] | undefined;

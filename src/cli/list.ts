@@ -8,7 +8,6 @@
  * daemon when one runs (QEMU's monitor serves one client), else read from the hypervisor directly.
  * `blockjob` can then act on them.
  */
-import { parseArgs } from 'node:util';
 import { errors } from '../core/errors.js';
 import { fromHypervisorError } from '../core/hypervisor-error.js';
 import type { JobRecord } from '../core/job-store.js';
@@ -17,37 +16,41 @@ import type { ForeignJob } from '../engine/foreign.js';
 import { foreignJobs } from '../engine/foreign.js';
 import { parseConnectUri } from '../../adapters/libvirt/uri.js';
 import type { Output } from './copy.js';
+import { readCommandArgs, usageFailure } from './command-args.js';
 import { daemonRuns, defaultDomainOf, openStore, socketPath, storePath } from './durable.js';
 import { openHypervisorByName } from './hypervisor.js';
 
 export const LIST_USAGE =
   'usage: blockcopy list [--all] [--json] [--store PATH] [--socket PATH] [--hypervisor sim|qmp:SOCKET [--domain NAME] | --connect URI --domain NAME]';
 
+export const LIST_HELP = `${LIST_USAGE}
+
+Lists the block jobs in the store: domain, disk, state, progress and age; with --all the ended
+ones too. With a hypervisor named (--hypervisor, or --connect URI --domain NAME for libvirt), block
+jobs on it that no record holds (started by another tool) are listed too, marked foreign; blockjob
+can act on them. Works with or without a running daemon. --json prints one JSON document.`;
+
 export async function runListCommand(argv: readonly string[], out: Output, now = Date.now()): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: {
-        store: { type: 'string' },
-        socket: { type: 'string' },
-        hypervisor: { type: 'string' },
-        connect: { type: 'string' },
-        domain: { type: 'string' },
-        all: { type: 'boolean', default: false },
-        json: { type: 'boolean', default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    out.error(`error: ${e instanceof Error ? e.message : String(e)}\n\n${LIST_USAGE}`);
-    return 2;
+  const parsed = readCommandArgs('list', argv, {
+    options: {
+      store: { type: 'string' },
+      socket: { type: 'string' },
+      hypervisor: { type: 'string' },
+      connect: { type: 'string' },
+      domain: { type: 'string' },
+      all: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (parsed.isErr()) return usageFailure(out, 'list', parsed.error.message);
+  if (parsed.value === 'help') {
+    out.line(LIST_HELP);
+    return 0;
   }
-  const usage = (message: string) => {
-    out.error(`error: ${message}\n\n${LIST_USAGE}`);
-    return 2;
-  };
+  const { values } = parsed.value;
+  const usage = (message: string) => usageFailure(out, 'list', message);
   if (values.connect !== undefined) {
     if (values.hypervisor !== undefined) return usage('--connect and --hypervisor exclude each other');
     if (values.domain === undefined) return usage('--connect needs --domain NAME');

@@ -57,7 +57,7 @@ export async function main(
     case 'replay':
       return (await import('./replay.js')).runReplayCommand(cmd.argv, out);
     case 'blockjob':
-      return (await import('./blockjob.js')).runBlockjobCommand(cmd.argv, out);
+      return (await import('./blockjob.js')).runBlockjobCommand(cmd.argv, out, environment.env);
     case 'blockpull':
       return (await import('./blockpull.js')).runBlockpullCommand(cmd.argv, out, environment);
     case 'list':
@@ -65,7 +65,12 @@ export async function main(
     case 'daemon':
       return (await import('./daemon.js')).runDaemonCommand(cmd.argv, out);
     case 'migrate-storage':
-      return (await import('./migrate-storage.js')).runMigrateStorageCommand(cmd.argv, out, environment.signals);
+      return (await import('./migrate-storage.js')).runMigrateStorageCommand(
+        cmd.argv,
+        out,
+        environment.signals,
+        environment.env,
+      );
     case 'copy':
     case 'domblklist': {
       const { SIMULATOR_NOTICE, describeSpec, selectHypervisor } = await import('./hypervisor.js');

@@ -5,7 +5,6 @@
  * before their first pivot, carried forward after it). Ctrl-C cancels (rolls back) before the
  * first pivot. Exit codes: 0 every disk migrated, 1 rolled back, failed or partial, 2 usage.
  */
-import { parseArgs } from 'node:util';
 import { SimChainFiles } from '../../adapters/sim/chain-files.js';
 import { SimulatedHypervisor } from '../../adapters/sim/hypervisor.js';
 import { LocalChainFiles } from '../../adapters/local-chain-files.js';
@@ -18,7 +17,8 @@ import type { MigrationResult, StorageMigration } from '../workflows/migrate-sto
 import { migrateStorage, recoverMigrations } from '../workflows/migrate-storage.js';
 import type { Output } from './copy.js';
 import { defaultDomainOf, openStore, storePath } from './durable.js';
-import { SIMULATOR_NOTICE, openHypervisorByName } from './hypervisor.js';
+import { HYPERVISOR_ENV, SIMULATOR_NOTICE, openHypervisorByName } from './hypervisor.js';
+import { readCommandArgs, usageFailure } from './command-args.js';
 import type { SignalSource } from './interrupts.js';
 import { trapInterrupts } from './interrupts.js';
 
@@ -36,38 +36,29 @@ export async function runMigrateStorageCommand(
   argv: readonly string[],
   out: Output,
   signals: SignalSource = process,
+  env: Readonly<Record<string, string | undefined>> = process.env,
 ): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      options: {
-        domain: { type: 'string' },
-        hypervisor: { type: 'string', default: 'sim' },
-        store: { type: 'string' },
-        all: { type: 'boolean', default: false },
-        disk: { type: 'string', multiple: true },
-        recover: { type: 'boolean', default: false },
-        verbose: { type: 'boolean', default: false },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-      allowPositionals: true,
-    });
-  } catch (e) {
-    out.error(`error: ${e instanceof Error ? e.message : String(e)}\n\n${MIGRATE_STORAGE_USAGE}`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  if (values.help) {
+  const parsed = readCommandArgs('migrate-storage', argv, {
+    options: {
+      domain: { type: 'string' },
+      hypervisor: { type: 'string' },
+      store: { type: 'string' },
+      all: { type: 'boolean', default: false },
+      disk: { type: 'string', multiple: true },
+      recover: { type: 'boolean', default: false },
+      verbose: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
+  if (parsed.isErr()) return usageFailure(out, 'migrate-storage', parsed.error.message);
+  if (parsed.value === 'help') {
     out.line(MIGRATE_STORAGE_USAGE);
     return 0;
   }
-  const usage = (message: string) => {
-    out.error(`error: ${message}\n\n${MIGRATE_STORAGE_USAGE}`);
-    return 2;
-  };
+  const { values, positionals } = parsed.value;
+  const usage = (message: string) => usageFailure(out, 'migrate-storage', message);
   const listed = values.disk ?? [];
   let disks: readonly string[] | 'all' = 'all';
   let destDir = '';
@@ -84,7 +75,14 @@ export async function runMigrateStorageCommand(
     destDir = positionals[1]!;
   }
 
-  const hypervisorName = values.hypervisor;
+  // As for copy: no hypervisor named is a usage error, never a silent simulator.
+  const fromEnv = env[HYPERVISOR_ENV] === '' ? undefined : env[HYPERVISOR_ENV];
+  const hypervisorName = values.hypervisor ?? fromEnv;
+  if (hypervisorName === undefined) {
+    return usage(
+      `migrate-storage needs a hypervisor: --hypervisor sim|qmp:SOCKET|libvirt:URI or the ${HYPERVISOR_ENV} environment variable`,
+    );
+  }
   const opened = await openHypervisorByName(hypervisorName);
   if (opened.isErr()) {
     out.error(`error: ${opened.error}`);

@@ -10,29 +10,26 @@
 import { replayTrace } from '../replay/driver.js';
 import { formatTraceError, readTraceFile } from '../replay/trace.js';
 import type { Output } from './copy.js';
+import { readCommandArgs, usageFailure } from './command-args.js';
 
 export const REPLAY_USAGE = 'usage: blockcopy replay TRACE.jsonl [--json]';
 
 export async function runReplayCommand(argv: readonly string[], out: Output): Promise<number> {
-  let json = false;
-  const files: string[] = [];
-  for (const arg of argv) {
-    if (arg === '--json') json = true;
-    else if (arg === '--help' || arg === '-h') {
-      out.line(REPLAY_USAGE);
-      return 0;
-    } else if (arg.startsWith('-')) {
-      out.error(`error: unknown option '${arg}'`);
-      out.error(REPLAY_USAGE);
-      return 2;
-    } else files.push(arg);
+  const parsed = readCommandArgs('replay', argv, {
+    options: { json: { type: 'boolean', default: false } },
+    strict: true,
+    allowPositionals: true,
+  });
+  if (parsed.isErr()) return usageFailure(out, 'replay', parsed.error.message);
+  if (parsed.value === 'help') {
+    out.line(REPLAY_USAGE);
+    return 0;
   }
+  const json = parsed.value.values.json;
+  const files = parsed.value.positionals;
   const file = files[0];
-  if (file === undefined || files.length > 1) {
-    out.error(files.length > 1 ? 'error: one trace at a time' : 'error: no trace given');
-    out.error(REPLAY_USAGE);
-    return 2;
-  }
+  if (file === undefined) return usageFailure(out, 'replay', "command 'replay' requires <trace> option");
+  if (files.length > 1) return usageFailure(out, 'replay', `unexpected data '${files[1]}': one trace at a time`);
 
   const lines = await readTraceFile(file);
   if (lines.isErr()) {

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
 import { captureOutput } from './capture.js';
 
-const env = { env: {}, signals: new EventEmitter() };
+const env = { env: { BLOCKCOPY_HYPERVISOR: 'sim' }, signals: new EventEmitter() };
 
 describe('blockcopy migrate-storage (simulator)', () => {
   it('moves a disk with its whole chain and says where it reads now', async () => {
@@ -40,7 +40,10 @@ describe('blockcopy migrate-storage (simulator)', () => {
     ]) {
       const o = captureOutput();
       expect(await main(argv, o, env), argv.join(' ')).toBe(2);
-      expect(o.errors.join('\n')).toContain('usage: blockcopy migrate-storage');
+      expect(o.errors.at(-1)).toBe('see blockcopy migrate-storage --help');
     }
+    const none = captureOutput();
+    expect(await main(['migrate-storage', 'vda', '/tmp'], none, { ...env, env: {} })).toBe(2);
+    expect(none.errors[0]).toMatch(/^error: migrate-storage needs a hypervisor: /);
   });
 });

@@ -92,7 +92,7 @@ describe('blockcopy replay', () => {
     async (argv) => {
       const out = captureOutput();
       expect(await runReplayCommand(argv, out)).toBe(2);
-      expect(out.errors.at(-1)).toBe('usage: blockcopy replay TRACE.jsonl [--json]');
+      expect(out.errors.at(-1)).toBe('see blockcopy replay --help');
     },
   );
 });
