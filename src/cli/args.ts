@@ -13,6 +13,7 @@ import {
   UINT_MAX,
   UsageError,
   bandwidthOption,
+  connectOption,
   readOptions,
   timeoutOption,
   unsignedOption,
@@ -195,7 +196,7 @@ export function parseCopy(argv: readonly string[]): Result<CopyCommand | HelpCom
     return err(new UsageError(`--on-target-error expects report, stop, ignore or enospc, got '${policy}'`));
   }
   if (flag('inspect-keep') && !flag('inspect')) return err(new UsageError('--inspect-keep requires --inspect'));
-  const connect = connectOption(strings);
+  const connect = connectOptionOf(strings);
   if (connect.isErr()) return err(connect.error);
 
   const cmd: CopyCommand = {
@@ -236,12 +237,12 @@ export function parseCopy(argv: readonly string[]): Result<CopyCommand | HelpCom
 }
 
 /** --connect URI (libvirt, as virsh -c): excludes --hypervisor and needs --domain. */
-function connectOption(strings: ReadonlyMap<string, string>): Result<string | undefined, UsageError> {
-  const connect = strings.get('connect');
-  if (connect === undefined) return ok(undefined);
-  if (strings.has('hypervisor')) return err(new UsageError('--connect and --hypervisor are mutually exclusive'));
-  if (!strings.has('domain')) return err(new UsageError('--connect needs --domain NAME'));
-  return ok(connect);
+function connectOptionOf(strings: ReadonlyMap<string, string>): Result<string | undefined, UsageError> {
+  return connectOption({
+    connect: strings.get('connect'),
+    hypervisor: strings.get('hypervisor'),
+    domain: strings.get('domain'),
+  });
 }
 
 function parseDomblklist(argv: readonly string[]): Result<DomblklistCommand | HelpCommand, UsageError> {
@@ -259,7 +260,7 @@ function parseDomblklist(argv: readonly string[]): Result<DomblklistCommand | He
   if (read.isErr()) return err(read.error);
   const { booleans, strings, help } = read.value;
   if (help) return ok({ command: 'help', topic: 'domblklist' });
-  const connect = connectOption(strings);
+  const connect = connectOptionOf(strings);
   if (connect.isErr()) return err(connect.error);
   return ok({
     command: 'domblklist',

@@ -11,8 +11,8 @@ import { createController } from '../daemon/server.js';
 import type { Output } from './copy.js';
 import { daemonRuns, defaultDomainOf, openStore, socketPath, storePath } from './durable.js';
 import { HYPERVISOR_ENV, openHypervisorByName } from './hypervisor.js';
+import { connectOption } from './virsh-options.js';
 import { readCommandArgs, usageFailure } from './command-args.js';
-import { parseConnectUri } from '../../adapters/libvirt/uri.js';
 
 export const BLOCKJOB_USAGE = `usage: blockcopy blockjob DISK [--domain NAME] [--hypervisor sim|qmp:SOCKET | --connect URI] [--store PATH]
                          [--socket PATH] (--info | --pivot | --abort [--async] [--force] |
@@ -82,12 +82,8 @@ export async function runBlockjobCommand(
   if (values.bandwidth !== undefined && !/^\d+$/.test(values.bandwidth))
     return usage(`--bandwidth expects a whole number of MiB/s, got '${values.bandwidth}'`);
   // --connect URI drives libvirtd, as virsh -c does (the daemon knows it as libvirt:URI).
-  if (values.connect !== undefined) {
-    if (values.hypervisor !== undefined) return usage('--connect and --hypervisor are mutually exclusive');
-    if (values.domain === undefined) return usage('--connect needs --domain NAME');
-    const uri = parseConnectUri(values.connect);
-    if (uri.isErr()) return usage(uri.error);
-  }
+  const connect = connectOption(values);
+  if (connect.isErr()) return usage(connect.error.message);
   // As for copy: no hypervisor named is a usage error, never a silent simulator.
   const fromEnv = env[HYPERVISOR_ENV] === '' ? undefined : env[HYPERVISOR_ENV];
   const hypervisor = values.connect !== undefined ? `libvirt:${values.connect}` : (values.hypervisor ?? fromEnv);

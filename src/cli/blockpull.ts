@@ -15,6 +15,7 @@ import type { Output } from './copy.js';
 import { readCommandArgs, usageFailure } from './command-args.js';
 import type { MainEnvironment } from './main.js';
 import { SIMULATOR_NOTICE, describeSpec, openHypervisor, selectHypervisor } from './hypervisor.js';
+import { connectOption } from './virsh-options.js';
 import { defaultDomainOf, openStore, storePath } from './durable.js';
 import { trapInterrupts } from './interrupts.js';
 
@@ -81,6 +82,8 @@ export async function runBlockpullCommand(
     return usage(`--bandwidth expects a whole number, got '${values.bandwidth}'`);
   if (values.bytes && values.bandwidth === undefined) return usage('--bytes goes with --bandwidth');
   if ((values.verbose || values.async) && !values.wait) return usage('--verbose and --async go with --wait');
+  const connect = connectOption(values);
+  if (connect.isErr()) return usage(connect.error.message);
   const spec = selectHypervisor('blockpull', {
     option: values.hypervisor,
     connect: values.connect,

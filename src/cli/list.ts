@@ -14,11 +14,11 @@ import type { JobRecord } from '../core/job-store.js';
 import { callDaemon } from '../daemon/client.js';
 import type { ForeignJob } from '../engine/foreign.js';
 import { foreignJobs } from '../engine/foreign.js';
-import { parseConnectUri } from '../../adapters/libvirt/uri.js';
 import type { Output } from './copy.js';
 import { readCommandArgs, usageFailure } from './command-args.js';
 import { daemonRuns, defaultDomainOf, openStore, socketPath, storePath } from './durable.js';
 import { openHypervisorByName } from './hypervisor.js';
+import { connectOption } from './virsh-options.js';
 
 export const LIST_USAGE =
   'usage: blockcopy list [--all] [--json] [--store PATH] [--socket PATH] [--hypervisor sim|qmp:SOCKET [--domain NAME] | --connect URI --domain NAME]';
@@ -51,12 +51,9 @@ export async function runListCommand(argv: readonly string[], out: Output, now =
   }
   const { values } = parsed.value;
   const usage = (message: string) => usageFailure(out, 'list', message);
-  if (values.connect !== undefined) {
-    if (values.hypervisor !== undefined) return usage('--connect and --hypervisor exclude each other');
-    if (values.domain === undefined) return usage('--connect needs --domain NAME');
-    const uri = parseConnectUri(values.connect);
-    if (uri.isErr()) return usage(uri.error);
-  } else if (values.domain !== undefined && values.hypervisor === undefined)
+  const connect = connectOption(values);
+  if (connect.isErr()) return usage(connect.error.message);
+  if (values.connect === undefined && values.domain !== undefined && values.hypervisor === undefined)
     return usage('--domain goes with --hypervisor or --connect');
   const hypervisor = values.connect !== undefined ? `libvirt:${values.connect}` : values.hypervisor;
 

@@ -90,6 +90,21 @@ export function readOptions(
   return ok({ booleans, strings, positionals: found, help: false });
 }
 
+/**
+ * --connect URI (libvirt, as virsh -c) excludes --hypervisor and needs --domain: the one rule of
+ * every command that takes both. The URI itself is checked when it is opened (exit 1, as virsh).
+ */
+export function connectOption(options: {
+  readonly connect?: string | undefined;
+  readonly hypervisor?: string | undefined;
+  readonly domain?: string | undefined;
+}): Result<string | undefined, UsageError> {
+  if (options.connect === undefined) return ok(undefined);
+  if (options.hypervisor !== undefined) return err(new UsageError('--connect and --hypervisor are mutually exclusive'));
+  if (options.domain === undefined) return err(new UsageError('--connect needs --domain NAME'));
+  return ok(options.connect);
+}
+
 // --- virsh's numbers (vshCommandOptUInt, vshCommandOptULongLong, vshBlockJobOptionBandwidth) -----
 
 export const UINT_MAX = 4294967295n;
