@@ -1,5 +1,5 @@
 // Long model-based run on demand: `npm run test:model -- --runs 1000000` (or BLOCKCOPY_MODEL_RUNS)
-// runs that many sequences over the four model spec files. Memory stays bounded: each sequence
+// runs that many sequences in all, shared by the five model spec files that take a budget. Memory stays bounded: each sequence
 // builds and drops its own simulator and engine; only counters are kept.
 import { spawnSync } from 'node:child_process';
 
