@@ -1176,7 +1176,16 @@ function disksOf(
       exportId: d.exportId,
       source: g.protocolFile(d.top) ?? plain ?? '',
       chain: chain.unwrapOr([]),
-      job: jobId === undefined ? null : { jobId, type: bj?.type ?? 'unknown', status: bj?.status ?? 'running' },
+      job:
+        jobId === undefined
+          ? null
+          : {
+              jobId,
+              type: bj?.type ?? 'unknown',
+              status: bj?.status ?? 'running',
+              // Read in the same call: list shows a foreign job's progress too.
+              ...(bj ? { offset: bj.offset, len: bj.len } : {}),
+            },
       top: d.top,
       consumer: d.consumer,
     };

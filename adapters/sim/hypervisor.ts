@@ -247,7 +247,15 @@ export class SimulatedHypervisor implements HypervisorPort {
             exportId: null,
             source: disk.chain[0] ?? '',
             chain,
-            job: job ? { jobId: job.id, type: job.stream ? 'stream' : 'mirror', status: job.status } : null,
+            job: job
+              ? {
+                  jobId: job.id,
+                  type: job.stream ? 'stream' : 'mirror',
+                  status: job.status,
+                  offset: job.offset,
+                  len: job.len,
+                }
+              : null,
           };
         }),
       );

@@ -376,6 +376,13 @@ function abortRefusedReport(
   };
 }
 
+/** How blockjob names the hypervisor a copy ran on (the daemon's name 'libvirt:URI' is --connect). */
+function hypervisorOption(hypervisor: string, domain: string): string {
+  return hypervisor.startsWith('libvirt:')
+    ? `--connect ${hypervisor.slice('libvirt:'.length)} --domain ${domain}`
+    : `--hypervisor ${hypervisor}`;
+}
+
 function leaveRunning(job: BlockCopyJob, out: Output, hypervisor: string, phase: 'running' | 'ready'): CopyRun {
   const why =
     phase === 'ready'
@@ -384,7 +391,7 @@ function leaveRunning(job: BlockCopyJob, out: Output, hypervisor: string, phase:
   const simulated = hypervisor === 'sim';
   const reason = simulated
     ? `${why}; the simulated job ends with this process`
-    : `${why}; nothing will pivot, cancel or dismiss QEMU job '${job.jobId}' or detach its target ${job.plan.destination.path} (use --pivot, --finish or --timeout to have blockcopy see the copy through)`;
+    : `${why}; QEMU job '${job.jobId}' into ${job.plan.destination.path} goes on, recorded in the job store: end it with 'blockcopy blockjob ${job.disk} --pivot' or '--abort' ${hypervisorOption(hypervisor, job.domain)} (or use --pivot, --finish or --timeout to have this command see it through)`;
   out.error(`blockcopy: left running: ${reason}`);
   const states = job.states();
   return {

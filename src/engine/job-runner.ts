@@ -542,6 +542,10 @@ export class JobRunner {
     if (event.kind === 'job-status' && event.status === 'running') this.pause.stoppedOnError = false;
     if (event.kind === 'job-ready' || event.kind === 'job-completed' || event.kind === 'job-cancelled') {
       this.setProgress({ cur: event.offset, end: event.len, speed: event.speed, at: this.options.clock.now() });
+      // QEMU sends JOB_STATUS_CHANGE(ready) first, which made the chart ready and was recorded
+      // with the progress of the last poll: record the copy's full extent once (list shows it).
+      if (event.kind === 'job-ready' && this.actorStarted && this.actor.getSnapshot().matches('ready'))
+        this.options.onChange?.();
     }
   }
 

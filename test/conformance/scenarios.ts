@@ -222,7 +222,11 @@ export const SCENARIOS: readonly Scenario[] = [
 
       const dest = await create(d, 'listed.qcow2');
       await must('startMirror', d.port.startMirror(spec(d, 'c-list', dest, { speed: MiB })));
-      expect((await listed(d)).job).toEqual({ jobId: 'c-list', type: 'mirror', status: 'running' });
+      // With its progress, read in the same call (QEMU's query-block-jobs): at most the disk's size.
+      const job = (await listed(d)).job;
+      expect(job).toEqual({ jobId: 'c-list', type: 'mirror', status: 'running', len: d.size, offset: job?.offset });
+      expect(job?.offset).toBeGreaterThanOrEqual(0);
+      expect(job?.offset).toBeLessThanOrEqual(d.size);
       await must('setJobSpeed', d.port.setJobSpeed('c-list', 0));
       await untilTrail(d, 'c-list', 'job-ready');
       await must('completeJob', d.port.completeJob('c-list'));

@@ -107,7 +107,7 @@ describe('blockcopy copy on QEMU as a child process: no debris', () => {
     const jobs = await fx.cmd<{ id: string; status: string }[]>('query-jobs');
     expect(jobs.map((j) => j.id)).toEqual([report.left.jobId]);
     expect(report.left.destination).toBe(dest);
-    const reason = `without --wait, --pivot, --finish or --timeout blockcopy only starts the job; nothing will pivot, cancel or dismiss QEMU job '${report.left.jobId}' or detach its target ${dest} (use --pivot, --finish or --timeout to have blockcopy see the copy through)`;
+    const reason = `without --wait, --pivot, --finish or --timeout blockcopy only starts the job; QEMU job '${report.left.jobId}' into ${dest} goes on, recorded in the job store: end it with 'blockcopy blockjob vda --pivot' or '--abort' --hypervisor qmp:${fx.qmpSocket} (or use --pivot, --finish or --timeout to have this command see it through)`;
     expect(report.left.reason).toBe(reason);
     expect(cli.stderr()).toBe(`blockcopy: left running: ${reason}\n`);
   });

@@ -136,6 +136,8 @@ describe('the simulator as a VM: the port', () => {
       jobId: 'copy-vda',
       type: 'mirror',
       status: 'running',
+      offset: 0,
+      len: SIZE,
     });
     await clock.runUntil(() => sim.listJobs()[0]?.status === 'ready', 60_000);
     (await sim.completeJob('copy-vda'))._unsafeUnwrap();
