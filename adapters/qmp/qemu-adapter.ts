@@ -478,6 +478,23 @@ export class QemuHypervisor implements HypervisorPort {
     });
   }
 
+  /** Every file a named node has open (query-named-block-nodes): what no one may delete now. */
+  openFiles(domain: string): ResultAsync<readonly string[], HypervisorError> {
+    return wrap('openFiles', async () => {
+      if (domain !== this.domain) return err(invalid('openFiles', `no domain '${domain}'`));
+      const g = await this.graph();
+      if (g.isErr()) return err(g.error);
+      const files = new Set<string>();
+      for (const name of g.value.nodeNames()) {
+        const file = g.value.node(name)?.file;
+        if (file !== undefined && file !== '' && !file.startsWith('json:')) files.add(g.value.absolute(file));
+        const protocol = g.value.protocolFile(name);
+        if (protocol !== undefined) files.add(protocol);
+      }
+      return ok([...files].sort());
+    });
+  }
+
   /**
    * The image the guest reads now, asked of the consumer the disk was first seen through (its
    * device's backend, or its export): one QMP round trip (query-block, or query-block-exports)

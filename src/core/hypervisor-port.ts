@@ -302,6 +302,11 @@ export interface HypervisorPort {
   setJobSpeed(jobId: string, bytesPerSecond: number): ResultAsync<void, HypervisorError>;
   /** job-dismiss of a concluded job, and detach of the job's leftover nodes. Idempotent. */
   dismissJob(jobId: string): ResultAsync<void, HypervisorError>;
+  /**
+   * Every file a node of the domain's block graph has open (any disk's chain, a job's target, a
+   * node left attached), for `--delete-source`. Optional: without it, the chains of listDisks.
+   */
+  openFiles?(domain: string): ResultAsync<readonly string[], HypervisorError>;
   /** Path of the image the disk's guest device now reads from (to confirm a pivot). */
   activeImage(domain: string, disk: string): ResultAsync<string, HypervisorError>;
 
