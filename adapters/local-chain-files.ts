@@ -163,6 +163,29 @@ export class LocalChainFiles implements ChainFiles {
     return wrap('release', () => unlinkIfThere(claimPath(path, claim)));
   }
 
+  identity(path: string): ResultAsync<string | null, HypervisorError> {
+    return wrap('stat', async () => {
+      try {
+        const st = await fs.lstat(path, { bigint: true });
+        return ok(`${st.dev}:${st.ino}`);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return ok(null);
+        return err(ioError('stat', e));
+      }
+    });
+  }
+
+  removeSource(path: string, identity: string): ResultAsync<'deleted' | 'missing' | 'changed', HypervisorError> {
+    return wrap('removeSource', async () => {
+      const now = await this.identity(path);
+      if (now.isErr()) return err(now.error);
+      if (now.value === null) return ok('missing' as const);
+      if (now.value !== identity) return ok('changed' as const);
+      const r = await unlinkIfThere(path);
+      return r.isErr() ? err(r.error) : ok('deleted' as const);
+    });
+  }
+
   /**
    * Makes `to` by `make(tmp)` under the claim's name, fsyncs it and links it into place. A `to`
    * that already is the claim's file is a retry: done. Anything else at `to` is refused.

@@ -65,7 +65,9 @@ export const blockPullJobMachine = setup({
     /** block-job-cancel. */
     cancelJob: fromPromise<undefined, { jobId: string; force: boolean }>(notProvided('cancelJob')),
     /** job-dismiss (and release of the pulled-out nodes). */
-    finishJob: fromPromise<undefined, { jobId: string; started: boolean }>(notProvided('finishJob')),
+    finishJob: fromPromise<undefined, { jobId: string; started: boolean; plan?: PullPlan | null }>(
+      notProvided('finishJob'),
+    ),
   },
   guards: {
     planValid: ({ context, event }) =>
@@ -240,7 +242,7 @@ export const blockPullJobMachine = setup({
     finishing: {
       invoke: {
         src: 'finishJob',
-        input: ({ context }) => ({ jobId: context.jobId, started: context.started }),
+        input: ({ context }) => ({ jobId: context.jobId, started: context.started, plan: context.plan }),
         onDone: { target: 'settled' },
         onError: {
           target: 'settled',

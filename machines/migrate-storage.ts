@@ -5,6 +5,8 @@
  *   planning → copyingBacking → rebasingBacking → creatingTops → mirroring (the copies mirror
  *     while the backing copies are verified) → pivoting (one disk after the other, once every
  *     copy is ready and every layer verified) → confirming → releasing → migrated | partial
+ *   with deleteSource, once every disk pivoted, every layer was verified and the guest was seen
+ *     reading every new chain: releasing → deletingSource (the old chains' files) → migrated
  *   any failure or cancel before the first pivot → abortingCopies → rollingBack → rolledBack
  *
  * Each disk's block copy (REUSE_EXT|SHALLOW into the pre-created top) runs as a child actor
@@ -63,6 +65,17 @@ export interface MigrationRequest {
   /** Disks as the caller named them; resolved to canonical names in planning. */
   readonly disks: readonly string[] | 'all';
   readonly destDir: string;
+  /**
+   * After a verified pivot of every disk, delete the files of the old chains (never one a node of
+   * the domain still uses, never a new file). Absent in records written before the option.
+   */
+  readonly deleteSource?: boolean;
+}
+
+/** What `deleteSource` did: the old files deleted, and those kept with the reason. */
+export interface SourceDeletion {
+  readonly deleted: readonly string[];
+  readonly kept: readonly { readonly path: string; readonly reason: string }[];
 }
 
 export type MigrationOutcome = 'migrated' | 'partial' | 'rolled-back' | 'failed';
@@ -87,6 +100,8 @@ export interface MigrationContext {
   readonly verified: boolean;
   /** The verification found a bad copy (or could not run). */
   readonly verifyFailed: boolean;
+  /** What deletingSource did (deleteSource only); null until it ran. */
+  readonly sourceDeletion: SourceDeletion | null;
 }
 
 export interface MigrationInput {
@@ -100,6 +115,8 @@ export interface MigrationOutput {
   readonly outcome: MigrationOutcome;
   readonly status: Readonly<Record<string, DiskStatus>>;
   readonly error: BlockCopyError | null;
+  /** deleteSource only: the old files deleted and kept; null when the deletion did not run. */
+  readonly sourceDeletion: SourceDeletion | null;
 }
 
 /** What reconciling found after a restart: per disk, and whether to go on or roll back. */
@@ -136,7 +153,7 @@ export type MigrationEvent =
 export const copyChildId = (disk: string): string => `copy:${disk}`;
 
 /** States from which a restarted migration goes forward (a pivot may have happened). */
-export const FORWARD_STATES = /^(pivoting|confirming|releasing)(\.|$)/;
+export const FORWARD_STATES = /^(pivoting|confirming|releasing|deletingSource)(\.|$)/;
 
 function notProvided(name: string): () => never {
   return () => {
@@ -197,6 +214,11 @@ export const migrateStorageMachine = setup({
     ),
     /** Hands the new chains over (claims dropped); removes what was made for disks not pivoted. */
     release: fromPromise<undefined, { keep: readonly DiskPlan[]; remove: readonly DiskPlan[] }>(notProvided('release')),
+    /**
+     * deleteSource: deletes the old chains' files once every disk pivoted onto its verified new
+     * chain (a file a node of the domain still uses, or a new file, is kept). Idempotent.
+     */
+    deleteSource: fromPromise<SourceDeletion, { disks: readonly DiskPlan[] }>(notProvided('deleteSource')),
     /** Removes every file the migration created (never one it did not). */
     removeCreated: fromPromise<undefined, { remove: readonly DiskPlan[] }>(notProvided('removeCreated')),
     /** After a restart: what the guest reads and which copies still run. */
@@ -225,6 +247,18 @@ export const migrateStorageMachine = setup({
     morePivots: ({ context }) => context.pivotIndex + 1 < disksOf(context).length,
     decidedForward: ({ event }) => (event as unknown as { output: Reconciled }).output.decision === 'forward',
     spawned: ({ context }) => context.spawned,
+    /**
+     * The old chains may go: asked for, every disk pivoted, every layer verified, the guest seen
+     * reading every new chain (confirming), and no error anywhere.
+     */
+    sourceDeletable: ({ context }) =>
+      context.request.deleteSource === true &&
+      context.verified &&
+      context.error === null &&
+      disksOf(context).length > 0 &&
+      disksOf(context).every(
+        (d) => context.status[d.disk]?.state === 'pivoted' && context.status[d.disk]?.observedChain != null,
+      ),
   },
   actions: {
     /** One child per disk not yet pivoted or ended (attached to a recovered job after a restart). */
@@ -307,7 +341,13 @@ export const migrateStorageMachine = setup({
   id: 'migrateStorage',
   context: ({ input }) =>
     input.resume
-      ? { ...input.resume, resumed: true, spawned: false }
+      ? {
+          ...input.resume,
+          // Records written before deleteSource have no such field.
+          sourceDeletion: (input.resume.sourceDeletion as SourceDeletion | null | undefined) ?? null,
+          resumed: true,
+          spawned: false,
+        }
       : {
           workflowId: input.workflowId,
           request: input.request,
@@ -321,6 +361,7 @@ export const migrateStorageMachine = setup({
           cleanupFailed: false,
           verified: false,
           verifyFailed: false,
+          sourceDeletion: null,
         },
   initial: 'starting',
   output: ({ context }) => {
@@ -334,7 +375,7 @@ export const migrateStorageMachine = setup({
           : context.plan === null || context.cleanupFailed
             ? 'failed'
             : 'rolled-back';
-    return { outcome, status: context.status, error: context.error };
+    return { outcome, status: context.status, error: context.error, sourceDeletion: context.sourceDeletion ?? null };
   },
   on: { CANCEL: { actions: 'markCanceled' } },
   states: {
@@ -501,8 +542,34 @@ export const migrateStorageMachine = setup({
           keep: disksOf(context).filter((d) => context.status[d.disk]?.state === 'pivoted'),
           remove: disksOf(context).filter((d) => context.status[d.disk]?.state !== 'pivoted'),
         }),
-        onDone: [{ guard: 'allPivoted', target: 'migrated' }, { target: 'partial' }],
+        onDone: [
+          { guard: 'sourceDeletable', target: 'deletingSource' },
+          { guard: 'allPivoted', target: 'migrated' },
+          { target: 'partial' },
+        ],
         onError: { target: 'partial', actions: 'recordStepError' },
+      },
+    },
+    deletingSource: {
+      description:
+        'deleteSource: the old chains go, each file only if no node of the domain uses it; the decision is recorded first',
+      invoke: {
+        src: 'deleteSource',
+        input: ({ context }) => ({ disks: disksOf(context) }),
+        onDone: { target: 'migrated', actions: assign({ sourceDeletion: ({ event }) => event.output }) },
+        // The guest is on its new chains whatever happened here: still migrated, the error said.
+        onError: {
+          target: 'migrated',
+          actions: assign({
+            sourceDeletion: ({ context, event }) => ({
+              deleted: [],
+              kept: [...new Set(disksOf(context).flatMap((d) => d.oldChain))].map((path) => ({
+                path,
+                reason: errorOf(event as { error?: unknown }).message,
+              })),
+            }),
+          }),
+        },
       },
     },
     rollingBack: {

@@ -60,6 +60,13 @@ export type {
   StorageMigration,
 } from './workflows/migrate-storage.js';
 export { migrateStorageMachine } from '../machines/migrate-storage.js';
-export type { DiskPlan, DiskState, DiskStatus, LayerPlan, MigrationOutcome } from '../machines/migrate-storage.js';
+export type {
+  DiskPlan,
+  DiskState,
+  DiskStatus,
+  LayerPlan,
+  MigrationOutcome,
+  SourceDeletion,
+} from '../machines/migrate-storage.js';
 export type { ChainFiles, CompareResult, ImageHeader } from './core/chain-files.js';
 export type { WorkflowRecord, WorkflowStore } from './core/workflow-store.js';

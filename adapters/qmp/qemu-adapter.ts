@@ -360,6 +360,17 @@ class BlockGraph {
   }
 }
 
+/** The format nodes whose image is one of `paths` (the topmost node above each file's protocol node). */
+function formatNodesOf(g: BlockGraph, paths: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const path of paths)
+    for (const leaf of g.protocolNodesFor(path)) {
+      const top = g.formatStackAbove(leaf)[0];
+      if (top !== undefined && !out.includes(top)) out.push(top);
+    }
+  return out;
+}
+
 /** QMP commands that change nothing (sharing a view across them is safe). */
 const READ_ONLY_COMMANDS = new Set([
   'query-named-block-nodes',
@@ -475,6 +486,23 @@ export class QemuHypervisor implements HypervisorPort {
       const chain = chainOf(v.value.g, d.top);
       if (chain.isErr()) return err(chain.error);
       return ok({ domain, disk: d.disk, chain: chain.value });
+    });
+  }
+
+  /** Every file a named node has open (query-named-block-nodes): what no one may delete now. */
+  openFiles(domain: string): ResultAsync<readonly string[], HypervisorError> {
+    return wrap('openFiles', async () => {
+      if (domain !== this.domain) return err(invalid('openFiles', `no domain '${domain}'`));
+      const g = await this.graph();
+      if (g.isErr()) return err(g.error);
+      const files = new Set<string>();
+      for (const name of g.value.nodeNames()) {
+        const file = g.value.node(name)?.file;
+        if (file !== undefined && file !== '' && !file.startsWith('json:')) files.add(g.value.absolute(file));
+        const protocol = g.value.protocolFile(name);
+        if (protocol !== undefined) files.add(protocol);
+      }
+      return ok([...files].sort());
     });
   }
 
@@ -870,14 +898,15 @@ export class QemuHypervisor implements HypervisorPort {
     return this.command('block-job-set-speed', { device: jobId, speed: bytesPerSecond }, []);
   }
 
-  dismissJob(jobId: string): ResultAsync<void, HypervisorError> {
+  dismissJob(jobId: string, hint?: { readonly pulledOut?: readonly string[] }): ResultAsync<void, HypervisorError> {
     return wrap('dismissJob', async () => {
       // The graph is asked right behind job-dismiss (QEMU answers in order, so it shows the
       // graph without the job): one round trip for both.
       const [r, g] = await Promise.all([this.qmp('job-dismiss', { id: jobId }), this.graph()]);
       if (r.isErr() && !(r.error.kind === 'qmp' && r.error.desc === 'Job not found')) return err(r.error);
       if (g.isErr()) return err(g.error);
-      const pulled = this.streams.get(jobId);
+      // After a restart the stream is known only by what the pull's record says it pulled out.
+      const pulled = this.streams.get(jobId) ?? (hint?.pulledOut ? formatNodesOf(g.value, hint.pulledOut) : undefined);
       if (pulled !== undefined) {
         // A completed pull left the pulled-out nodes attached but unused: release them, as libvirt
         // does. After a cancel they are still the disk's backing (in use) and stay.

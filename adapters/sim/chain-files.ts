@@ -12,7 +12,8 @@ import type { HypervisorError, ImageFormat } from '../../src/core/hypervisor-por
 import type { SimulatedHypervisor } from './hypervisor.js';
 import { makeImage } from './images.js';
 
-export type ChainFileOperation = 'copyImage' | 'rebaseUnsafe' | 'compare' | 'createOverlay' | 'removeOwned';
+export type ChainFileOperation =
+  'copyImage' | 'rebaseUnsafe' | 'compare' | 'createOverlay' | 'removeOwned' | 'removeSource';
 
 export class SimChainFiles implements ChainFiles {
   readonly name = 'sim';
@@ -24,6 +25,9 @@ export class SimChainFiles implements ChainFiles {
   private readonly content = new Map<string, string>();
   private readonly failures = new Map<ChainFileOperation, { desc: string; match?: string }>();
   private readonly corrupt = new Set<string>();
+  /** Identities of image objects (identity()): a file put anew at a path gets a new one. */
+  private readonly ids = new WeakMap<object, string>();
+  private nextId = 0;
   /** Every call, in order ("copyImage /a -> /b"), for tests. */
   readonly log: string[] = [];
 
@@ -175,6 +179,32 @@ export class SimChainFiles implements ChainFiles {
   release(path: string, claim: string): ResultAsync<void, HypervisorError> {
     if (this.claims.get(path) === claim) this.claims.delete(path);
     return okAsync(undefined);
+  }
+
+  /** A simulated file's identity: its path and the image object now stored there. */
+  identity(path: string): ResultAsync<string | null, HypervisorError> {
+    const image = this.sim.images.get(path);
+    if (image === undefined) return okAsync(null);
+    let id = this.ids.get(image);
+    if (id === undefined) {
+      id = `sim:${++this.nextId}`;
+      this.ids.set(image, id);
+    }
+    return okAsync(id);
+  }
+
+  removeSource(path: string, identity: string): ResultAsync<'deleted' | 'missing' | 'changed', HypervisorError> {
+    this.log.push(`removeSource ${path}`);
+    const refused = this.fault('removeSource', path);
+    if (refused) return errAsync(refused);
+    return this.identity(path).map((now) => {
+      if (now === null) return 'missing' as const;
+      if (now !== identity) return 'changed' as const;
+      this.sim.images.delete(path);
+      this.names.delete(path);
+      this.content.delete(path);
+      return 'deleted' as const;
+    });
   }
 
   private tokenOf(path: string): string {

@@ -19,18 +19,22 @@ import type { Output } from './copy.js';
 import { defaultDomainOf, openStore, storePath } from './durable.js';
 import { HYPERVISOR_ENV, SIMULATOR_NOTICE, openHypervisorByName } from './hypervisor.js';
 import { readCommandArgs, usageFailure } from './command-args.js';
+import { connectOption } from './virsh-options.js';
 import type { SignalSource } from './interrupts.js';
 import { trapInterrupts } from './interrupts.js';
 
 export const MIGRATE_STORAGE_USAGE = `usage: blockcopy migrate-storage DISK DEST-DIR [options]
        blockcopy migrate-storage (--all | --disk NAME [--disk NAME]...) DEST-DIR [options]
        blockcopy migrate-storage --recover [options]
-options: [--domain NAME] [--hypervisor sim|qmp:SOCKET|libvirt:URI] [--store PATH] [--verbose] [--json]
+options: [--domain NAME] [--hypervisor sim|qmp:SOCKET | --connect URI --domain NAME] [--store PATH] [--delete-source]
+         [--verbose] [--json]
 
 Moves each disk with its entire backing chain to DEST-DIR while the guest runs: the backing
 images are copied, verified (qemu-img compare) and given relative backing names, a new top is
 pre-created, a REUSE_EXT|SHALLOW copy mirrors into it, and every disk pivots once all are ready.
-The old files are never written or removed.`;
+The old files are never written; with --delete-source they are deleted once every disk pivoted
+onto its verified new chain and the guest was seen reading it (never a file the domain still
+uses, never one created since; the result lists what was deleted and what was kept).`;
 
 export async function runMigrateStorageCommand(
   argv: readonly string[],
@@ -42,10 +46,12 @@ export async function runMigrateStorageCommand(
     options: {
       domain: { type: 'string' },
       hypervisor: { type: 'string' },
+      connect: { type: 'string' },
       store: { type: 'string' },
       all: { type: 'boolean', default: false },
       disk: { type: 'string', multiple: true },
       recover: { type: 'boolean', default: false },
+      'delete-source': { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
@@ -64,6 +70,7 @@ export async function runMigrateStorageCommand(
   let destDir = '';
   if (values.recover) {
     if (positionals.length > 0 || values.all || listed.length > 0) return usage('--recover takes no disks');
+    if (values['delete-source']) return usage('--recover carries on with the options the migration was started with');
   } else if (values.all || listed.length > 0) {
     if (values.all && listed.length > 0) return usage('choose --all or --disk, not both');
     if (positionals.length !== 1) return usage('expected DEST-DIR after --all or --disk');
@@ -77,10 +84,12 @@ export async function runMigrateStorageCommand(
 
   // As for copy: no hypervisor named is a usage error, never a silent simulator.
   const fromEnv = env[HYPERVISOR_ENV] === '' ? undefined : env[HYPERVISOR_ENV];
-  const hypervisorName = values.hypervisor ?? fromEnv;
+  const connect = connectOption(values);
+  if (connect.isErr()) return usage(connect.error.message);
+  const hypervisorName = connect.value !== undefined ? `libvirt:${connect.value}` : (values.hypervisor ?? fromEnv);
   if (hypervisorName === undefined) {
     return usage(
-      `migrate-storage needs a hypervisor: --hypervisor sim|qmp:SOCKET|libvirt:URI or the ${HYPERVISOR_ENV} environment variable`,
+      `migrate-storage needs a hypervisor: --hypervisor sim|qmp:SOCKET, --connect URI or the ${HYPERVISOR_ENV} environment variable`,
     );
   }
   const opened = await openHypervisorByName(hypervisorName);
@@ -116,7 +125,12 @@ export async function runMigrateStorageCommand(
       if (migrations.length === 0 && !values.json) out.line('No storage migration to recover');
     } else {
       const domain = values.domain ?? defaultDomainOf(hypervisorName);
-      const r = await migrateStorage(setup, { domain, disks, destDir });
+      const r = await migrateStorage(setup, {
+        domain,
+        disks,
+        destDir,
+        ...(values['delete-source'] ? { deleteSource: true } : {}),
+      });
       if (r.isErr()) return fail(out, values.json, r.error.message, r.error.code);
       migrations = [r.value];
     }
@@ -149,9 +163,18 @@ function report(r: MigrationResult, out: Output): void {
     const why = st.error ? ` (${st.error.message})` : '';
     out.line(`${disk}: ${st.state}${chain}${why}`);
   }
+  const deletion = r.sourceDeletion;
+  if (deletion) {
+    for (const path of deletion.deleted) out.line(`deleted ${path}`);
+    for (const k of deletion.kept) out.error(`warning: kept ${k.path}: ${k.reason}`);
+  }
   switch (r.outcome) {
     case 'migrated':
-      out.line('Storage migration complete; the old chain is no longer used (remove it when you wish)');
+      out.line(
+        deletion
+          ? 'Storage migration complete; the old chain was deleted as listed'
+          : 'Storage migration complete; the old chain is no longer used (remove it when you wish)',
+      );
       return;
     case 'partial':
       out.error(`error: storage migration partly done, disk by disk as above: ${r.error?.message ?? ''}`);

@@ -68,4 +68,16 @@ export interface ChainFiles {
   removeOwned(path: string, claim: string): ResultAsync<void, HypervisorError>;
   /** Drops the claim; the file stays (the migration has handed it over to the guest). */
   release(path: string, claim: string): ResultAsync<void, HypervisorError>;
+  /**
+   * Which file is at `path` now (device and inode for local files), null when there is none:
+   * recorded when the old chain is planned, so that `--delete-source` never deletes a file that
+   * replaced it meanwhile.
+   */
+  identity(path: string): ResultAsync<string | null, HypervisorError>;
+  /**
+   * `--delete-source`: deletes the old chain's file at `path` if it still is the file `identity`
+   * named when planned. Idempotent: 'missing' when there is nothing there (deleted before a
+   * restart); 'changed' (nothing deleted) when another file took its place.
+   */
+  removeSource(path: string, identity: string): ResultAsync<'deleted' | 'missing' | 'changed', HypervisorError>;
 }

@@ -300,8 +300,17 @@ export interface HypervisorPort {
   pauseJob(jobId: string): ResultAsync<void, HypervisorError>;
   resumeJob(jobId: string): ResultAsync<void, HypervisorError>;
   setJobSpeed(jobId: string, bytesPerSecond: number): ResultAsync<void, HypervisorError>;
-  /** job-dismiss of a concluded job, and detach of the job's leftover nodes. Idempotent. */
-  dismissJob(jobId: string): ResultAsync<void, HypervisorError>;
+  /**
+   * job-dismiss of a concluded job, and detach of the job's leftover nodes. Idempotent. A block
+   * pull passes the images it pulled out (`pulledOut`, top first): an adapter that lost its
+   * memory of the stream with a restart still releases their nodes once nothing uses them.
+   */
+  dismissJob(jobId: string, hint?: { readonly pulledOut?: readonly string[] }): ResultAsync<void, HypervisorError>;
+  /**
+   * Every file a node of the domain's block graph has open (any disk's chain, a job's target, a
+   * node left attached), for `--delete-source`. Optional: without it, the chains of listDisks.
+   */
+  openFiles?(domain: string): ResultAsync<readonly string[], HypervisorError>;
   /** Path of the image the disk's guest device now reads from (to confirm a pivot). */
   activeImage(domain: string, disk: string): ResultAsync<string, HypervisorError>;
 

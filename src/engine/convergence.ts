@@ -73,7 +73,13 @@ export interface ConvergenceWatchOptions {
 /** Job states in which the copy is still converging towards ready (the detector samples here). */
 const SAMPLED = new Set(['mirroring.running', 'ready.synced']);
 
-/** Job states after which there is nothing left for the policy to do. */
+/**
+ * Job states after which there is nothing left for the policy to do. `pivoting` is entered as
+ * block-job-complete is sent: from then on the policy has ended for good (stopped). It raises
+ * nothing, restarts nothing and gives nothing up, even if QEMU refuses the pivot and the job is
+ * ready again (the user asked for the pivot; the refusal is theirs to act on), or if the engine
+ * restarts with a recorded policy mid-step (README: "Convergence while a pivot is under way").
+ */
 const ENDED = /^(pivoting|confirmingPivot|aborting|finishing|settled|completed|canceled|failed)/;
 
 export interface ConvergenceWatch {
@@ -91,10 +97,17 @@ export function watchConvergence(options: ConvergenceWatchOptions): ConvergenceW
   let jobState = '';
   type PolicyActor = ReturnType<typeof createActor<typeof machine>>;
   let actor: PolicyActor | null = null;
+  /** The job reached a state in ENDED (a pivot was asked, or the job is ending): never again. */
+  let ended = false;
 
-  /** The policy starts once the job has a plan (its speed and mode), or from its recorded snapshot. */
+  /**
+   * The policy starts once the job has a plan (its speed and mode), or from its recorded
+   * snapshot; never once the job has ended or a pivot was asked (a recorded step mid-way, such as
+   * raisingBandwidth, would otherwise run again on start).
+   */
   const ensureActor = (): PolicyActor | null => {
     if (actor) return actor;
+    if (ended) return null;
     const plan = runner.snapshot.context.plan;
     if (!plan && !options.snapshot) return null;
     const made = createActor(machine, {
@@ -125,6 +138,7 @@ export function watchConvergence(options: ConvergenceWatchOptions): ConvergenceW
     return made;
   };
   const deadline = () => {
+    if (ended) return;
     const ready = runner.snapshot.matches('ready');
     // Not even started mirroring by the deadline: the chart's own start path ends it (no plan yet).
     ensureActor()?.send({ type: 'DEADLINE', jobReady: ready });
@@ -135,7 +149,10 @@ export function watchConvergence(options: ConvergenceWatchOptions): ConvergenceW
       if (state === jobState) return;
       jobState = state;
       detector.reset();
-      if (ENDED.test(state)) actor?.send({ type: 'JOB.ENDED' });
+      if (ENDED.test(state)) {
+        ended = true;
+        actor?.send({ type: 'JOB.ENDED' });
+      } else if (ended) return;
       else if (state.startsWith('mirroring') || state.startsWith('ready')) {
         ensureActor();
         if (deadlinePassed && !state.startsWith('ready')) deadline();
@@ -144,7 +161,7 @@ export function watchConvergence(options: ConvergenceWatchOptions): ConvergenceW
   );
   subscriptions.push(
     runner.progress$.subscribe((p) => {
-      if (!SAMPLED.has(jobState)) return;
+      if (ended || !SAMPLED.has(jobState)) return;
       if (detector.sample(p.cur, p.end, p.at))
         ensureActor()?.send({ type: 'NOT_CONVERGING', remaining: p.end - p.cur });
     }),

@@ -626,7 +626,8 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
       clock,
       elapsedMs: Math.max(0, now() - c.startedAt),
       ...(c.snapshot ? { snapshot: c.snapshot } : {}),
-      // Not the engine's inspect: the inspector attributes each actor system to one job chart.
+      // The policy is its own actor system: the inspector files it as "JOB/convergence".
+      inspect: options.inspect,
       onChange: (snapshot) => {
         if (runner.convergence) runner.convergence = { ...runner.convergence, snapshot };
         void journals.get(runner.jobId)?.checkpoint();

@@ -23,6 +23,14 @@ import { resolveDisk } from '../core/disk-identity.js';
 import type { JobProgress, JobResult, RestoreInput } from './job-runner.js';
 import { stateName } from './job-runner.js';
 
+/** The images a pull drops from the chain: those between the top and its base, top first. */
+export function pulledOut(plan: PullPlan | null | undefined): string[] {
+  if (!plan) return [];
+  const below = plan.chainBefore.slice(1);
+  const base = plan.base === null ? -1 : below.indexOf(plan.base.path);
+  return base < 0 ? below : below.slice(0, base);
+}
+
 /** Polled while the hypervisor job exists and its end is not settled. */
 const POLLED = ['streaming', 'aborting'] as const;
 
@@ -103,11 +111,14 @@ export function providePullMachine(
         await unwrap(hv.cancelJob(input.jobId, input.force), input.jobId);
         return undefined;
       }),
-      finishJob: fromPromise<undefined, { jobId: string; started: boolean }>(async ({ input }) => {
-        await beforeEffect(input.jobId);
-        if (input.started) await unwrap(hv.dismissJob(input.jobId), input.jobId);
-        return undefined;
-      }),
+      finishJob: fromPromise<undefined, { jobId: string; started: boolean; plan?: PullPlan | null }>(
+        async ({ input }) => {
+          await beforeEffect(input.jobId);
+          if (input.started)
+            await unwrap(hv.dismissJob(input.jobId, { pulledOut: pulledOut(input.plan) }), input.jobId);
+          return undefined;
+        },
+      ),
     },
   });
 }

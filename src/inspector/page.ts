@@ -14,6 +14,10 @@ export interface PageOptions {
   readonly svg: string;
   /** The block-pull job machine's chart, for pull jobs (machines/block-pull-job.ts). */
   readonly pullSvg?: string;
+  /** The storage migration's chart with its child copies drawn in (machines/migrate-storage.ts). */
+  readonly migrateSvg?: string;
+  /** The convergence policy's chart (machines/convergence-policy.ts), one card per watched copy. */
+  readonly convergenceSvg?: string;
   /** CSP nonce for the inline style and script. */
   readonly nonce: string;
   readonly title?: string;
@@ -77,6 +81,8 @@ export function renderPage(options: PageOptions): string {
 <main id="jobs"><p id="empty">No jobs yet. Run <code>blockcopy inspect</code> for the demo, or start a copy with <code>--inspect</code>.</p></main>
 <template id="chart-template">${chartTemplate(options.svg)}</template>
 ${options.pullSvg !== undefined ? `<template id="chart-template-pull">${chartTemplate(options.pullSvg)}</template>` : ''}
+${options.migrateSvg !== undefined ? `<template id="chart-template-migrate">${chartTemplate(options.migrateSvg)}</template>` : ''}
+${options.convergenceSvg !== undefined ? `<template id="chart-template-convergence">${chartTemplate(options.convergenceSvg)}</template>` : ''}
 <script nonce="${nonce}">${SCRIPT}</script>
 </body>
 </html>
@@ -253,10 +259,19 @@ const SCRIPT = String.raw`
         j.context = snap.context;
         var req = snap.context.request;
         // A block pull's request has no destination: it pulls into the disk from its base.
-        if (req) j.machine = req.destination === undefined && 'keepRelative' in req ? 'pull' : 'copy';
+        if (req) j.machine = req.destDir !== undefined ? 'migrate'
+          : req.destination === undefined && 'keepRelative' in req ? 'pull' : 'copy';
         if (req) j.where = j.machine === 'pull'
           ? 'block pull ' + req.domain + '/' + req.disk + ' ← ' + (req.base || 'the whole chain')
-          : req.domain + '/' + req.disk + ' → ' + req.destination;
+          : j.machine === 'migrate'
+            ? 'storage migration ' + req.domain + ' ' + (req.disks === 'all' ? 'all disks' : req.disks.join(', ')) +
+              ' → ' + req.destDir + copiesOf(snap.context.status)
+            : req.domain + '/' + req.disk + ' → ' + req.destination;
+        // The convergence policy of a copy: its own card, beside the copy's.
+        if (!req && snap.context.policy && snap.context.tried) {
+          j.machine = 'convergence';
+          j.where = 'convergence policy of ' + snap.context.jobId + ' (' + snap.context.disk + ')';
+        }
         j.outcome = snap.context.outcome || null;
         j.error = snap.context.error || null;
       }
@@ -305,6 +320,13 @@ const SCRIPT = String.raw`
     log(j, r.time, 'internal', r.type + ' ' + r.actor + (r.event ? ' ' + r.event.type : ''));
   }
 
+  /** The child copies of a migration, as the engine's jobs (each has its own card). */
+  function copiesOf(status) {
+    var ids = Object.keys(status || {}).filter(function (d) { return status[d].jobId; })
+      .map(function (d) { return 'copy:' + d + ' = ' + status[d].jobId + ' (' + status[d].state + ')'; });
+    return ids.length ? '; ' + ids.join(', ') : '';
+  }
+
   function el(tag, cls, text) {
     var e = document.createElement(tag);
     if (cls) e.className = cls;
@@ -329,8 +351,8 @@ const SCRIPT = String.raw`
     progress.append(bar, stats);
     var path = el('ol', 'path');
     var chart = el('div', 'chart');
-    var pullTemplate = document.getElementById('chart-template-pull');
-    chart.append((j.machine === 'pull' && pullTemplate ? pullTemplate : template).content.cloneNode(true));
+    var chosen = j.machine === 'copy' ? null : document.getElementById('chart-template-' + j.machine);
+    chart.append((chosen || template).content.cloneNode(true));
     chart.title = 'click to zoom';
     // The chart is wide; a click shows it at full size (scroll sideways), another fits it again.
     chart.addEventListener('click', function () { chart.classList.toggle('zoom'); });

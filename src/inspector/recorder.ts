@@ -229,10 +229,16 @@ function snapshotRecord(snapshot: unknown, actorRef: AnyActorRef, state: SystemS
   return out;
 }
 
-/** The job id, once the root actor's snapshot (with the machine context) is available. */
+/**
+ * The id the records of an actor system go under, once the root actor's snapshot (with the
+ * machine context) is available: a job's id; a storage migration's workflow id; a copy's
+ * convergence policy (its context names the copy's job) "JOB/convergence", a card of its own.
+ */
 function jobIdOf(event: InspectionEvent): string | null {
   if (event.actorRef.sessionId !== event.rootId) return null;
   if (event.type !== '@xstate.snapshot' && event.type !== '@xstate.microstep') return null;
-  const context = (event.snapshot as { context?: { jobId?: unknown } }).context;
-  return typeof context?.jobId === 'string' ? context.jobId : null;
+  const context = (event.snapshot as { context?: { jobId?: unknown; workflowId?: unknown; policy?: unknown } }).context;
+  if (typeof context?.workflowId === 'string') return context.workflowId;
+  if (typeof context?.jobId !== 'string') return null;
+  return context.policy !== undefined ? `${context.jobId}/convergence` : context.jobId;
 }

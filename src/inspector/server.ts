@@ -18,7 +18,8 @@ import type { AddressInfo } from 'node:net';
 import type { InspectionEvent } from 'xstate';
 import { blockCopyJobMachine } from '../../machines/block-copy-job.js';
 import { blockPullJobMachine } from '../../machines/block-pull-job.js';
-import { dotToSvg, toDot, walkMachine } from '../diagram/index.js';
+import { convergencePolicyMachine } from '../../machines/convergence-policy.js';
+import { diagramComposites, dotToSvg, toDot, walkMachine } from '../diagram/index.js';
 import type { BlockCopyEngine } from '../engine/engine.js';
 import { renderPage } from './page.js';
 import type { InspectorRecord } from './records.js';
@@ -76,6 +77,8 @@ const HEARTBEAT_MS = 15_000;
 
 let chartSvg: Promise<string> | null = null;
 let pullChartSvg: Promise<string> | null = null;
+let migrateChartSvg: Promise<string> | null = null;
+let convergenceChartSvg: Promise<string> | null = null;
 /** The page's chart: the same SVG that `npm run diagrams` writes to visualizations/. */
 function jobChartSvg(): Promise<string> {
   chartSvg ??= dotToSvg(toDot(walkMachine(blockCopyJobMachine)));
@@ -97,6 +100,11 @@ export async function startInspector(options: InspectorOptions = {}): Promise<In
   const svg = await jobChartSvg();
   pullChartSvg ??= dotToSvg(toDot(walkMachine(blockPullJobMachine)));
   const pullSvg = await pullChartSvg;
+  // The migration with its child copies drawn in, and the policy beside a copy (their records
+  // come from migrateStorage's `inspect` and the engine's).
+  migrateChartSvg ??= dotToSvg(toDot(diagramComposites['migrate-storage-with-copies']!()));
+  convergenceChartSvg ??= dotToSvg(toDot(walkMachine(convergencePolicyMachine)));
+  const [migrateSvg, convergenceSvg] = await Promise.all([migrateChartSvg, convergenceChartSvg]);
 
   let file: WriteStream | null = null;
   let stopFile = (): void => {};
@@ -141,7 +149,14 @@ export async function startInspector(options: InspectorOptions = {}): Promise<In
         res.end(
           req.method === 'HEAD'
             ? undefined
-            : renderPage({ svg, pullSvg, nonce, ...(options.title ? { title: options.title } : {}) }),
+            : renderPage({
+                svg,
+                pullSvg,
+                migrateSvg,
+                convergenceSvg,
+                nonce,
+                ...(options.title ? { title: options.title } : {}),
+              }),
         );
         return;
       }

@@ -9,7 +9,9 @@
  *   name, start a REUSE_EXT|SHALLOW copy into it per disk (child actors), wait until every copy
  *   is ready, pivot them back to back, confirm in listDisks that the guest reads the new chain,
  *   hand the new files over. The old chain is never written; before the first pivot any failure
- *   or cancel aborts every copy and removes only what the migration created.
+ *   or cancel aborts every copy and removes only what the migration created. With deleteSource,
+ *   once every disk pivoted onto its verified, confirmed new chain, the old chains' files are
+ *   deleted (src/workflows/delete-source.ts).
  *
  * Durable with a workflow-capable store (both bundled stores): the record is saved before every
  * side effect; recoverMigrations() after a restart rolls back a migration that had not begun to
@@ -32,6 +34,7 @@ import type {
   MigrationOutput,
   MigrationRequest,
   Reconciled,
+  SourceDeletion,
 } from '../../machines/migrate-storage.js';
 import { FORWARD_STATES, migrateStorageMachine } from '../../machines/migrate-storage.js';
 import type { ChainFiles } from '../core/chain-files.js';
@@ -47,6 +50,7 @@ import type { BlockCopyEngine, BlockCopyJob } from '../engine/engine.js';
 import { storeFailure } from '../engine/engine.js';
 import { stateName } from '../engine/job-runner.js';
 import { localOwner, ownerAlive } from '../engine/lease.js';
+import { deleteOldChains, oldFiles } from './delete-source.js';
 import { WorkflowJournal } from './workflow-journal.js';
 
 export const MIGRATE_STORAGE_KIND = 'migrate-storage';
@@ -75,6 +79,12 @@ export interface MigrateStorageRequest {
   readonly disks: readonly string[] | 'all';
   /** Absolute path of an existing directory. */
   readonly destDir: string;
+  /**
+   * Once every disk pivoted onto its verified new chain and the guest was seen reading it, delete
+   * the old chains' files (`--delete-source`): only files of the old chains that no node of the
+   * domain uses and that are still the files planned; never a new file. Default false.
+   */
+  readonly deleteSource?: boolean;
   /** Default: "migrate-<random>". */
   readonly workflowId?: string;
 }
@@ -118,6 +128,10 @@ export interface StorageMigration {
 interface Ledger {
   /** Every path the migration created or was about to create, in order (written ahead). */
   created: string[];
+  /** deleteSource: each old file's identity when planned (absent in older records). */
+  sources?: Record<string, string>;
+  /** deleteSource: the files decided for deletion, recorded before the first is deleted. */
+  deleting?: string[];
 }
 
 interface RecordData {
@@ -168,6 +182,8 @@ export function checkMigrationRequest(request: MigrateStorageRequest): BlockCopy
     if (request.disks.some((d) => typeof d !== 'string' || d === ''))
       return invalidArg('every disk must be a non-empty name');
   }
+  if (request.deleteSource !== undefined && typeof request.deleteSource !== 'boolean')
+    return invalidArg('deleteSource must be true or false');
   if (request.workflowId !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(request.workflowId))
     return invalidArg(`workflow id '${String(request.workflowId)}' must be letters, digits, '.', '_' or '-'`);
   return null;
@@ -195,6 +211,7 @@ export function migrateStorage(
       domain: request.domain,
       disks: request.disks === 'all' ? 'all' : [...request.disks],
       destDir: posix.normalize(request.destDir),
+      ...(request.deleteSource === true ? { deleteSource: true } : {}),
     },
   };
   return new ResultAsync(
@@ -242,7 +259,10 @@ export function recoverMigrations(setup: MigrationSetup): ResultAsync<readonly S
               const run = new MigrationRun(
                 setup,
                 { workflowId: r.workflowId, request: data.context.request, resume: data.context },
-                { created: [...data.ledger.created] },
+                {
+                  ...data.ledger,
+                  created: [...data.ledger.created],
+                },
                 'recovered',
                 claimed.value,
               );
@@ -528,6 +548,21 @@ class MigrationRun {
         await this.remove(input.remove.flatMap(newPaths).filter((p) => !kept.has(p)));
         return undefined;
       }),
+      deleteSource: fromPromise<SourceDeletion, { disks: readonly DiskPlan[] }>(async ({ input }) =>
+        deleteOldChains({
+          plan: input.disks,
+          domain: this.domain,
+          hypervisor: this.setup.hypervisor,
+          engine: this.engine,
+          files: this.files,
+          ledger: this.ledger,
+          created: this.ledger.created,
+          record: (step) => this.barrier(step),
+          hook: async (step) => {
+            await this.setup.beforeEffect?.(step);
+          },
+        }),
+      ),
       removeCreated: fromPromise<undefined, { remove: readonly DiskPlan[] }>(async ({ input }) => {
         await this.barrier('rollback');
         const mine = new Set(input.remove.flatMap(newPaths));
@@ -629,6 +664,15 @@ class MigrationRun {
         throw errors.destinationExists(plans.find((p) => newPaths(p).includes(to))?.disk ?? '?', to);
     }
     // A layer shared by two disks (one base under both) is copied once and serves both.
+    if (request.deleteSource === true) {
+      // Which file each old path is now: deletion later takes only these very files.
+      const sources: Record<string, string> = {};
+      for (const path of oldFiles(plans)) {
+        const id = await must(this.files.identity(path), `reading ${path}`);
+        if (id !== null) sources[path] = id;
+      }
+      this.ledger.sources = sources;
+    }
     return plans;
   }
 

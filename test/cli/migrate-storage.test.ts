@@ -27,6 +27,28 @@ describe('blockcopy migrate-storage (simulator)', () => {
     expect(report.status['vda']?.state).toBe('pivoted');
   });
 
+  it('--delete-source deletes the old chain after the verified pivot and lists each file', async () => {
+    const out = captureOutput();
+    expect(await main(['migrate-storage', 'vda', '/tmp', '--delete-source', '--json'], out, env)).toBe(0);
+    const report = JSON.parse(out.lines[0]!) as {
+      outcome: string;
+      sourceDeletion: { deleted: string[]; kept: unknown[] };
+    };
+    expect(report.outcome).toBe('migrated');
+    expect(report.sourceDeletion.kept).toEqual([]);
+    expect(report.sourceDeletion.deleted).toHaveLength(3);
+    expect(report.sourceDeletion.deleted.map((p) => p.split('/').pop())).toEqual([
+      'snap2.qcow2',
+      'snap1.qcow2',
+      'base.qcow2',
+    ]);
+    expect(report.sourceDeletion.deleted.every((p) => !p.startsWith('/tmp/'))).toBe(true);
+    const o = captureOutput();
+    expect(await main(['migrate-storage', 'vda', '/tmp', '--delete-source'], o, env)).toBe(0);
+    expect(o.lines.slice(1, 4).every((l) => l.startsWith('deleted '))).toBe(true);
+    expect(o.lines.at(-1)).toBe('Storage migration complete; the old chain was deleted as listed');
+  });
+
   it('refuses a DEST-DIR that does not exist (exit 1), and bad usage (exit 2)', async () => {
     const out = captureOutput();
     expect(await main(['migrate-storage', 'vda', '/no/such/dir'], out, env)).toBe(1);
@@ -36,6 +58,7 @@ describe('blockcopy migrate-storage (simulator)', () => {
       ['migrate-storage', 'vda'],
       ['migrate-storage', '--all', '--disk', 'vda', '/tmp'],
       ['migrate-storage', '--recover', 'vda'],
+      ['migrate-storage', '--recover', '--delete-source'],
       ['migrate-storage', 'vda', '/tmp', '--bogus'],
     ]) {
       const o = captureOutput();

@@ -3,7 +3,7 @@
  * on real QEMU with a SQLite store, which kills itself at one point: "step:NAME" once the record
  * of a workflow step is durable and before its side effect; "job:STATE" when the copy job enters
  * a chart state; "after:METHOD" right after a hypervisor call returned, before anything recorded it.
- * Usage: node --import tsx migrate-kill-child.ts QMP_SOCKET STORE DEST-DIR KILLPOINT
+ * Usage: node --import tsx migrate-kill-child.ts QMP_SOCKET STORE DEST-DIR KILLPOINT [delete-source]
  */
 import { LocalChainFiles } from '../../adapters/local-chain-files.js';
 import { connectQemu } from '../../adapters/qmp/qemu-adapter.js';
@@ -12,7 +12,13 @@ import type { HypervisorPort } from '../../src/core/hypervisor-port.js';
 import { createEngine } from '../../src/engine/engine.js';
 import { migrateStorage } from '../../src/workflows/migrate-storage.js';
 
-const [socket, storePath, destDir, killPoint] = process.argv.slice(2) as [string, string, string, string];
+const [socket, storePath, destDir, killPoint, option] = process.argv.slice(2) as [
+  string,
+  string,
+  string,
+  string,
+  string | undefined,
+];
 const [kind, name] = killPoint.split(/:(.*)/s) as ['step' | 'job' | 'after', string];
 const die = () => process.kill(process.pid, 'SIGKILL');
 
@@ -43,7 +49,7 @@ const started = await migrateStorage(
       if (kind === 'step' && step === name) die();
     },
   },
-  { domain: 'qemu', disks: ['vda'], destDir },
+  { domain: 'qemu', disks: ['vda'], destDir, ...(option === 'delete-source' ? { deleteSource: true } : {}) },
 );
 if (started.isErr()) {
   process.stderr.write(`refused: ${started.error.message}\n`);
