@@ -115,14 +115,14 @@ const selfCpuMs = () => {
 function watchMirrorSent(client: QmpClient, pid: number): { at: number; self: number; qemu: Promise<number> } {
   const mark = { at: 0, self: 0, qemu: Promise.resolve(0) };
   const execute = client.execute.bind(client);
-  client.execute = ((command: string, args?: Record<string, unknown>) => {
+  client.execute = (command: string, args?: Record<string, unknown>) => {
     if (command === 'blockdev-mirror') {
       mark.at = performance.now();
       mark.self = selfCpuMs();
       mark.qemu = processCpuMs(pid);
     }
     return execute(command, args);
-  }) as typeof client.execute;
+  };
   return mark;
 }
 
@@ -373,7 +373,11 @@ async function main(): Promise<void> {
     console.log(
       `CPU during the mirror (median): this process: engine ${cpu(engine, 'self')}, bare ${cpu(bare, 'self')}; QEMU: engine ${cpu(engine, 'qemu')}, bare ${cpu(bare, 'qemu')}`,
     );
-    console.log(`load average at the end: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+    console.log(
+      `load average at the end: ${loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ')}`,
+    );
     console.log(
       `engine saw ready after QEMU's ready event: median ${ms(median(engine.map((s) => s.lag ?? 0)))}, max ${ms(Math.max(...engine.map((s) => s.lag ?? 0)))} (poll interval ${POLL_MS} ms)`,
     );

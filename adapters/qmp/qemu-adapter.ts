@@ -435,6 +435,15 @@ export class QemuHypervisor implements HypervisorPort {
    * which comes right behind, releases the old chain from it in the same batch as job-dismiss.
    */
   private confirmedGraph: { readonly mutations: number; readonly graph: BlockGraph } | null = null;
+  /**
+   * startMirror's queries (query-jobs and the view), sent when createDestination begins: they
+   * travel while qemu-img creates the file, and startMirror, which comes right behind, uses them
+   * if no command that changes something was sent since (else it asks again).
+   */
+  private prefetchedStart: {
+    readonly mutations: number;
+    readonly answer: Promise<[Awaited<Res<QueryJob[]>>, Awaited<Res<View>>]>;
+  } | null = null;
 
   constructor(
     readonly client: QmpClient,
@@ -532,6 +541,8 @@ export class QemuHypervisor implements HypervisorPort {
   createDestination(spec: CreateDestinationSpec): ResultAsync<void, HypervisorError> {
     return wrap('createDestination', async () => {
       if (spec.type === 'block') return this.formatDevice(spec);
+      // startMirror's queries go out now, to travel while the file is made (see prefetchedStart).
+      if (spec.claim !== undefined) this.prefetchedStart = { mutations: this.mutations, answer: this.startQueries() };
       // With a claim the image is made under a hidden name derived from it and linked into place;
       // the claim link stays until releaseDestination, so a rerun after a crash can tell "the file
       // this job created" (same inode as its claim) from a file someone else put there.
@@ -631,8 +642,12 @@ export class QemuHypervisor implements HypervisorPort {
     return wrap('startMirror', async () => {
       const cmd = 'blockdev-mirror';
       if (spec.domain !== this.domain) return err(invalid(cmd, `no domain '${spec.domain}'`));
-      // The idempotence check and the disk's graph in one batch.
-      const [jobs, vr] = await Promise.all([this.qmp<QueryJob[]>('query-jobs'), this.view()]);
+      // The idempotence check and the disk's graph in one batch, sent during createDestination
+      // if nothing was changed since, else now.
+      const prefetched = this.prefetchedStart;
+      this.prefetchedStart = null;
+      const early = prefetched !== null && prefetched.mutations === this.mutations ? await prefetched.answer : null;
+      const [jobs, vr] = early !== null && early[0].isOk() && early[1].isOk() ? early : await this.startQueries();
       if (jobs.isErr()) return err(jobs.error);
       if (jobs.value.some((j) => j.id === spec.jobId)) return ok(undefined);
       if (vr.isErr()) return err(vr.error);
@@ -985,6 +1000,11 @@ export class QemuHypervisor implements HypervisorPort {
     if (graph.isErr()) return err(graph.error);
     if (exports.isErr()) return err(exports.error);
     return ok(new BlockGraph(nodes.value, graph.value.nodes, graph.value.edges, exports.value, this.qemuCwd));
+  }
+
+  /** startMirror's idempotence check and the disk's graph, in one batch. */
+  private startQueries(): Promise<[Awaited<Res<QueryJob[]>>, Awaited<Res<View>>]> {
+    return Promise.all([this.qmp<QueryJob[]>('query-jobs'), this.view()]);
   }
 
   /** The block graph's nodes and edges alone (x-debug-query-block-graph): enough for releasable(). */

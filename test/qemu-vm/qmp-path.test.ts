@@ -1,10 +1,13 @@
 /**
- * The pivot's path on a real TCG VM, in QMP round trips: the confirmation asks the guest's device
+ * The copy's QMP path on a real TCG VM, in round trips: startMirror's queries travel while
+ * qemu-img creates the destination; the pivot's confirmation asks the guest's device
  * (query-block) with the block graph alongside, and job-dismiss goes out with the release of the
- * old chain in one batch. Also what must hold whatever the path: a pivot whose QEMU events are
- * lost is still confirmed through query-block, and a node of the old chain that another QMP
- * client starts using between the confirmation and the release is kept, without an error.
+ * old chain in one batch. Also what must hold whatever the path: queries read before something
+ * changed are asked again, a pivot whose QEMU events are lost is still confirmed through
+ * query-block, and a node of the old chain that another QMP client starts using between the
+ * confirmation and the release is kept, without an error.
  */
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { filter, firstValueFrom } from 'rxjs';
 import { describe, expect, it } from 'vitest';
@@ -19,11 +22,12 @@ import { CHAIN_SIZE, useVm, type VmFixture } from './harness.js';
 const vm = useVm();
 const { COPY } = RebaseFlags;
 
-/** Every command the adapter sends and every answer it gets, in order. */
-function recordQmp(fx: VmFixture): string[] {
+/** Every command the adapter sends and every answer it gets, in order; `onSend` sees each command. */
+function recordQmp(fx: VmFixture, onSend: (command: string) => void = () => {}): string[] {
   const log: string[] = [];
   const execute = fx.hv.client.execute.bind(fx.hv.client);
   fx.hv.client.execute = ((command: string, args?: Record<string, unknown>) => {
+    onSend(command);
     log.push(`sent ${command}`);
     const r = execute(command, args);
     void r.then(() => log.push(`answered ${command}`));
@@ -39,6 +43,70 @@ async function expectPivoted(fx: VmFixture, jobId: string, dest: string): Promis
   expect((await fx.nodes()).map((n) => n['node-name']).sort()).toEqual(Object.values(targetNodeNames(jobId)).sort());
   expect(await fx.cmd('query-jobs')).toEqual([]);
 }
+
+const mirrorSpec = (jobId: string, dest: string) =>
+  ({
+    jobId,
+    domain: 'qemu',
+    disk: 'vda',
+    destination: { path: dest, format: 'qcow2' },
+    destinationBacking: null,
+    sync: 'full',
+    speed: 0,
+    onTargetError: 'report',
+    onSourceError: 'report',
+    copyMode: 'background',
+  }) as const;
+
+describe('VM: the start path', () => {
+  it("startMirror's queries go out before the destination exists; then blockdev-add and blockdev-mirror", async () => {
+    const fx = await vm('blockdev');
+    const dest = join(fx.dir, 'copy.qcow2');
+    const existedAt = new Map<string, boolean>();
+    const log = recordQmp(fx, (command) => {
+      if (!existedAt.has(command)) existedAt.set(command, existsSync(dest));
+    });
+    const job = (await fx.engine.blockRebase('qemu', 'vda', dest, 0, COPY))._unsafeUnwrap();
+    const sent = log.filter((l) => l.startsWith('sent ') && !/ query-block-jobs$/.test(l)).map((l) => l.slice(5));
+    const view = ['query-named-block-nodes', 'x-debug-query-block-graph', 'query-block-exports', 'query-block'];
+    // The busy check's view, then startMirror's idempotence check and view, then the mirror.
+    expect(sent.slice(0, 11)).toEqual([...view, 'query-jobs', ...view, 'blockdev-add', 'blockdev-mirror']);
+    expect(existedAt.get('query-jobs')).toBe(false);
+    expect(existedAt.get('blockdev-add')).toBe(true);
+    await whenReady(job);
+    expect((await fx.engine.blockJobAbort('qemu', 'vda', AbortFlags.PIVOT)).isOk()).toBe(true);
+    expect(await job.result).toMatchObject({ outcome: 'completed', pivoted: true });
+    await expectPivoted(fx, job.jobId, dest);
+  });
+
+  it('queries read before a command that changes something are asked again by startMirror', async () => {
+    const fx = await vm('blockdev');
+    const dest = join(fx.dir, 'copy.qcow2');
+    const jobId = 'asked-again';
+    (
+      await fx.hv.createDestination({
+        path: dest,
+        format: 'qcow2',
+        virtualSize: CHAIN_SIZE,
+        backing: null,
+        claim: jobId,
+      })
+    )._unsafeUnwrap();
+    // A command that may change the graph, sent between the two (QEMU refuses it: no such job).
+    expect((await fx.hv.pauseJob('no-such-job')).isErr()).toBe(true);
+    const log = recordQmp(fx);
+    const ready = firstValueFrom(fx.hv.events$.pipe(filter((e) => e.kind === 'job-ready' && e.jobId === jobId)));
+    (await fx.hv.startMirror(mirrorSpec(jobId, dest)))._unsafeUnwrap();
+    expect(log.filter((l) => l.startsWith('sent ')).slice(0, 2)).toEqual([
+      'sent query-jobs',
+      'sent query-named-block-nodes',
+    ]);
+    await ready;
+    expect((await fx.cmd<{ device: string; status: string }[]>('query-block-jobs')).map((j) => j.device)).toEqual([
+      jobId,
+    ]);
+  });
+});
 
 describe('VM: the pivot path', () => {
   it('confirms through query-block (graph alongside), then job-dismiss and the release of the old chain in one batch', async () => {
@@ -103,20 +171,7 @@ describe('VM: the pivot path', () => {
       fx.hv.events$.pipe(filter((e) => e.kind === 'job-status' && e.jobId === jobId && e.status === 'concluded')),
     );
     const ready = firstValueFrom(fx.hv.events$.pipe(filter((e) => e.kind === 'job-ready' && e.jobId === jobId)));
-    (
-      await fx.hv.startMirror({
-        jobId,
-        domain: 'qemu',
-        disk: 'vda',
-        destination: { path: dest, format: 'qcow2' },
-        destinationBacking: null,
-        sync: 'full',
-        speed: 0,
-        onTargetError: 'report',
-        onSourceError: 'report',
-        copyMode: 'background',
-      })
-    )._unsafeUnwrap();
+    (await fx.hv.startMirror(mirrorSpec(jobId, dest)))._unsafeUnwrap();
     await ready;
     (await fx.hv.completeJob(jobId))._unsafeUnwrap();
     await concluded;
@@ -148,7 +203,15 @@ describe('VM: the pivot path', () => {
     expect((await fx.hv.dismissJob(jobId)).isOk()).toBe(true);
     const names = (await fx.nodes()).map((n) => n['node-name']).sort();
     expect(names).toEqual(
-      ['base', 'base-file', 'snap1', 'snap1-file', 'other', 'other-file', ...Object.values(targetNodeNames(jobId))].sort(),
+      [
+        'base',
+        'base-file',
+        'snap1',
+        'snap1-file',
+        'other',
+        'other-file',
+        ...Object.values(targetNodeNames(jobId)),
+      ].sort(),
     );
     expect((await fx.block()).inserted?.['node-name']).toBe(targetNodeNames(jobId).format);
     expect(await fx.cmd('query-jobs')).toEqual([]);
