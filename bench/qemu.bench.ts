@@ -10,6 +10,10 @@
  * COMPLETED, i.e. after concluded, graph check and dismiss; bare: block-job-complete →
  * JOB_STATUS_CHANGE concluded → job-dismiss → query-block-exports shows the copy). Also how late
  * the engine saw ready after QEMU's BLOCK_JOB_READY reached the adapter (event vs 500 ms poll; negative = seen by a poll first).
+ * Start → ready is split at the moment blockdev-mirror goes out: setup (planning, destination,
+ * attach) and the mirror itself (→ the ready event), with the CPU time this process and QEMU
+ * used during the mirror, so that a slower mirror and a slower start are told apart. Both
+ * scripts start after the same settling time on the fresh VM (SETTLE_MS below).
  *
  * By default on a stopped TCG virtual machine (qemu-system-x86_64, -blockdev chain +
  * virtio-blk-pci id=vda): the bare script then confirms the pivot with query-block (the device's
