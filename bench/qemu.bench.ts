@@ -10,6 +10,10 @@
  * COMPLETED, i.e. after concluded, graph check and dismiss; bare: block-job-complete →
  * JOB_STATUS_CHANGE concluded → job-dismiss → query-block-exports shows the copy). Also how late
  * the engine saw ready after QEMU's BLOCK_JOB_READY reached the adapter (event vs 500 ms poll; negative = seen by a poll first).
+ * Start → ready is split at the moment blockdev-mirror goes out: setup (planning, destination,
+ * attach) and the mirror itself (→ the ready event), with the CPU time this process and QEMU
+ * used during the mirror, so that a slower mirror and a slower start are told apart. Both
+ * scripts start after the same settling time on the fresh VM (SETTLE_MS below).
  *
  * By default on a stopped TCG virtual machine (qemu-system-x86_64, -blockdev chain +
  * virtio-blk-pci id=vda): the bare script then confirms the pivot with query-block (the device's
@@ -20,7 +24,7 @@
  * (sent → answered) and every port call, event and state change, in ms from blockRebase.
  */
 import { promises as fs } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ResultAsync } from 'neverthrow';
 import { firstValueFrom, filter } from 'rxjs';
@@ -38,6 +42,14 @@ const POLL_MS = 500;
 const SIZE = SIZE_MIB * MiB;
 const VM = !process.argv.includes('--qsd');
 const PROFILE = process.argv.includes('--profile');
+/**
+ * A fresh QEMU stalls its monitor once for ~50–120 ms shortly after it starts (under load, seen
+ * as one slow answer among the first commands after connecting): whichever script asks first
+ * pays for it (the bare one often not, as its first command waits for qemu-img create). A
+ * user's VM has been up for long, so both scripts start after this settling time.
+ */
+const SETTLE_MS = Number(process.env['BENCH_SETTLE_MS'] ?? 1000);
+const settle = () => new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
 
 async function buildChain(dir: string): Promise<void> {
   await must('dd', ['if=/dev/urandom', 'of=base.raw', 'bs=4M', `count=${SIZE_MIB / 4}`, 'status=none'], dir);
@@ -55,7 +67,7 @@ async function buildChain(dir: string): Promise<void> {
 }
 
 /** A fresh daemon on the chain (same graph as the lab: nodes base/snap1/snap2, export vda). */
-async function withDaemon<T>(dir: string, body: (qmpSocket: string) => Promise<T>): Promise<T> {
+async function withDaemon<T>(dir: string, body: (qmpSocket: string, pid: number) => Promise<T>): Promise<T> {
   for (const f of ['qmp.sock', 'nbd.sock']) await fs.rm(join(dir, f), { force: true });
   const daemon = VM
     ? spawn('qemu-system-x86_64', vmArgs(dir, 'blockdev', ['qmp']), { cwd: dir, stdio: 'ignore' })
@@ -71,7 +83,7 @@ async function withDaemon<T>(dir: string, body: (qmpSocket: string) => Promise<T
       () => alive,
       async () => 'QEMU exited',
     );
-    return await body(join(dir, 'qmp.sock'));
+    return await body(join(dir, 'qmp.sock'), daemon.pid ?? 0);
   } finally {
     daemon.kill('SIGKILL');
     await exited;
@@ -81,20 +93,59 @@ async function withDaemon<T>(dir: string, body: (qmpSocket: string) => Promise<T
 interface Sample {
   readonly ready: number;
   readonly pivot: number;
+  /** Start → blockdev-mirror sent (planning, destination, attach). */
+  readonly setup: number;
+  /** blockdev-mirror sent → QEMU's ready event reached the process. */
+  readonly mirror: number;
+  /** CPU ms during the mirror (blockdev-mirror sent → ready): this process, and QEMU. */
+  readonly cpu: { readonly self: number; readonly qemu: number };
   /** Engine only: ready state entered − BLOCK_JOB_READY seen by the adapter. */
   readonly lag?: number;
 }
 
+/** CPU time (user + system, ms) a process has used so far, from /proc (0 where there is none). */
+async function processCpuMs(pid: number): Promise<number> {
+  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 14 and 15 (utime, stime) in clock ticks (100 per second on Linux).
+  return ((Number(fields[11]) || 0) + (Number(fields[12]) || 0)) * 10;
+}
+const selfCpuMs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
+/** Marks the moment blockdev-mirror goes out on `client`, with both processes' CPU time then. */
+function watchMirrorSent(client: QmpClient, pid: number): { at: number; self: number; qemu: Promise<number> } {
+  const mark = { at: 0, self: 0, qemu: Promise.resolve(0) };
+  const execute = client.execute.bind(client);
+  client.execute = (command: string, args?: Record<string, unknown>) => {
+    if (command === 'blockdev-mirror') {
+      mark.at = performance.now();
+      mark.self = selfCpuMs();
+      mark.qemu = processCpuMs(pid);
+    }
+    return execute(command, args);
+  };
+  return mark;
+}
+
 async function engineRun(dir: string, dest: string): Promise<Sample> {
-  return withDaemon(dir, async (socket) => {
+  return withDaemon(dir, async (socket, pid) => {
     const hv = (await connectQemu({ socket, domain: 'qemu' }))._unsafeUnwrap();
+    await settle();
     const engine = createEngine({ hypervisor: hv, pollIntervalMs: POLL_MS });
+    const sent = watchMirrorSent(hv.client, pid);
     try {
       let eventAt = 0;
+      let cpuAtReady = { self: 0, qemu: Promise.resolve(0) };
       const sub = hv.events$.subscribe((e) => {
         // JOB_STATUS_CHANGE(ready) comes just before BLOCK_JOB_READY (qemu-mirror.md §0.2).
         const isReady = e.kind === 'job-ready' || (e.kind === 'job-status' && e.status === 'ready');
-        if (isReady && eventAt === 0) eventAt = performance.now();
+        if (isReady && eventAt === 0) {
+          eventAt = performance.now();
+          cpuAtReady = { self: selfCpuMs(), qemu: processCpuMs(pid) };
+        }
       });
       const t0 = performance.now();
       const job = (await engine.blockRebase('qemu', 'vda', dest, 0, RebaseFlags.COPY))._unsafeUnwrap();
@@ -110,7 +161,14 @@ async function engineRun(dir: string, dest: string): Promise<Sample> {
       sub.unsubscribe();
       if (eventAt === 0) throw new Error('no ready event seen');
       if (r.isErr() || result.outcome !== 'completed') throw new Error(`engine run failed: ${JSON.stringify(result)}`);
-      return { ready: readyAt - t0, pivot: t2 - t1, lag: readyAt - eventAt };
+      return {
+        ready: readyAt - t0,
+        pivot: t2 - t1,
+        lag: readyAt - eventAt,
+        setup: sent.at - t0,
+        mirror: eventAt - sent.at,
+        cpu: { self: cpuAtReady.self - sent.self, qemu: (await cpuAtReady.qemu) - (await sent.qemu) },
+      };
     } finally {
       engine.close();
       await hv.close();
@@ -122,6 +180,7 @@ async function engineRun(dir: string, dest: string): Promise<Sample> {
 async function profileRun(dir: string, dest: string): Promise<string[]> {
   return withDaemon(dir, async (socket) => {
     const hv = (await connectQemu({ socket, domain: 'qemu' }))._unsafeUnwrap();
+    await settle();
     const lines: [number, string][] = [];
     let t0 = performance.now();
     const at = () => performance.now() - t0;
@@ -175,8 +234,10 @@ async function profileRun(dir: string, dest: string): Promise<string[]> {
 }
 
 async function bareRun(dir: string, dest: string): Promise<Sample> {
-  return withDaemon(dir, async (socket) => {
+  return withDaemon(dir, async (socket, pid) => {
     const q = (await QmpClient.connect({ socket, reconnect: false }))._unsafeUnwrap();
+    await settle();
+    const sent = watchMirrorSent(q, pid);
     const ok = async (command: string, args?: Record<string, unknown>) => {
       const r = await q.execute(command, args);
       if (r.isErr()) throw new Error(`${command}: ${r.error.desc}`);
@@ -202,6 +263,7 @@ async function bareRun(dir: string, dest: string): Promise<Sample> {
       });
       await ready;
       const readyAt = performance.now();
+      const cpuAtReady = { self: selfCpuMs(), qemu: await processCpuMs(pid) };
       const concluded = waitEvent(
         (e) => e.event === 'JOB_STATUS_CHANGE' && e.data['id'] === 'bare' && e.data['status'] === 'concluded',
       );
@@ -219,7 +281,13 @@ async function bareRun(dir: string, dest: string): Promise<Sample> {
         if (exps.find((x) => x.id === 'vda')?.['node-name'] !== 'bare-dst') throw new Error('bare: not pivoted');
       }
       const t2 = performance.now();
-      return { ready: readyAt - t0, pivot: t2 - t1 };
+      return {
+        ready: readyAt - t0,
+        pivot: t2 - t1,
+        setup: sent.at - t0,
+        mirror: readyAt - sent.at,
+        cpu: { self: cpuAtReady.self - sent.self, qemu: cpuAtReady.qemu - (await sent.qemu) },
+      };
     } finally {
       await q.close();
     }
@@ -268,7 +336,7 @@ async function main(): Promise<void> {
       const e = engine[engine.length - 1]!;
       const b = bare[bare.length - 1]!;
       console.log(
-        `run ${i + 1}: engine ready ${ms(e.ready)} pivot ${ms(e.pivot)} (lag ${ms(e.lag ?? 0)}); bare ready ${ms(b.ready)} pivot ${ms(b.pivot)}; convert ${ms(convert[convert.length - 1]!)}`,
+        `run ${i + 1} (load ${loadavg()[0]!.toFixed(2)}): engine ready ${ms(e.ready)} (setup ${ms(e.setup)} + mirror ${ms(e.mirror)}) pivot ${ms(e.pivot)} (lag ${ms(e.lag ?? 0)}); bare ready ${ms(b.ready)} (setup ${ms(b.setup)} + mirror ${ms(b.mirror)}) pivot ${ms(b.pivot)}; convert ${ms(convert[convert.length - 1]!)}`,
       );
     }
     const rate = (t: number) => `${((SIZE_MIB * 1000) / t).toFixed(0)} MiB/s`;
@@ -285,6 +353,8 @@ async function main(): Promise<void> {
     const ratios = (f: (x: Sample) => number) => engine.map((e, i) => f(e) / f(bare[i]!));
     for (const [label, f] of [
       ['start → ready', (x: Sample) => x.ready],
+      ['  of which setup (start → blockdev-mirror)', (x: Sample) => x.setup],
+      ['  of which mirror (blockdev-mirror → READY)', (x: Sample) => x.mirror],
       ['pivot request → confirmed', (x: Sample) => x.pivot],
     ] as const) {
       const r = ratios(f);
@@ -298,7 +368,19 @@ async function main(): Promise<void> {
     const mc = median(convert);
     console.log(`qemu-img convert + sync   ${ms(mc).padStart(10)}  (${rate(mc)})`);
     console.log(
-      `mirror to ready (MiB/s):   engine ${rate(median(engine.map((s) => s.ready)))}, bare ${rate(median(bare.map((s) => s.ready)))}`,
+      `start to ready (MiB/s):    engine ${rate(median(engine.map((s) => s.ready)))}, bare ${rate(median(bare.map((s) => s.ready)))}`,
+    );
+    console.log(
+      `mirror alone (MiB/s):      engine ${rate(median(engine.map((s) => s.mirror)))}, bare ${rate(median(bare.map((s) => s.mirror)))}`,
+    );
+    const cpu = (xs: readonly Sample[], k: 'self' | 'qemu') => ms(median(xs.map((s) => s.cpu[k])));
+    console.log(
+      `CPU during the mirror (median): this process: engine ${cpu(engine, 'self')}, bare ${cpu(bare, 'self')}; QEMU: engine ${cpu(engine, 'qemu')}, bare ${cpu(bare, 'qemu')}`,
+    );
+    console.log(
+      `load average at the end: ${loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ')}`,
     );
     console.log(
       `engine saw ready after QEMU's ready event: median ${ms(median(engine.map((s) => s.lag ?? 0)))}, max ${ms(Math.max(...engine.map((s) => s.lag ?? 0)))} (poll interval ${POLL_MS} ms)`,

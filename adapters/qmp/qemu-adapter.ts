@@ -189,6 +189,11 @@ class BlockGraph {
     return this.byName.get(name);
   }
 
+  /** A block-driver node of this name is in the graph (x-debug-query-block-graph's names). */
+  has(name: string): boolean {
+    return this.graphByName.has(name);
+  }
+
   /** The node under `name` through the child role (`backing`, `file`, `image`, …). */
   child(name: string, role: string): string | undefined {
     const g = this.graphByName.get(name);
@@ -298,13 +303,18 @@ class BlockGraph {
    * The nodes under `top` (itself included) that nothing outside them uses, parents first: what
    * blockdev-del may remove once `top` is no disk any more. A node with a parent elsewhere (a
    * shallow copy's backing, an export, a device, a job) stays, and so does everything below it.
+   * `dismissed`: a job dismissed before the blockdev-dels run, whose hold (if any) does not count.
    */
-  releasable(top: string): string[] {
+  releasable(top: string, dismissed?: string): string[] {
     const set = this.below(top);
     const kept = new Set<string>();
     for (const name of set) {
       if (kept.has(name)) continue;
-      const outside = this.parents(name).some((p) => p.node.type !== 'block-driver' || !set.has(p.node.name));
+      const outside = this.parents(name).some(
+        (p) =>
+          !(p.node.type === 'block-job' && p.node.name === dismissed) &&
+          (p.node.type !== 'block-driver' || !set.has(p.node.name)),
+      );
       if (outside) for (const n of this.below(name)) kept.add(n);
     }
     // Breadth-first from the top: a parent is deleted before its children.
@@ -430,6 +440,21 @@ export class QemuHypervisor implements HypervisorPort {
   private mutations = 0;
   /** The view on its way, and the mutation count when it was asked. */
   private pendingView: { readonly mutations: number; readonly answer: Res<View> } | null = null;
+  /**
+   * The block graph read together with a pivot's confirmation (activeImage found the guest on a
+   * destination this adapter attached), and the mutation count when it was asked: dismissJob,
+   * which comes right behind, releases the old chain from it in the same batch as job-dismiss.
+   */
+  private confirmedGraph: { readonly mutations: number; readonly graph: BlockGraph } | null = null;
+  /**
+   * startMirror's queries (query-jobs and the view), sent when createDestination begins: they
+   * travel while qemu-img creates the file, and startMirror, which comes right behind, uses them
+   * if no command that changes something was sent since (else it asks again).
+   */
+  private prefetchedStart: {
+    readonly mutations: number;
+    readonly answer: Promise<[Awaited<Res<QueryJob[]>>, Awaited<Res<View>>]>;
+  } | null = null;
 
   constructor(
     readonly client: QmpClient,
@@ -508,18 +533,24 @@ export class QemuHypervisor implements HypervisorPort {
 
   /**
    * The image the guest reads now, asked of the consumer the disk was first seen through (its
-   * device's backend, or its export): one QMP round trip (query-block, or query-block-exports)
-   * when the node it reads is a destination this adapter attached.
+   * device's backend, or its export): one QMP round trip (query-block, or query-block-exports,
+   * with x-debug-query-block-graph alongside for dismissJob) when the node it reads is a
+   * destination this adapter attached.
    */
   activeImage(domain: string, disk: string): ResultAsync<string, HypervisorError> {
     return wrap('activeImage', async () => {
       if (domain !== this.domain) return err(invalid('activeImage', `no domain '${domain}'`));
       const consumer = this.consumers.get(disk);
       if (consumer && consumer.kind !== 'node') {
-        const node = await this.consumerNode(consumer);
+        // The graph goes along in the same round trip: after a pivot, dismissJob needs it.
+        const mutations = this.mutations;
+        const [node, edges] = await Promise.all([this.consumerNode(consumer), this.edgesOnly()]);
         if (node.isErr()) return err(node.error);
         const known = node.value === undefined ? undefined : this.targetPaths.get(node.value);
-        if (known !== undefined) return ok(known);
+        if (known !== undefined) {
+          this.confirmedGraph = edges.isOk() ? { mutations, graph: edges.value } : null;
+          return ok(known);
+        }
       }
       const v = await this.view();
       if (v.isErr()) return err(v.error);
@@ -538,6 +569,8 @@ export class QemuHypervisor implements HypervisorPort {
   createDestination(spec: CreateDestinationSpec): ResultAsync<void, HypervisorError> {
     return wrap('createDestination', async () => {
       if (spec.type === 'block') return this.formatDevice(spec);
+      // startMirror's queries go out now, to travel while the file is made (see prefetchedStart).
+      if (spec.claim !== undefined) this.prefetchedStart = { mutations: this.mutations, answer: this.startQueries() };
       // With a claim the image is made under a hidden name derived from it and linked into place;
       // the claim link stays until releaseDestination, so a rerun after a crash can tell "the file
       // this job created" (same inode as its claim) from a file someone else put there.
@@ -637,8 +670,12 @@ export class QemuHypervisor implements HypervisorPort {
     return wrap('startMirror', async () => {
       const cmd = 'blockdev-mirror';
       if (spec.domain !== this.domain) return err(invalid(cmd, `no domain '${spec.domain}'`));
-      // The idempotence check and the disk's graph in one batch.
-      const [jobs, vr] = await Promise.all([this.qmp<QueryJob[]>('query-jobs'), this.view()]);
+      // The idempotence check and the disk's graph in one batch, sent during createDestination
+      // if nothing was changed since, else now.
+      const prefetched = this.prefetchedStart;
+      this.prefetchedStart = null;
+      const early = prefetched !== null && prefetched.mutations === this.mutations ? await prefetched.answer : null;
+      const [jobs, vr] = early !== null && early[0].isOk() && early[1].isOk() ? early : await this.startQueries();
       if (jobs.isErr()) return err(jobs.error);
       if (jobs.value.some((j) => j.id === spec.jobId)) return ok(undefined);
       if (vr.isErr()) return err(vr.error);
@@ -900,6 +937,32 @@ export class QemuHypervisor implements HypervisorPort {
 
   dismissJob(jobId: string, hint?: { readonly pulledOut?: readonly string[] }): ResultAsync<void, HypervisorError> {
     return wrap('dismissJob', async () => {
+      const confirmed = this.confirmedGraph;
+      this.confirmedGraph = null;
+      const names = targetNodeNames(jobId);
+      const oldTop = this.sources.get(jobId);
+      if (
+        confirmed !== null &&
+        confirmed.mutations === this.mutations &&
+        oldTop !== undefined &&
+        !this.streams.has(jobId) &&
+        confirmed.graph.has(names.format) &&
+        confirmed.graph.inUse(names.format)
+      ) {
+        // Pivoted, in the graph read with the confirmation, and nothing sent since: job-dismiss
+        // and the release of the old chain go out together (QEMU runs them in order), one round
+        // trip instead of two. QEMU refuses to delete a node that gained a user meanwhile (another
+        // client); then the graph is read again below and only what nothing uses is released.
+        const [r, released] = await Promise.all([
+          this.qmp('job-dismiss', { id: jobId }),
+          this.blockdevDelAll(confirmed.graph.releasable(oldTop, jobId)),
+        ]);
+        if (r.isErr() && !(r.error.kind === 'qmp' && r.error.desc === 'Job not found')) return err(r.error);
+        if (released.isOk()) {
+          this.sources.delete(jobId);
+          return ok(undefined);
+        }
+      }
       // The graph is asked right behind job-dismiss (QEMU answers in order, so it shows the
       // graph without the job): one round trip for both.
       const [r, g] = await Promise.all([this.qmp('job-dismiss', { id: jobId }), this.graph()]);
@@ -921,10 +984,8 @@ export class QemuHypervisor implements HypervisorPort {
         return ok(undefined);
       }
       // Detach the job's destination unless it is in use: after a pivot it *is* the disk.
-      const names = targetNodeNames(jobId);
       if (g.value.node(names.format) && g.value.inUse(names.format)) {
         // Pivoted: release the old chain, as libvirt does, but never a node still in use.
-        const oldTop = this.sources.get(jobId);
         if (oldTop === undefined) return ok(undefined);
         const released = await this.blockdevDelAll(g.value.releasable(oldTop));
         if (released.isErr()) return err(released.error);
@@ -968,6 +1029,18 @@ export class QemuHypervisor implements HypervisorPort {
     if (graph.isErr()) return err(graph.error);
     if (exports.isErr()) return err(exports.error);
     return ok(new BlockGraph(nodes.value, graph.value.nodes, graph.value.edges, exports.value, this.qemuCwd));
+  }
+
+  /** startMirror's idempotence check and the disk's graph, in one batch. */
+  private startQueries(): Promise<[Awaited<Res<QueryJob[]>>, Awaited<Res<View>>]> {
+    return Promise.all([this.qmp<QueryJob[]>('query-jobs'), this.view()]);
+  }
+
+  /** The block graph's nodes and edges alone (x-debug-query-block-graph): enough for releasable(). */
+  private async edgesOnly(): Res<BlockGraph> {
+    const r = await this.qmp<{ nodes: GraphNode[]; edges: GraphEdge[] }>('x-debug-query-block-graph');
+    if (r.isErr()) return err(r.error);
+    return ok(new BlockGraph([], r.value.nodes, r.value.edges, [], this.qemuCwd));
   }
 
   /**
