@@ -305,7 +305,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   const beforeEffect = async (jobId: string): Promise<void> => {
     const journal = journals.get(jobId);
     if (!journal) return;
-    const failed = await journal.checkpoint();
+    const failed = await journal.barrier();
     if (failed) throw storeFailure(failed);
   };
   /** Renews the lease of every job this engine runs (lease.ts); a timer only while there are some. */
@@ -499,12 +499,15 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     record: JobRecord | null,
     endIntent: EndIntent,
     names: DiskNames | null = null,
+    /** `record` is the job's stored record, claimed by this engine, from which the runner was restored. */
+    restored = false,
   ): JobJournal | null {
     const k = key(runner.domain, runner.disk);
     runners.set(k, runner);
     byId.set(runner.jobId, runner);
     if (names) diskNames.set(runner, names);
-    const journal = store && record ? new JobJournal(store, record, () => fieldsOf(runner, endIntent), now) : null;
+    const journal =
+      store && record ? new JobJournal(store, record, () => fieldsOf(runner, endIntent), now, restored) : null;
     if (journal) journals.set(runner.jobId, journal);
     watchLeases();
     let intentSent = false;
@@ -1056,7 +1059,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
               order: record.createdAt,
               start: () => undefined,
             });
-          register(runner, record, record.endIntent);
+          register(runner, record, record.endIntent, null, true);
           runner.start();
           superviseConvergence(runner);
           await runner.refresh(known);

@@ -342,7 +342,9 @@ export class JobRunner {
             lastState = name;
             lastContext = snapshot.context;
             if (restoring) restoring = false;
-            else options.onChange?.();
+            // A final state is recorded with the job's end, the next write (nothing happens in
+            // between): one write instead of two.
+            else if (snapshot.status !== 'done') options.onChange?.();
           }
           if (snapshot.status === 'done') {
             this.stop();
