@@ -24,6 +24,7 @@ import type { EndIntent, JobEnd, JobRecord, JobStore, LeaseOwner, StoreError } f
 import { JOB_RECORD_FORMAT } from '../core/job-store.js';
 import { JOB_CHART_VERSION } from '../../machines/chart-version.js';
 import { JobJournal } from './journal.js';
+import { WriteBatch } from './write-batch.js';
 import { RENEW_EVERY_MS, localOwner } from './lease.js';
 import type { RecoveryReport } from './recovery.js';
 import { recoverJobs } from './recovery.js';
@@ -293,6 +294,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   const now = options.now ?? Date.now;
   const actOnIntents = options.actOnIntents ?? true;
   const journals = new Map<string, JobJournal>();
+  const writeBatch = store ? new WriteBatch(store) : null;
   const slots =
     options.slots ??
     (options.maxJobs !== undefined || options.maxJobsPerFilesystem !== undefined
@@ -507,7 +509,9 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     byId.set(runner.jobId, runner);
     if (names) diskNames.set(runner, names);
     const journal =
-      store && record ? new JobJournal(store, record, () => fieldsOf(runner, endIntent), now, restored) : null;
+      store && record
+        ? new JobJournal(store, record, () => fieldsOf(runner, endIntent), now, restored, writeBatch)
+        : null;
     if (journal) journals.set(runner.jobId, journal);
     watchLeases();
     let intentSent = false;
@@ -1165,7 +1169,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
 function fieldsOf(runner: JobRunner, endIntent: EndIntent) {
   const snapshot = runner.snapshot;
   return {
-    snapshot: runner.actor.getPersistedSnapshot(),
+    snapshot: runner.persistedSnapshot(),
     state: runner.actorStarted ? stateName(snapshot.value) : runner.recordState(),
     side: runner.side(),
     plan: snapshot.context.plan,

@@ -9,6 +9,7 @@
  */
 import type { JobEnd, JobRecord, JobStore, StoreError } from '../core/job-store.js';
 import { LEASE_MS, leaseDue } from './lease.js';
+import type { WriteBatch } from './write-batch.js';
 
 export type RecordFields = Pick<JobRecord, 'snapshot' | 'state' | 'side' | 'plan' | 'endIntent'> &
   Partial<Pick<JobRecord, 'pull'>>;
@@ -30,6 +31,8 @@ export class JobJournal {
     private readonly now: () => number,
     /** `initial` is stored already and describes the job exactly (a restored job's claimed record). */
     stored = false,
+    /** Saves through the engine's group commit (write-batch.ts) instead of one store.save each. */
+    private readonly batch: WriteBatch | null = null,
   ) {
     this.last = initial;
     this.current = stored && initial.revision > 0;
@@ -94,7 +97,7 @@ export class JobJournal {
       updatedAt: at,
       ...(end !== null ? { owner: null, leaseUntil: null } : { leaseUntil: at + LEASE_MS }),
     };
-    const saved = await this.store.save(next);
+    const saved = await (this.batch ? this.batch.save(next) : this.store.save(next));
     if (saved.isErr()) {
       this.failure = saved.error;
       return saved.error;
