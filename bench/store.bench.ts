@@ -8,7 +8,7 @@
  * BENCH_ONLY=recovery skips the latency part.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MiB, SimulatedHypervisor } from '../adapters/sim/index.js';
 import type { SimDomainSpec } from '../adapters/sim/index.js';
@@ -116,6 +116,9 @@ const KILLED_AFTER: Partial<Record<Case, string>> = {
   'killed-after-mirror': 'startMirror',
 };
 
+/** The first engine as a lease holder: a process of this host that is gone (no pid is above pid_max). */
+const GONE = { id: `${hostname()}:4194305:0` };
+
 /** The sim, with the calls of KILLED_AFTER done but never answered (the engine died right after). */
 function killingPort(sim: SimulatedHypervisor): HypervisorPort {
   const jobOf = (method: string, args: unknown[]): string | undefined => {
@@ -155,6 +158,7 @@ async function storedFleet(jobs: number) {
     hypervisor: killingPort(sim),
     clock,
     store,
+    owner: GONE,
     pollIntervalMs: 500,
     jobId: (d) => `copy-${d}`,
   });
