@@ -2,9 +2,9 @@
  * `npm run bench:store`: what persisting costs. Side by side in one run: (1) start → ready and
  * pivot latency of a copy on the simulator in real time (default poll interval) with the SQLite
  * store against the in-memory store, rounds interleaved; the same in virtual time, where only CPU
- * counts, as the worst case; (2) recovery of 10,000 stored jobs (mirrors at ready on the
- * simulator) by a fresh engine, wall and CPU time (CPU time tells a loaded machine from a slow
- * recovery); (3) SQLite store bytes per job. BENCH_RECOVERY_JOBS sets the fleet (default 10,000);
+ * counts, as the worst case; (2) recovery of 10,000 stored unfinished jobs in every case recovery
+ * reconciles (MIX below) by a fresh engine, timed until every job is reconciled, wall and CPU time
+ * (CPU time tells a loaded machine from a slow recovery); (3) SQLite store bytes per job. BENCH_RECOVERY_JOBS sets the fleet (default 10,000);
  * BENCH_ONLY=recovery skips the latency part.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
