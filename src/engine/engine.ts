@@ -24,6 +24,7 @@ import type { EndIntent, JobEnd, JobRecord, JobStore, LeaseOwner, StoreError } f
 import { JOB_RECORD_FORMAT } from '../core/job-store.js';
 import { JOB_CHART_VERSION } from '../../machines/chart-version.js';
 import { JobJournal } from './journal.js';
+import { WriteBatch } from './write-batch.js';
 import { RENEW_EVERY_MS, localOwner } from './lease.js';
 import type { RecoveryReport } from './recovery.js';
 import { recoverJobs } from './recovery.js';
@@ -293,6 +294,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   const now = options.now ?? Date.now;
   const actOnIntents = options.actOnIntents ?? true;
   const journals = new Map<string, JobJournal>();
+  const writeBatch = store ? new WriteBatch(store) : null;
   const slots =
     options.slots ??
     (options.maxJobs !== undefined || options.maxJobsPerFilesystem !== undefined
@@ -305,7 +307,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
   const beforeEffect = async (jobId: string): Promise<void> => {
     const journal = journals.get(jobId);
     if (!journal) return;
-    const failed = await journal.checkpoint();
+    const failed = await journal.barrier();
     if (failed) throw storeFailure(failed);
   };
   /** Renews the lease of every job this engine runs (lease.ts); a timer only while there are some. */
@@ -499,12 +501,17 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
     record: JobRecord | null,
     endIntent: EndIntent,
     names: DiskNames | null = null,
+    /** `record` is the job's stored record, claimed by this engine, from which the runner was restored. */
+    restored = false,
   ): JobJournal | null {
     const k = key(runner.domain, runner.disk);
     runners.set(k, runner);
     byId.set(runner.jobId, runner);
     if (names) diskNames.set(runner, names);
-    const journal = store && record ? new JobJournal(store, record, () => fieldsOf(runner, endIntent), now) : null;
+    const journal =
+      store && record
+        ? new JobJournal(store, record, () => fieldsOf(runner, endIntent), now, restored, writeBatch)
+        : null;
     if (journal) journals.set(runner.jobId, journal);
     watchLeases();
     let intentSent = false;
@@ -1057,7 +1064,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
               order: record.createdAt,
               start: () => undefined,
             });
-          register(runner, record, record.endIntent);
+          register(runner, record, record.endIntent, null, true);
           runner.start();
           superviseConvergence(runner);
           await runner.refresh(known);
@@ -1163,7 +1170,7 @@ export function createEngine(options: EngineOptions): BlockCopyEngine {
 function fieldsOf(runner: JobRunner, endIntent: EndIntent) {
   const snapshot = runner.snapshot;
   return {
-    snapshot: runner.actor.getPersistedSnapshot(),
+    snapshot: runner.persistedSnapshot(),
     state: runner.actorStarted ? stateName(snapshot.value) : runner.recordState(),
     side: runner.side(),
     plan: snapshot.context.plan,

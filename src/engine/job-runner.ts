@@ -16,7 +16,7 @@ import type {
   HypervisorJobInfo,
   HypervisorPort,
 } from '../core/hypervisor-port.js';
-import type { BlockCopyJobOutput, FinishInput } from '../../machines/block-copy-job.js';
+import type { BlockCopyJobContext, BlockCopyJobOutput, FinishInput } from '../../machines/block-copy-job.js';
 import { blockCopyJobMachine } from '../../machines/block-copy-job.js';
 import type { ConvergenceRequest, ObservationEvent, RefusedEmitted, UserEvent } from '../../machines/events.js';
 import type { Clock } from '../core/clock.js';
@@ -274,11 +274,31 @@ export interface JobRunnerOptions {
   readonly onChange?: (() => void) | undefined;
 }
 
+/** What the engine reads of a job's chart: the actor's snapshot, or a restored job's record before its actor exists. */
+export type JobSnapshotView = Pick<ReturnType<JobActor['getSnapshot']>, 'status' | 'value' | 'context' | 'matches'>;
+
+/** Restored in these states, a job needs no actor until something happens to it (no step runs in them). */
+const IDLE_STATES = /^(mirroring|ready)(\.|$)/;
+
+/** The event types some state of the chart's active configuration has a transition for, by state name. */
+const handledEvents = new Map<string, ReadonlySet<string>>();
+
+function eventsHandledIn(machine: ProvidedJobMachine, value: unknown, name: string): ReadonlySet<string> {
+  let found = handledEvents.get(name);
+  if (!found) {
+    const types = new Set<string>();
+    const nodes = machine.resolveState({ value: value as never, context: {} as never })._nodes;
+    for (const node of nodes) for (const type of Object.keys(node.on)) types.add(type);
+    found = types;
+    handledEvents.set(name, found);
+  }
+  return found;
+}
+
 export class JobRunner {
   readonly jobId: string;
   readonly domain: string;
   readonly disk: string;
-  readonly actor: JobActor;
   readonly states: string[] = [];
   readonly result: Promise<JobResult>;
   /** State names; a late subscriber gets the current one first. */
@@ -300,14 +320,24 @@ export class JobRunner {
   private readonly polls$ = new Subject<void>();
   private readonly subscription = new Subscription();
   private readonly hypervisor: HypervisorPort;
+  private made: JobActor | null = null;
+  /**
+   * A job restored at mirroring or ready: its record's snapshot, standing for the chart until
+   * something reaches the chart that it has a transition for (an observation it does not
+   * ignore, a user request). 10,000 recovered mirrors then cost no actor each; the chart decides
+   * exactly as before, from the same snapshot, once it has something to decide.
+   */
+  private dormant: {
+    readonly snapshot: { value: unknown; context: BlockCopyJobContext };
+    readonly name: string;
+    view: JobSnapshotView;
+  } | null = null;
 
   constructor(private readonly options: JobRunnerOptions) {
     this.jobId = options.jobId;
     this.domain = options.request.domain;
     this.disk = options.request.disk;
     this.hypervisor = options.hypervisor;
-    const jobId = options.jobId;
-    const machine = options.machine;
     const restore = options.restore;
     if (restore) {
       this.states.push(...restore.side.states);
@@ -320,18 +350,52 @@ export class JobRunner {
       if (last !== undefined) this.stateChanges$.next(last);
       if (this.progress) this.progress$.next(this.progress);
     }
-    this.actor = createActor(machine, {
+    this.result = new Promise<JobResult>((resolve) => {
+      this.settle = resolve;
+    });
+    const persisted = restore?.snapshot as
+      { status?: string; value?: unknown; context?: BlockCopyJobContext } | undefined;
+    const restoredName = persisted?.value !== undefined ? stateName(persisted.value) : '';
+    // An inspector sees every job's chart: it gets its actors at once.
+    if (persisted?.status === 'active' && persisted.context && IDLE_STATES.test(restoredName) && !options.inspect) {
+      const snapshot = { value: persisted.value, context: persisted.context };
+      this.dormant = {
+        snapshot,
+        name: restoredName,
+        view: {
+          status: 'active',
+          value: snapshot.value as JobSnapshotView['value'],
+          context: snapshot.context,
+          matches: (state) =>
+            typeof state === 'string' && (restoredName === state || restoredName.startsWith(`${state}.`)),
+        },
+      };
+    } else this.make();
+  }
+
+  /** The job's chart actor, made now from the restored snapshot if the job was dormant. */
+  get actor(): JobActor {
+    return this.made ?? this.make();
+  }
+
+  private make(): JobActor {
+    const options = this.options;
+    const restore = options.restore;
+    const jobId = this.jobId;
+    const actor = createActor(options.machine, {
       input: { jobId, request: options.request },
       ...(restore ? { snapshot: restore.snapshot as never } : {}),
       ...(options.inspect ? { inspect: options.inspect } : {}),
     });
+    this.made = actor;
+    this.dormant = null;
     let lastContext: unknown = null;
     let lastState = '';
     /** A restored job's first snapshot is its record, just loaded: nothing new to save. */
     let restoring = restore !== undefined;
-    this.result = new Promise<JobResult>((resolve) => {
-      this.settle = resolve;
-      this.actor.subscribe({
+    const resolve = (result: JobResult) => this.settle?.(result);
+    {
+      actor.subscribe({
         next: (snapshot) => {
           const name = stateName(snapshot.value);
           if (this.states[this.states.length - 1] !== name) {
@@ -342,7 +406,9 @@ export class JobRunner {
             lastState = name;
             lastContext = snapshot.context;
             if (restoring) restoring = false;
-            else options.onChange?.();
+            // A final state is recorded with the job's end, the next write (nothing happens in
+            // between): one write instead of two.
+            else if (snapshot.status !== 'done') options.onChange?.();
           }
           if (snapshot.status === 'done') {
             this.stop();
@@ -364,7 +430,9 @@ export class JobRunner {
           });
         },
       });
-    });
+    }
+    if (this.actorStarted) actor.start();
+    return actor;
   }
 
   /** Waits for a slot: the state 'queued' is shown and recorded; nothing runs yet. */
@@ -399,9 +467,7 @@ export class JobRunner {
 
   /** The state for the job's record: the chart's, or 'queued' while it waits. */
   recordState(): string {
-    return this.actorStarted
-      ? stateName(this.actor.getSnapshot().value)
-      : (this.states[this.states.length - 1] ?? 'queued');
+    return this.actorStarted ? stateName(this.snapshot.value) : (this.states[this.states.length - 1] ?? 'queued');
   }
 
   start(): void {
@@ -422,12 +488,12 @@ export class JobRunner {
         )
         .subscribe(),
     );
-    this.actor.start();
+    this.made?.start(); // a dormant job's actor starts when it is made
   }
 
   /** A request of the convergence policy (the chart ignores it where it does not apply). */
   converge(event: ConvergenceRequest): void {
-    if (this.actor.getSnapshot().status === 'active') this.actor.send(event);
+    if (this.snapshot.status === 'active') this.actor.send(event);
   }
 
   /** Sends a user request; resolves with the machine's refusal, if it refused. */
@@ -469,8 +535,8 @@ export class JobRunner {
 
   /** Stops the actor without ending the job (engine closed): the result settles as 'detached'. */
   detach(): void {
-    if (this.actor.getSnapshot().status !== 'active') return;
-    this.actor.stop();
+    if (this.snapshot.status !== 'active') return;
+    this.made?.stop();
     this.stop();
     this.settle?.({
       outcome: 'detached',
@@ -491,7 +557,7 @@ export class JobRunner {
 
   /** A pivot or abort was accepted and the job is on its way out. */
   isEnding(): boolean {
-    const snapshot = this.actor.getSnapshot();
+    const snapshot = this.snapshot;
     return ENDING.some((s) => snapshot.matches(s));
   }
 
@@ -499,8 +565,13 @@ export class JobRunner {
     this.pause.userPauseRequested = paused;
   }
 
-  get snapshot() {
-    return this.actor.getSnapshot();
+  get snapshot(): JobSnapshotView {
+    return this.dormant?.view ?? this.actor.getSnapshot();
+  }
+
+  /** The chart's persisted snapshot, for the job's record (a dormant job's is the one it was restored from). */
+  persistedSnapshot(): unknown {
+    return this.dormant ? this.options.restore!.snapshot : this.actor.getPersistedSnapshot();
   }
 
   /**
@@ -514,7 +585,7 @@ export class JobRunner {
   }
 
   private polled(): boolean {
-    const snapshot = this.actor.getSnapshot();
+    const snapshot = this.snapshot;
     return snapshot.status === 'active' && POLLED.some((s) => snapshot.matches(s));
   }
 
@@ -533,7 +604,7 @@ export class JobRunner {
     if (info && (info.status === 'running' || info.status === 'ready')) this.pause.stoppedOnError = false;
     if (info && (info.status === 'paused' || info.status === 'standby') && info.ioStatus !== 'ok')
       this.pause.stoppedOnError = true;
-    const inReady = this.actor.getSnapshot().matches('ready');
+    const inReady = this.snapshot.matches('ready');
     for (const observation of observeJobInfo(info, this.pause, inReady)) this.observe(observation);
   }
 
@@ -559,7 +630,14 @@ export class JobRunner {
   }
 
   private observe(event: ObservationEvent): void {
-    if (this.actor.getSnapshot().status === 'active') this.actor.send(event);
+    const dormant = this.dormant;
+    if (dormant) {
+      // An event no state of the configuration has a transition for changes nothing in XState:
+      // the job stays dormant. Anything else wakes the chart, which decides as always.
+      const handled = eventsHandledIn(this.options.machine, dormant.snapshot.value, dormant.name);
+      if (!handled.has(event.type) && !handled.has('*')) return;
+    }
+    if (this.snapshot.status === 'active') this.actor.send(event);
   }
 
   private stop(): void {

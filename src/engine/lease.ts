@@ -43,3 +43,20 @@ export function ownerAlive(id: string | null, leaseUntil: number | null, now: nu
   }
   return leaseUntil !== null && leaseUntil > now;
 }
+
+/**
+ * ownerAlive over many records: a holder on this host is judged once (one /proc read for all
+ * the jobs of a dead process); one on another host, by each record's own lease expiry.
+ */
+export function ownersAlive(now: number): (id: string | null, leaseUntil: number | null) => boolean {
+  const local = new Map<string, boolean>();
+  return (id, leaseUntil) => {
+    if (id === null || !id.startsWith(`${hostname()}:`)) return ownerAlive(id, leaseUntil, now);
+    let alive = local.get(id);
+    if (alive === undefined) {
+      alive = ownerAlive(id, leaseUntil, now);
+      local.set(id, alive);
+    }
+    return alive;
+  };
+}

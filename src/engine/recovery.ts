@@ -22,7 +22,7 @@ import type { JobEnd, JobRecord, JobStore, LeaseOwner, StoreError } from '../cor
 import { JOB_RECORD_FORMAT } from '../core/job-store.js';
 import { READABLE_CHART_VERSIONS, READABLE_PULL_CHART_VERSIONS } from '../../machines/chart-version.js';
 import type { BlockCopyJobContext } from '../../machines/block-copy-job.js';
-import { LEASE_MS, ownerAlive } from './lease.js';
+import { LEASE_MS, ownersAlive } from './lease.js';
 
 export interface RecoveredJob {
   readonly jobId: string;
@@ -88,6 +88,8 @@ async function run(ctx: RecoveryContext): Promise<Result<RecoveryReport, StoreEr
   const listed = await store.list({ hypervisor: hypervisor.name });
   if (listed.isErr()) return err(listed.error);
   const candidates: JobRecord[] = [];
+  // One look at /proc per holder on this host, not per job.
+  const alive = ownersAlive(ctx.now());
   /** Disks a newer unfinished record already claims in this recovery (newest first). */
   const disks = new Set<string>();
   for (const stored of listed.value) {
@@ -101,7 +103,7 @@ async function run(ctx: RecoveryContext): Promise<Result<RecoveryReport, StoreEr
       });
       continue;
     }
-    if (stored.owner !== owner.id && ownerAlive(stored.owner, stored.leaseUntil, ctx.now())) {
+    if (stored.owner !== owner.id && alive(stored.owner, stored.leaseUntil)) {
       skipped.push({ ...id, reason: `run by a live process (${stored.owner})` });
       continue;
     }
