@@ -7,7 +7,18 @@ import { defineConfig } from 'vitest/config';
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 const AREA_TESTS: Record<string, readonly string[]> = {
-  chart: ['test/machine/**/*.test.ts', 'test/exhaustive/**/*.test.ts'],
+  // The charts one step at a time (XState's pure transition, or an actor with hand-answered IO)
+  // and the exhaustive check: every state × event in milliseconds. The random property runs
+  // (test/machine/*properties.test.ts, 5–15 s each, instrumented several times longer) stay in
+  // npm test: here every surviving or static mutant would rerun them (README, Verification).
+  chart: [
+    'test/machine/*-steps.test.ts',
+    'test/machine/block-copy-job.test.ts',
+    'test/machine/chart-version.test.ts',
+    'test/machine/convergence-policy.test.ts',
+    'test/machine/migrate-storage-chart.test.ts',
+    'test/exhaustive/**/*.test.ts',
+  ],
   rules: [
     'test/validate.test.ts',
     'test/plan.test.ts',
@@ -30,7 +41,13 @@ const AREA_TESTS: Record<string, readonly string[]> = {
  * tests first, so that most mutants are killed in about a second; the exhaustive and property
  * runs (tens of seconds each, instrumented) only for the mutants the unit tests miss.
  */
-const SLOW_LAST = ['test/exhaustive/', 'test/machine/properties.test.ts', 'test/plan.test.ts', 'test/job-info.test.ts'];
+const SLOW_LAST = [
+  'test/exhaustive/',
+  'test/machine/properties.test.ts',
+  'test/machine/pull-properties.test.ts',
+  'test/plan.test.ts',
+  'test/job-info.test.ts',
+];
 class QuickFirst extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
     const rank = (f: TestSpecification) => {
