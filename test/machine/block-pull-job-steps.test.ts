@@ -60,7 +60,7 @@ const VANISHED: Ev = { type: 'HV.VANISHED' };
 const IO_ERROR: Ev = { type: 'HV.IO_ERROR', action: 'report', operation: 'read' };
 const paused = (reason: 'user' | 'io-error' | 'internal'): Ev => ({ type: 'HV.PAUSED', reason });
 const refused = (request: string, error: unknown) => [{ type: 'refused', request, error }];
-const finish = (started: boolean) => [{ src: 'finishJob', input: { jobId: JOB, started } }];
+const finish = (started: boolean) => [{ src: 'finishJob', input: { jobId: JOB, started, plan } }];
 
 describe('pull chart, step by step', () => {
   it('starts in validating, inspecting the facts', () => {

@@ -241,7 +241,12 @@ describe('migrate-storage chart', () => {
       const h = harness();
       await h.refuse('planMigration');
       expect(h.state()).toBe('failed');
-      expect(h.actor.getSnapshot().output).toEqual({ outcome: 'failed', status: {}, error: failure });
+      expect(h.actor.getSnapshot().output).toEqual({
+        outcome: 'failed',
+        status: {},
+        error: failure,
+        sourceDeletion: null,
+      });
     });
     it.each(['copyBacking', 'rebaseBacking', 'createTops'])(
       'cancelled during %s: rolled back when the step is done',
@@ -473,6 +478,7 @@ describe('migrate-storage chart', () => {
       cleanupFailed: false,
       verified: false,
       verifyFailed: false,
+      sourceDeletion: null,
       ...over,
     });
 
