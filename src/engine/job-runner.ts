@@ -615,8 +615,7 @@ export class JobRunner {
       this.setProgress({ cur: event.offset, end: event.len, speed: event.speed, at: this.options.clock.now() });
       // QEMU sends JOB_STATUS_CHANGE(ready) first, which made the chart ready and was recorded
       // with the progress of the last poll: record the copy's full extent once (list shows it).
-      if (event.kind === 'job-ready' && this.actorStarted && this.snapshot.matches('ready'))
-        this.options.onChange?.();
+      if (event.kind === 'job-ready' && this.actorStarted && this.snapshot.matches('ready')) this.options.onChange?.();
     }
   }
 
