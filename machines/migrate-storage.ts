@@ -313,6 +313,13 @@ export const migrateStorageMachine = setup({
       },
       error: ({ context, event }) => {
         const e = event as Extract<MigrationEvent, { type: 'COPY.ENDED' }>;
+        const old = context.status[e.disk];
+        // Refused, then pivoted after all (the request failed, the pivot landed): that refusal
+        // is no failure; another disk's failure, if any, stays the migration's error.
+        if (e.pivoted && old?.state === 'refused' && context.error === old.error) {
+          const others = disksOf(context).filter((d) => d.disk !== e.disk);
+          return others.map((d) => context.status[d.disk]?.error ?? null).find((x) => x !== null) ?? null;
+        }
         if (e.pivoted || context.error) return context.error;
         return (
           e.error ?? blockCopyError('VIR_ERR_OPERATION_FAILED', `block copy of disk '${e.disk}' ended before its pivot`)
@@ -326,8 +333,11 @@ export const migrateStorageMachine = setup({
           ? context.status
           : setStatus(context, e.disk, { state: 'refused', error: e.error });
       },
-      error: ({ context, event }) =>
-        context.error ?? (event as Extract<MigrationEvent, { type: 'COPY.PIVOT_REFUSED' }>).error,
+      // A refusal that comes after its disk pivoted is no failure: the pivot happened.
+      error: ({ context, event }) => {
+        const e = event as Extract<MigrationEvent, { type: 'COPY.PIVOT_REFUSED' }>;
+        return context.status[e.disk]?.state === 'pivoted' ? context.error : (context.error ?? e.error);
+      },
     }),
     nextPivot: assign({ pivotIndex: ({ context }) => context.pivotIndex + 1 }),
     firstUnpivoted: assign({

@@ -409,6 +409,33 @@ describe('migrate-storage chart', () => {
       await h.send({ type: 'COPY.ENDED', disk: 'vda', pivoted: true, error: null });
       await h.send({ type: 'COPY.PIVOT_REFUSED', disk: 'vda', error: failure });
       expect(h.ctx().status['vda']).toMatchObject({ state: 'pivoted', error: null });
+      // Never a failure for a pivot that happened: the migration ends migrated, without error.
+      expect(h.ctx().error).toBeNull();
+      await h.answer('recordPivot');
+      await h.send({ type: 'COPY.ENDED', disk: 'vdb', pivoted: true, error: null });
+      await h.answer('confirmChains', { vda: ['/dst/vda-snap.qcow2'], vdb: ['/dst/vdb-snap.qcow2'] });
+      await h.answer('release');
+      expect(h.state()).toBe('migrated');
+      expect(h.actor.getSnapshot().output).toMatchObject({ outcome: 'migrated', error: null });
+    });
+    it('a pivot refused that landed after all: that disk pivoted without error, the other reported', async () => {
+      const h = harness();
+      await toPivoting(h);
+      await h.answer('recordPivot');
+      await h.send({ type: 'COPY.PIVOT_REFUSED', disk: 'vda', error: failure });
+      expect(h.state()).toBe('abortingCopies');
+      await h.send({ type: 'COPY.ENDED', disk: 'vda', pivoted: true, error: null });
+      expect(h.ctx().status['vda']).toMatchObject({ state: 'pivoted', error: null });
+      expect(h.ctx().error).toBeNull();
+      await h.send({ type: 'COPY.ENDED', disk: 'vdb', pivoted: false, error: null });
+      await h.answer('confirmChains', { vda: ['/dst/vda-snap.qcow2'] });
+      await h.answer('release');
+      const out = h.actor.getSnapshot().output!;
+      expect(out.outcome).toBe('partial');
+      expect(out.status['vda']).toMatchObject({ state: 'pivoted', error: null });
+      expect(out.status['vdb']?.state).toBe('aborted');
+      expect(out.error).toMatchObject({ code: 'VIR_ERR_OPERATION_FAILED' });
+      expect(out.error?.message).toContain("disk 'vdb' ended before its pivot");
     });
     it('the write-ahead record failing: no pivot asked, everything aborted', async () => {
       const h = harness();
