@@ -8,43 +8,28 @@
  * top byte-identical, the pulled-out nodes released. One fresh VM per point, side by side.
  * Counted over all runs and printed: jobs lost, user files touched, debris — all must be 0.
  */
-import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, it } from 'vitest';
-import { MiB, buildChain, must, onPath } from '../../adapters/qmp/lab.js';
+import { must, onPath } from '../../adapters/qmp/lab.js';
 import { QmpClient } from '../../adapters/qmp/client.js';
 import { connectQemu, type QemuHypervisor } from '../../adapters/qmp/qemu-adapter.js';
 import { VmLab } from '../../adapters/qmp/vm-lab.js';
+import { ChainTemplate, guestReadsSeed } from './vm-seed.js';
 import { openSqliteStore } from '../../adapters/store/sqlite.js';
 import { createEngine } from '../../src/engine/engine.js';
 import type { JobResult } from '../../src/engine/job-runner.js';
 import { childFailure, runChild } from './run-child.js';
+import { sha } from './kill-harness.js';
 
 const counts = { runs: 0, jobsLost: 0, userFilesTouched: 0, debris: 0 };
-let template: Promise<string> | null = null;
+const template = new ChainTemplate('blockcopy-pullkill-chain-');
 afterAll(async () => {
   console.log(`kill -9 during a block pull on a TCG VM: ${JSON.stringify(counts)}`);
-  if (template) await fs.rm(await template, { recursive: true, force: true });
+  await template.remove();
 });
 
-/** The seed chain (relative backing names), built once and copied into each VM's directory. */
-function chainTemplate(): Promise<string> {
-  template ??= (async () => {
-    const dir = await fs.mkdtemp(join(tmpdir(), 'blockcopy-pullkill-chain-'));
-    await buildChain(dir, 64 * MiB);
-    return dir;
-  })();
-  return template;
-}
-
 const child = new URL('./pull-kill-child.ts', import.meta.url).pathname;
-
-const sha = async (path: string) =>
-  createHash('sha256')
-    .update(await fs.readFile(path))
-    .digest('hex');
 
 /** Every state of the pull chart a completing pull passes through, and every side effect. */
 const WHOLE = [
@@ -69,22 +54,6 @@ async function chainShape(top: string): Promise<[string, string | null][]> {
   ]);
 }
 
-/** Regions the guest does not read as the seed wrote them, through its virtio device. */
-async function guestReadsSeed(lab: VmLab, harness: QmpClient): Promise<string[]> {
-  const blocks = (await harness.execute<{ qdev?: string; inserted?: unknown }[]>('query-block'))._unsafeUnwrap();
-  const qdev = blocks.find((b) => b.inserted !== undefined)?.qdev ?? 'vda';
-  const bad: string[] = [];
-  for (const r of lab.expected()) {
-    const out = (
-      await harness.execute<string>('human-monitor-command', {
-        'command-line': `qemu-io -d ${qdev} "read -P 0x${r.pattern.toString(16)} ${r.offset} ${r.len}"`,
-      })
-    )._unsafeUnwrap();
-    if (/verification failed|error|fail/i.test(out)) bad.push(`${r.offset}+${r.len}: ${out.trim()}`);
-  }
-  return bad;
-}
-
 describe.runIf(onPath('qemu-system-x86_64', 'qemu-img', 'qemu-io'))('kill -9 of the engine during a block pull', () => {
   it.concurrent.for(cases)(
     '%s, killed at %s: recovered to the same end',
@@ -92,7 +61,7 @@ describe.runIf(onPath('qemu-system-x86_64', 'qemu-img', 'qemu-io'))('kill -9 of 
     async ([shape, point], { expect }) => {
       const lab = await VmLab.start({
         style: 'blockdev',
-        template: await chainTemplate(),
+        template: await template.path(),
         monitors: ['qmp', 'harness'],
       });
       let hv: QemuHypervisor | null = null;

@@ -8,51 +8,24 @@
  * all runs and printed: jobs lost, wrong pivots, user files touched, debris — all must be 0 —
  * with the VM start times.
  */
-import { promises as fs } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, it } from 'vitest';
-import { MiB, buildChain, onPath } from '../../adapters/qmp/lab.js';
+import { onPath } from '../../adapters/qmp/lab.js';
 import { QmpClient } from '../../adapters/qmp/client.js';
 import { VmLab } from '../../adapters/qmp/vm-lab.js';
+import { ChainTemplate, guestReadsSeed } from './vm-seed.js';
 import { KILL_CASES, killAndRecover, killCounts } from './kill-harness.js';
 
 const vmStartMs: number[] = [];
-let template: Promise<string> | null = null;
+const template = new ChainTemplate('blockcopy-vmkill-chain-');
 afterAll(async () => {
   const sorted = [...vmStartMs].sort((a, b) => a - b);
   const median = sorted[Math.floor(sorted.length / 2)] ?? 0;
   console.log(
     `kill -9 on a TCG VM: ${JSON.stringify(killCounts)}; VM start (spawn to QMP listening) median ${median.toFixed(0)} ms, max ${(sorted.at(-1) ?? 0).toFixed(0)} ms over ${sorted.length} VMs`,
   );
-  if (template) await fs.rm(await template, { recursive: true, force: true });
+  await template.remove();
 });
-
-/** The seed chain, built once and copied into each VM's directory. */
-function chainTemplate(): Promise<string> {
-  template ??= (async () => {
-    const dir = await fs.mkdtemp(join(tmpdir(), 'blockcopy-vmkill-chain-'));
-    await buildChain(dir, 64 * MiB);
-    return dir;
-  })();
-  return template;
-}
-
-/** What the guest reads, region by region, through its virtio device (HMP qemu-io on the device). */
-async function guestReadsSeed(lab: VmLab, harness: QmpClient): Promise<string[]> {
-  const blocks = (await harness.execute<{ qdev?: string; inserted?: unknown }[]>('query-block'))._unsafeUnwrap();
-  const qdev = blocks.find((b) => b.inserted !== undefined)?.qdev ?? 'vda';
-  const bad: string[] = [];
-  for (const r of lab.expected()) {
-    const out = (
-      await harness.execute<string>('human-monitor-command', {
-        'command-line': `qemu-io -d ${qdev} "read -P 0x${r.pattern.toString(16)} ${r.offset} ${r.len}"`,
-      })
-    )._unsafeUnwrap();
-    if (/verification failed|error|fail/i.test(out)) bad.push(`${r.offset}+${r.len}: ${out.trim()}`);
-  }
-  return bad;
-}
 
 describe.runIf(onPath('qemu-system-x86_64', 'qemu-img', 'qemu-io'))('kill -9 of the engine on a TCG VM', () => {
   // Each point has its own VM, store and files: they run side by side (vitest's maxConcurrency),
@@ -64,7 +37,7 @@ describe.runIf(onPath('qemu-system-x86_64', 'qemu-img', 'qemu-io'))('kill -9 of 
       const t0 = performance.now();
       const lab = await VmLab.start({
         style: 'blockdev',
-        template: await chainTemplate(),
+        template: await template.path(),
         monitors: ['qmp', 'harness'],
       });
       vmStartMs.push(performance.now() - t0);
