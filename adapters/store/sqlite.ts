@@ -218,14 +218,13 @@ export class SqliteJobStore implements JobStore, WorkflowStore {
     };
     const changed = record.revision === 0 ? this.insert.run(row).changes : this.update.run(row).changes;
     if (changed === 1) return ok(next);
-    const found = this.byId.get(record.jobId) as Row | undefined;
-    const current = found ? (JSON.parse(found.record) as JobRecord).revision : 0;
-    return err(
-      this.error(
-        'conflict',
-        `job '${record.jobId}' was saved by someone else (revision ${current}, expected ${record.revision})`,
-      ),
-    );
+    return err(this.conflict(`job '${record.jobId}'`, this.byId.get(record.jobId), record.revision));
+  }
+
+  /** A compare-and-set that found another revision: who wins is the caller's business. */
+  private conflict(what: string, found: unknown, expected: number): StoreError {
+    const current = found ? (JSON.parse((found as Row).record) as { revision: number }).revision : 0;
+    return this.error('conflict', `${what} was saved by someone else (revision ${current}, expected ${expected})`);
   }
 
   load(jobId: string): ResultAsync<JobRecord | null, StoreError> {
@@ -288,14 +287,7 @@ export class SqliteJobStore implements JobStore, WorkflowStore {
       const w = this.workflow;
       const changed = record.revision === 0 ? w.insert.run(row).changes : w.update.run(row).changes;
       if (changed === 1) return ok(next);
-      const found = w.byId.get(record.workflowId) as Row | undefined;
-      const current = found ? (JSON.parse(found.record) as WorkflowRecord).revision : 0;
-      return err(
-        this.error(
-          'conflict',
-          `workflow '${record.workflowId}' was saved by someone else (revision ${current}, expected ${record.revision})`,
-        ),
-      );
+      return err(this.conflict(`workflow '${record.workflowId}'`, w.byId.get(record.workflowId), record.revision));
     });
   }
 
