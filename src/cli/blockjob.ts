@@ -10,7 +10,7 @@ import type { ControlAnswer, ControlRequest } from '../daemon/protocol.js';
 import { createController } from '../daemon/server.js';
 import type { Output } from './copy.js';
 import { daemonRuns, defaultDomainOf, openStore, socketPath, storePath } from './durable.js';
-import { HYPERVISOR_ENV, openHypervisorByName } from './hypervisor.js';
+import { HYPERVISOR_ENV, hypervisorName, noHypervisor, openHypervisorByName } from './hypervisor.js';
 import { connectOption } from './virsh-options.js';
 import { readCommandArgs, usageFailure } from './command-args.js';
 
@@ -85,13 +85,8 @@ export async function runBlockjobCommand(
   const connect = connectOption(values);
   if (connect.isErr()) return usage(connect.error.message);
   // As for copy: no hypervisor named is a usage error, never a silent simulator.
-  const fromEnv = env[HYPERVISOR_ENV] === '' ? undefined : env[HYPERVISOR_ENV];
-  const hypervisor = values.connect !== undefined ? `libvirt:${values.connect}` : (values.hypervisor ?? fromEnv);
-  if (hypervisor === undefined) {
-    return usage(
-      `blockjob needs a hypervisor: --hypervisor sim|qmp:SOCKET, --connect URI or the ${HYPERVISOR_ENV} environment variable`,
-    );
-  }
+  const hypervisor = hypervisorName({ connect: connect.value, option: values.hypervisor, env });
+  if (hypervisor === undefined) return usage(noHypervisor('blockjob'));
   const domain = values.domain ?? defaultDomainOf(hypervisor);
   const async = values.async ? AbortFlags.ASYNC : 0;
   const request: ControlRequest = values.pivot

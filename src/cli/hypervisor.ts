@@ -49,11 +49,23 @@ export function selectHypervisor(command: string, sources: HypervisorSources): R
   if (sources.option !== undefined) return parseHypervisorSpec(sources.option, '--hypervisor');
   const fromEnv = sources.env[HYPERVISOR_ENV];
   if (fromEnv !== undefined && fromEnv !== '') return parseHypervisorSpec(fromEnv, HYPERVISOR_ENV);
-  return err(
-    new UsageError(
-      `${command} needs a hypervisor: --hypervisor sim|qmp:SOCKET, --connect URI or the ${HYPERVISOR_ENV} environment variable`,
-    ),
-  );
+  return err(new UsageError(noHypervisor(command)));
+}
+
+/**
+ * The hypervisor named as the daemon and the store name it ('libvirt:URI' for --connect), from the
+ * first source that names one; undefined when none does (a usage error, never the simulator).
+ */
+export function hypervisorName(sources: HypervisorSources): string | undefined {
+  if (sources.connect !== undefined) return `libvirt:${sources.connect}`;
+  if (sources.option !== undefined) return sources.option;
+  const fromEnv = sources.env[HYPERVISOR_ENV];
+  return fromEnv === '' ? undefined : fromEnv;
+}
+
+/** What a command that needs a hypervisor says when none is named. */
+export function noHypervisor(command: string): string {
+  return `${command} needs a hypervisor: --hypervisor sim|qmp:SOCKET, --connect URI or the ${HYPERVISOR_ENV} environment variable`;
 }
 
 /** Opens a hypervisor named as text, as --hypervisor or the daemon's requests name it (libvirt: 'libvirt:URI'). */

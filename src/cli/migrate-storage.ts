@@ -17,7 +17,7 @@ import type { MigrationResult, StorageMigration } from '../workflows/migrate-sto
 import { migrateStorage, recoverMigrations } from '../workflows/migrate-storage.js';
 import type { Output } from './copy.js';
 import { defaultDomainOf, openStore, storePath } from './durable.js';
-import { HYPERVISOR_ENV, SIMULATOR_NOTICE, openHypervisorByName } from './hypervisor.js';
+import { SIMULATOR_NOTICE, hypervisorName, noHypervisor, openHypervisorByName } from './hypervisor.js';
 import { readCommandArgs, usageFailure } from './command-args.js';
 import { connectOption } from './virsh-options.js';
 import type { SignalSource } from './interrupts.js';
@@ -83,16 +83,11 @@ export async function runMigrateStorageCommand(
   }
 
   // As for copy: no hypervisor named is a usage error, never a silent simulator.
-  const fromEnv = env[HYPERVISOR_ENV] === '' ? undefined : env[HYPERVISOR_ENV];
   const connect = connectOption(values);
   if (connect.isErr()) return usage(connect.error.message);
-  const hypervisorName = connect.value !== undefined ? `libvirt:${connect.value}` : (values.hypervisor ?? fromEnv);
-  if (hypervisorName === undefined) {
-    return usage(
-      `migrate-storage needs a hypervisor: --hypervisor sim|qmp:SOCKET, --connect URI or the ${HYPERVISOR_ENV} environment variable`,
-    );
-  }
-  const opened = await openHypervisorByName(hypervisorName);
+  const named = hypervisorName({ connect: connect.value, option: values.hypervisor, env });
+  if (named === undefined) return usage(noHypervisor('migrate-storage'));
+  const opened = await openHypervisorByName(named);
   if (opened.isErr()) {
     out.error(`error: ${opened.error}`);
     return 1;
@@ -124,7 +119,7 @@ export async function runMigrateStorageCommand(
       migrations = r.value;
       if (migrations.length === 0 && !values.json) out.line('No storage migration to recover');
     } else {
-      const domain = values.domain ?? defaultDomainOf(hypervisorName);
+      const domain = values.domain ?? defaultDomainOf(named);
       const r = await migrateStorage(setup, {
         domain,
         disks,
